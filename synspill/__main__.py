@@ -1,0 +1,6 @@
+"""``python -m synspill``."""
+
+from synspill.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Root Typer app: registers the commands, ``--debug``, maps SynspillError -> exit code.
+
+Each module in :data:`COMMANDS` lives in ``synspill/commands/`` and defines
+``register(app)``. Command modules import only light things at module level so that
+``synspill --help`` stays well under half a second.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from synspill import __version__
+
+#: Command modules, in the order ``--help`` lists them.
+COMMANDS: list[str] = [
+    "env",
+]
+
+_state = {"debug": os.environ.get("SYNSPILL_DEBUG", "") not in ("", "0")}
+
+
+class SynspillGroup(TyperGroup):
+    """Turns library errors into one red line and an exit code (traceback only with --debug)."""
+
+    def invoke(self, ctx: Any) -> Any:
+        from synspill.errors import SynspillError
+
+        try:
+            return super().invoke(ctx)
+        except SynspillError as e:
+            if _state["debug"]:
+                raise
+            _error_line(str(e))
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            if _state["debug"]:
+                raise
+            _error_line("interrupted; finished work is kept -- run the same command again to resume")
+            raise typer.Exit(130) from None
+        except Exception as e:  # a bug, not bad input: say so, keep the traceback one flag away
+            # click's own exceptions (usage errors, Exit, Abort; typer >= 0.29 vendors click)
+            if _state["debug"] or type(e).__module__.split(".")[0] in ("click", "typer"):
+                raise
+            _error_line(f"internal error: {type(e).__name__}: {e} (re-run with --debug for the traceback, and please report it)")
+            raise typer.Exit(1) from None
+
+
+def _error_line(msg: str) -> None:
+    from synspill.console import console
+
+    console.print(f"[bold red]error:[/] {msg}", markup=True, highlight=False, soft_wrap=True)
+
+
+app = typer.Typer(
+    cls=SynspillGroup,
+    name="synspill",
+    help="Detect spills, leaks and stains on CCTV, trained on synthetic data (SynSpill).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"synspill {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks and debug logs.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    """Detect spills, leaks and stains on CCTV, trained on synthetic data (SynSpill)."""
+    from synspill.console import setup_logging
+
+    _state["debug"] = _state["debug"] or debug
+    setup_logging(_state["debug"])
+
+
+def _register() -> None:
+    from synspill.commands._groups import finetune_app
+
+    for name in COMMANDS:
+        importlib.import_module(f"synspill.commands.{name}").register(app)
+    app.add_typer(finetune_app, name="finetune")
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,71 @@
+"""Atomic file writes: write to a temp name in the same folder, fsync, rename.
+
+A crash or Ctrl-C leaves either the old file or the new one, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+    """Open a temp file next to ``path``; on clean exit it replaces ``path`` atomically.
+
+    Args:
+        path: Final destination.
+        mode: ``"w"`` (text) or ``"wb"`` (binary).
+        encoding: Text encoding (ignored for binary).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_open(path, "w") as f:
+        f.write(text)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_open(path, "wb") as f:
+        f.write(data)
+
+
+def write_json(path: str | os.PathLike, obj: Any, indent: int | None = None) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (compact unless ``indent``)."""
+    with atomic_open(path, "w") as f:
+        json.dump(obj, f, indent=indent, separators=None if indent else (",", ":"))
+        f.write("\n")
+
+
+def save_image(path: str | os.PathLike, image: Any, quality: int = 92) -> None:
+    """Save a PIL image or an ``HxWx3`` uint8 RGB array atomically (format from the suffix)."""
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(image)
+    path = Path(path)
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}.get(path.suffix.lower(), "PNG")
+    with atomic_open(path, "wb") as f:
+        image.save(f, format=fmt, **({"quality": quality} if fmt in {"JPEG", "WEBP"} else {}))

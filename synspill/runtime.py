@@ -1,0 +1,223 @@
+"""Device, dtype, seeding and quantisation: the only place that resolves ``auto``.
+
+Nothing here imports torch at module level; each function imports it when called.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from synspill.errors import DeviceError, UsageError
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda)(?::(\d+))?$")
+
+
+class Quant(str, Enum):
+    """Weight quantisation for loading large models (bitsandbytes)."""
+
+    none = "none"
+    int4 = "4bit"
+    int8 = "8bit"
+
+
+class DType(str, Enum):
+    """Compute dtype; ``auto`` picks bf16 where supported, fp16 on older CUDA, fp32 on CPU."""
+
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+def resolve_device(spec: str = "auto") -> str:
+    """Turn a device string into a concrete, available torch device string.
+
+    Args:
+        spec: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+
+    Returns:
+        A device string such as ``"cpu"`` or ``"cuda:0"``.
+
+    Raises:
+        UsageError: The string is not a device name.
+        DeviceError: The device does not exist on this machine (no CUDA, index out of range).
+    """
+    m = _DEVICE_RE.match(spec.strip().lower())
+    if not m:
+        raise UsageError(f"--device {spec!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
+    kind, index = m.group(1), m.group(2)
+    import torch
+
+    if kind == "auto":
+        if torch.cuda.is_available():
+            return "cuda:0"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if kind == "cpu":
+        if index is not None:
+            raise UsageError(f"--device {spec!r}: the CPU takes no index; use cpu")
+        return "cpu"
+    if kind == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise DeviceError(f"--device {spec!r}: Apple MPS is not available here; use cpu or auto")
+        return "mps"
+    if not torch.cuda.is_available():
+        raise DeviceError(
+            f"--device {spec!r}: CUDA is not available on this machine "
+            f"(torch {torch.__version__}); use --device cpu or auto"
+        )
+    n = torch.cuda.device_count()
+    i = int(index or 0)
+    if i >= n:
+        raise DeviceError(f"--device {spec!r}: only {n} CUDA device(s) (0-{n - 1}); pick one of them")
+    return f"cuda:{i}"
+
+
+def resolve_dtype(spec: str | DType = "auto", device: str = "cpu") -> Any:
+    """Pick a torch dtype for ``device``.
+
+    ``auto``: bfloat16 on CUDA with bf16 support (Ampere+), float16 on older CUDA and MPS,
+    float32 on CPU. An explicit half dtype on CPU is allowed (slow but correct) except
+    float16, which many CPU kernels lack.
+
+    Args:
+        spec: ``auto``, ``float32``, ``bfloat16`` or ``float16``.
+        device: A resolved device string (see :func:`resolve_device`).
+
+    Returns:
+        A ``torch.dtype``.
+    """
+    import torch
+
+    value = spec.value if isinstance(spec, DType) else str(spec)
+    if value not in {d.value for d in DType}:
+        raise UsageError(f"--dtype {value!r} is not a dtype; use auto, float32, bfloat16 or float16")
+    if value == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device == "mps":
+            return torch.float16
+        return torch.float32
+    if value == "float16" and device == "cpu":
+        raise DeviceError("--dtype float16 is not supported on the CPU; use float32 or bfloat16")
+    return getattr(torch, value)
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch (all devices) for reproducible runs.
+
+    Args:
+        seed: The seed.
+        deterministic: Also ask torch for deterministic kernels (slower on GPU).
+    """
+    random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    import numpy as np
+
+    np.random.seed(seed % 2**32)
+    try:
+        import torch
+    except ImportError:  # the data layer may run without torch
+        return
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """What to ask bitsandbytes for; turned into a ``BitsAndBytesConfig`` by :func:`quant_config`."""
+
+    mode: Quant = Quant.none
+    compute_dtype: str = "bfloat16"
+    quant_type: str = "nf4"
+    double_quant: bool = True
+
+    def __post_init__(self) -> None:
+        if self.quant_type not in {"nf4", "fp4"}:
+            raise UsageError(f"4-bit quant type {self.quant_type!r} is unknown; use nf4 or fp4")
+        if self.compute_dtype not in {"float32", "bfloat16", "float16"}:
+            raise UsageError(f"quant compute dtype {self.compute_dtype!r} is unknown; use bfloat16, float16 or float32")
+
+
+def quant_config(spec: QuantSpec | Quant | str, device: str = "cpu") -> Any | None:
+    """Build a transformers ``BitsAndBytesConfig`` from ``spec`` (None for no quantisation).
+
+    Args:
+        spec: The quantisation request (``none``, ``4bit``, ``8bit`` or a :class:`QuantSpec`).
+        device: The resolved device the model will live on.
+
+    Raises:
+        DeviceError: bitsandbytes is missing, or 8-bit is requested on a CPU/MPS device
+            (bitsandbytes' int8 matmul needs CUDA; 4-bit NF4 runs on CPU).
+    """
+    if not isinstance(spec, QuantSpec):
+        try:
+            spec = QuantSpec(mode=Quant(spec))
+        except ValueError as e:
+            raise UsageError(f"--quant {spec!r} is unknown; use none, 4bit or 8bit") from e
+    if spec.mode is Quant.none:
+        return None
+    if device == "mps":
+        raise DeviceError(f"--quant {spec.mode.value} needs CUDA or CPU (bitsandbytes); MPS is unsupported")
+    if spec.mode is Quant.int8 and not device.startswith("cuda"):
+        raise DeviceError("--quant 8bit needs a CUDA GPU (bitsandbytes int8); use --quant 4bit or none on CPU")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as e:
+        raise DeviceError(f"--quant {spec.mode.value} needs bitsandbytes: pip install bitsandbytes ({e})") from e
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if spec.mode is Quant.int8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=spec.quant_type,
+        bnb_4bit_use_double_quant=spec.double_quant,
+        bnb_4bit_compute_dtype=getattr(torch, spec.compute_dtype),
+    )
+
+
+def hf_cache_dirs() -> list[str]:
+    """Folders where Hugging Face weights are looked up, without importing huggingface_hub."""
+    home = os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache", "huggingface"))
+    hub = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE") or os.path.join(home, "hub")
+    return [hub]
+
+
+def resolve_weights(model: str, what: str = "model") -> str:
+    """Resolve a local path or a hub id from the *local* cache only; never downloads.
+
+    Args:
+        model: A folder/file path, or a Hugging Face id like ``Qwen/Qwen2.5-VL-7B-Instruct``.
+        what: Words for the error message (``"SDXL base"``, ``"Qwen2.5-VL"``).
+
+    Returns:
+        A local filesystem path.
+
+    Raises:
+        ModelNotFound: Nothing local; the message says how to fetch the weights.
+    """
+    from synspill.errors import ModelNotFound
+
+    if os.path.exists(model):
+        return model
+    if re.match(r"^[\w.-]+/[\w.-]+$", model):
+        from huggingface_hub import snapshot_download
+
+        try:
+            return snapshot_download(model, local_files_only=True)
+        except Exception as e:  # LocalEntryNotFoundError and friends
+            raise ModelNotFound(
+                f"{what} {model!r} is not in the local Hugging Face cache ({hf_cache_dirs()[0]}); "
+                f"fetch it once on a machine with network: `huggingface-cli download {model}`, "
+                f"or pass a local folder ({type(e).__name__})"
+            ) from None
+    raise ModelNotFound(f"{what} {model!r}: no such file or folder; pass a local path or a Hugging Face id")

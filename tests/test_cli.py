@@ -1,0 +1,85 @@
+"""CLI shell: fast --help without heavy imports, one red line on errors, --debug tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from synspill.cli import app
+
+HEAVY = ("torch", "diffusers", "transformers", "ultralytics", "rfdetr", "peft", "bitsandbytes", "cv2", "matplotlib")
+
+
+def test_help_is_fast_and_imports_nothing_heavy():
+    code = (
+        "import sys, time; t=time.perf_counter();"
+        "from typer.testing import CliRunner; from synspill.cli import app;"
+        "r=CliRunner().invoke(app, ['--help']); dt=time.perf_counter()-t;"
+        f"heavy=[m for m in {HEAVY!r} if m in sys.modules];"
+        "print(r.exit_code, round(dt,3), heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.split(maxsplit=2)
+    assert out[0] == "0"
+    assert out[2].strip() == "[]", f"heavy modules imported by --help: {out[2]}"
+    assert float(out[1]) < 0.5, f"--help took {out[1]} s"
+
+
+def test_every_command_help_imports_nothing_heavy():
+    from synspill.cli import app as root
+
+    names = [c.name for c in root.registered_commands] + [g.name for g in root.registered_groups]
+    code = (
+        "import sys; from typer.testing import CliRunner; from synspill.cli import app;"
+        f"names={names!r}; bad=[];\n"
+        "for n in names:\n"
+        "    r=CliRunner().invoke(app, [n, '--help'])\n"
+        "    bad += [n] if r.exit_code else []\n"
+        f"heavy=[m for m in {HEAVY!r} if m in sys.modules]; print(bad, heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[] []", out.stdout + out.stderr
+
+
+def test_env_json_lists_versions():
+    r = CliRunner().invoke(app, ["env", "--json", "--no-torch"])
+    assert r.exit_code == 0
+    assert '"synspill"' in r.stdout and '"hf_cache"' in r.stdout
+
+
+def test_library_error_is_one_line_and_exit_code(tmp_path):
+    # A missing file is a DatasetError -> exit 1, one line, no traceback.
+    import typer
+
+    from synspill.errors import DatasetError
+
+    sub = typer.Typer()
+
+    @sub.command()
+    def boom() -> None:
+        raise DatasetError(f"{tmp_path}/x.json: no such COCO file; check the path")
+
+    from synspill.cli import SynspillGroup
+
+    t = typer.Typer(cls=SynspillGroup)
+    t.command("boom")(boom)
+
+    @t.command("other")
+    def other() -> None:  # two commands so that typer keeps the group
+        pass
+
+    r = CliRunner().invoke(t, ["boom"])
+    assert r.exit_code == 1
+    assert "no such COCO file" in r.output and "Traceback" not in r.output
+    assert len([ln for ln in r.output.splitlines() if ln.strip()]) <= 2
+
+
+def test_unknown_command_is_usage_error():
+    r = CliRunner().invoke(app, ["no-such-command"])
+    assert r.exit_code == 2
+
+
+def test_module_entry_point():
+    p = subprocess.run([sys.executable, "-m", "synspill", "--version"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.startswith("synspill ")

@@ -1,0 +1,89 @@
+"""Runtime: device parsing and bounds, dtype choice, quantisation values reaching the config."""
+
+from __future__ import annotations
+
+import pytest
+
+from synspill import runtime
+from synspill.errors import DeviceError, ModelNotFound, UsageError
+
+
+@pytest.mark.parametrize("spec", ["gpu", "cuda:x", "cpu:0", "tpu", ""])
+def test_bad_device_strings(spec):
+    with pytest.raises(UsageError):
+        runtime.resolve_device(spec)
+
+
+def test_auto_and_cpu():
+    import torch
+
+    assert runtime.resolve_device("cpu") == "cpu"
+    expected = "cuda:0" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available() and torch.backends.mps.is_available():
+        expected = "mps"
+    assert runtime.resolve_device("auto") == expected
+
+
+def test_cuda_without_gpu_or_out_of_range():
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="CUDA is not available"):
+            runtime.resolve_device("cuda")
+    else:
+        with pytest.raises(DeviceError, match="only"):
+            runtime.resolve_device(f"cuda:{torch.cuda.device_count()}")
+
+
+def test_dtype_auto_cpu_is_fp32_and_fp16_refused():
+    import torch
+
+    assert runtime.resolve_dtype("auto", "cpu") is torch.float32
+    assert runtime.resolve_dtype("bfloat16", "cpu") is torch.bfloat16
+    with pytest.raises(DeviceError):
+        runtime.resolve_dtype("float16", "cpu")
+    with pytest.raises(UsageError):
+        runtime.resolve_dtype("fp8", "cpu")
+
+
+def test_quant_values_reach_the_config():
+    import torch
+
+    assert runtime.quant_config("none") is None
+    spec = runtime.QuantSpec(mode=runtime.Quant.int4, compute_dtype="float32", quant_type="fp4", double_quant=False)
+    cfg = runtime.quant_config(spec, device="cpu")
+    assert cfg.load_in_4bit is True and cfg.load_in_8bit is False
+    assert cfg.bnb_4bit_quant_type == "fp4"
+    assert cfg.bnb_4bit_use_double_quant is False
+    assert cfg.bnb_4bit_compute_dtype == torch.float32
+    d = runtime.quant_config("4bit", device="cpu").to_dict()
+    assert d["bnb_4bit_quant_type"] == "nf4" and d["bnb_4bit_use_double_quant"] is True
+
+
+def test_quant_errors():
+    with pytest.raises(DeviceError, match="8bit needs a CUDA"):
+        runtime.quant_config("8bit", device="cpu")
+    with pytest.raises(UsageError):
+        runtime.quant_config("3bit")
+    with pytest.raises(UsageError):
+        runtime.QuantSpec(quant_type="nf3")
+
+
+def test_seed_is_reproducible():
+    import numpy as np
+    import torch
+
+    runtime.seed_everything(7)
+    a = (np.random.rand(3), torch.rand(3))
+    runtime.seed_everything(7)
+    b = (np.random.rand(3), torch.rand(3))
+    assert np.allclose(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_resolve_weights_never_downloads(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(ModelNotFound, match="huggingface-cli download"):
+        runtime.resolve_weights("nobody/no-such-model", "test model")
+    with pytest.raises(ModelNotFound, match="no such file"):
+        runtime.resolve_weights(str(tmp_path / "missing.pt"))
+    assert runtime.resolve_weights(str(tmp_path)) == str(tmp_path)
