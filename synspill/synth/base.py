@@ -94,3 +94,42 @@ class SpillBackend(Protocol):
     def inpaint(self, image: np.ndarray, spills: list[SpillSpec]) -> SpillResult:
         """Paint every spill of ``spills`` into ``image`` (``(H, W, 3)`` uint8 RGB)."""
         ...
+
+
+@dataclass(frozen=True)
+class DiffusionOptions:
+    """Options of the SDXL backends (:mod:`synspill.synth.sdxl`), set from the CLI.
+
+    Defaults are the paper's Table 1 (scenes) and stage-3 settings (inpainting).
+
+    Attributes:
+        model: SDXL base (scenes) or SDXL-Turbo (inpaint) local folder or cached hub id.
+        device: ``auto``, ``cpu``, ``cuda[:N]``.
+        dtype: ``auto``, ``float32``, ``bfloat16``, ``float16``.
+        steps: Denoising steps (scenes 64; inpaint: enough for differential thresholds).
+        guidance: CFG scale (scenes 8.0; SDXL-Turbo 0.0).
+        scheduler: ``dpmpp_2m_sde_karras`` (paper) or ``euler_a``.
+        refs: Folder of IP-Adapter reference images (style photos / spill textures).
+        ip_adapter: IP-Adapter folder (with ``image_encoder/``) and weight file name.
+        ip_weight_name: Adapter weight file (paper: the "plus composition" SDXL adapter).
+        ip_scale: IP-Adapter strength (paper: 0.6).
+        lora: Style LoRA file or folder.
+        lora_scale: ``(lo, hi)`` range the LoRA strength is sampled from (paper: 0.2-0.4).
+        strength: ``(lo, hi)`` denoise strength range for inpainting (paper: 0.5-0.6).
+        batch_size: Images per pipeline call.
+    """
+
+    model: str
+    device: str = "auto"
+    dtype: str = "auto"
+    steps: int = 64
+    guidance: float = 8.0
+    scheduler: str = "dpmpp_2m_sde_karras"
+    refs: str | None = None
+    ip_adapter: str | None = None
+    ip_weight_name: str = "ip-adapter-plus_sdxl_vit-h.safetensors"
+    ip_scale: float = 0.6
+    lora: str | None = None
+    lora_scale: tuple[float, float] = (0.2, 0.4)
+    strength: tuple[float, float] = (0.5, 0.6)
+    batch_size: int = 1
