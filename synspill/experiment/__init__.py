@@ -1,0 +1,1 @@
+"""Declarative studies: a TOML file of datasets x methods x model sizes -> cells -> one report."""
