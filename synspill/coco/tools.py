@@ -285,3 +285,15 @@ def class_image_counts(ds: CocoDataset) -> dict[int, int]:
 def taxonomy_categories() -> list[Category]:
     """The eight taxonomy classes as :class:`Category` records."""
     return [Category(**c) for c in taxonomy.coco_categories()]
+
+
+def dataset_stats(ds: CocoDataset) -> dict:
+    """:meth:`CocoDataset.stats` plus per-class ``{"boxes", "images"}`` and max boxes per image."""
+    st = ds.stats()
+    names = ds.category_names()
+    imgs = class_image_counts(ds)
+    boxes = Counter(a.category_id for a in ds.annotations)
+    st["classes"] = {names.get(c, str(c)): {"boxes": boxes[c], "images": imgs.get(c, 0)} for c in sorted(boxes)}
+    per_image = Counter(a.image_id for a in ds.annotations)
+    st["boxes_per_image_max"] = max(per_image.values(), default=0)
+    return st
