@@ -192,7 +192,8 @@ def import_annotations(
             raise DatasetError(f"--strict: {len(bad)} problem(s): {lines}{more}; fix them or drop --strict to skip and report them")
     if not ds.images:
         reasons = ", ".join(f"{k}: {v}" for k, v in rep.skipped_by_reason().items()) or "no images"
-        hint = rep.skipped[0].detail if rep.skipped else ""
+        first = [s for s in rep.skipped if s.reason in STRICT_REASONS] or rep.skipped
+        hint = first[0].detail if first else ""
         raise DatasetError(f"nothing imported from {', '.join(map(str, srcs))} ({reasons}); {hint or 'check --images'}")
     ds.info["import"] = {"format": the_fmt, "sources": [str(s) for s in srcs], "imported": rep.imported, "skipped": rep.skipped_by_reason()}
     return ImportResult(ds, rep)
