@@ -53,9 +53,12 @@ class SynspillGroup(TyperGroup):
 
 
 def _error_line(msg: str) -> None:
+    from rich.markup import escape
+
     from synspill.console import console
 
-    console.print(f"[bold red]error:[/] {msg}", markup=True, highlight=False, soft_wrap=True)
+    # escape: messages quote user data such as "[x, y, w, h]", which is not rich markup
+    console.print(f"[bold red]error:[/] {escape(msg)}", markup=True, highlight=False, soft_wrap=True)
 
 
 app = typer.Typer(

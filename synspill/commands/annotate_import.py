@@ -79,11 +79,12 @@ def annotate_import(
 
 def print_summary(rep, out: Path, rpath: Path, console) -> None:  # noqa: ANN001 - rich types stay lazy
     """Summary tables on stderr: totals, skips per reason, per-class counts, unknown labels."""
+    from rich.markup import escape
     from rich.table import Table
 
     from synspill import taxonomy
 
-    t = Table(title=f"annotate-import ({rep.format}) -> {out}", show_header=False, title_justify="left")
+    t = Table(title=escape(f"annotate-import ({rep.format}) -> {out}"), show_header=False, title_justify="left")
     t.add_row("files read", str(rep.files))
     t.add_row("images", str(rep.images))
     t.add_row("[green]boxes imported[/]", str(rep.imported))
@@ -106,7 +107,7 @@ def print_summary(rep, out: Path, rpath: Path, console) -> None:  # noqa: ANN001
         for col in ("file", "label", "boxes"):
             u.add_column(col)
         for (f, label), n in unknown.items():
-            u.add_row(f, label, str(n))
+            u.add_row(escape(f), escape(label), str(n))
         console.print(u)
     others = [s for s in rep.skipped if s.reason != "unknown label"] + rep.clipped
     if others:
@@ -114,10 +115,10 @@ def print_summary(rep, out: Path, rpath: Path, console) -> None:  # noqa: ANN001
         for col in ("file", "item", "label", "what", "detail"):
             d.add_column(col, overflow="fold")
         for s in others[:25]:
-            d.add_row(s.file, s.where, s.label, s.reason, s.detail)
+            d.add_row(*(escape(v) for v in (s.file, s.where, s.label, s.reason, s.detail)))
         console.print(d)
         if len(others) > 25:
             console.print(f"... {len(others) - 25} more")
     for n in rep.notes[:10]:
-        console.print(f"[dim]note: {n}[/]")
-    console.print(f"full per-item report: {rpath}")
+        console.print(f"[dim]note: {escape(n)}[/]")
+    console.print(f"full per-item report: {escape(str(rpath))}")
