@@ -133,8 +133,8 @@ def test_import_out_must_be_json(tmp_path):
 
 # ---- dataset group -----------------------------------------------------------------------
 def _imported(tmp_path) -> Path:
-    from tests.coco.test_tools import synthetic
     from synspill.coco.dataset import save_coco
+    from tests.coco.test_tools import synthetic
     from tests.conftest import make_image
 
     ds = synthetic(120)
