@@ -84,7 +84,8 @@ def print_summary(rep, out: Path, rpath: Path, console) -> None:  # noqa: ANN001
 
     from synspill import taxonomy
 
-    t = Table(title=escape(f"annotate-import ({rep.format}) -> {out}"), show_header=False, title_justify="left")
+    console.print(f"[bold]annotate-import[/] ({rep.format}) -> {escape(str(out))}")
+    t = Table(show_header=False)
     t.add_row("files read", str(rep.files))
     t.add_row("images", str(rep.images))
     t.add_row("[green]boxes imported[/]", str(rep.imported))
@@ -93,7 +94,7 @@ def print_summary(rep, out: Path, rpath: Path, console) -> None:  # noqa: ANN001
     for reason, n in rep.skipped_by_reason().items():
         t.add_row(f"[red]skipped: {reason}[/]", str(n))
     console.print(t)
-    c = Table(title="boxes per class", title_justify="left")
+    c = Table()
     c.add_column("class")
     c.add_column("boxes", justify="right")
     for name in taxonomy.NAMES:
@@ -103,8 +104,9 @@ def print_summary(rep, out: Path, rpath: Path, console) -> None:  # noqa: ANN001
         console.print(c)
     unknown = rep.unknown_labels()
     if unknown:
-        u = Table(title="unknown labels (map them with --map LABEL=CLASS)", title_justify="left")
-        for col in ("file", "label", "boxes"):
+        console.print("unknown labels -- map them with [bold]--map 'LABEL=CLASS'[/]:")
+        u = Table()
+        for col in ("file", "unknown label", "boxes"):
             u.add_column(col)
         for (f, label), n in unknown.items():
             u.add_row(escape(f), escape(label), str(n))
