@@ -127,6 +127,8 @@ def import_annotations(
     if fmt != "auto" and fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r} is not supported; use auto or one of: {', '.join(FORMATS)}")
     srcs = [Path(s) for s in sources]
+    if images is not None and not Path(images).is_dir():
+        raise DatasetError(f"--images {images}: not a folder; pass the folder holding the scene images")
     if not srcs:
         raise UsageError("no source given; pass an annotation export file or folder")
     excl = {Path(os.path.abspath(p)) for p in exclude}
@@ -182,8 +184,6 @@ def import_annotations(
         min_size=min_size,
         report=report,
     )
-    if images is not None and not Path(images).is_dir():
-        raise DatasetError(f"--images {images}: not a folder; pass the folder holding the scene images")
     if strict:
         bad = [s for s in rep.skipped if s.reason in STRICT_REASONS]
         if bad:
