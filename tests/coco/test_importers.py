@@ -290,3 +290,30 @@ def test_geometry_helpers():
     assert b == pytest.approx((0, 0, 10, 4))
     assert rotated_rect_bounds(0, 0, 10, 4, 90, "topleft") == pytest.approx((-4, 0, 0, 10))
     assert ellipse_bounds(10, 10, 5, 2, 90) == pytest.approx((8, 5, 12, 15))
+
+
+def test_every_line_is_imported_or_reported_and_boxes_stay_inside(tmp_path_factory):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    d = tmp_path_factory.mktemp("prop")
+    exports.scenes(d, names=("frame_001.jpg",))
+    (d / "classes.txt").write_text("oil\nwater\nsmoke\n")
+    coord = st.floats(-0.5, 1.5, allow_nan=False)
+    line = st.tuples(st.integers(0, 2), coord, coord, st.floats(0, 1.2), st.floats(0, 1.2))
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(line, max_size=12))
+    def check(lines):
+        (d / "frame_001.txt").write_text("".join(f"{c} {x:.4f} {y:.4f} {w:.4f} {h:.4f}\n" for c, x, y, w, h in lines))
+        res = import_annotations([d / "frame_001.txt"], fmt="yolo")
+        rep = res.report
+        assert rep.imported + sum(rep.skipped_by_reason().values()) == len(lines)
+        assert rep.skipped_by_reason().get("unknown label", 0) == sum(c == 2 for c, *_ in lines)
+        for a in res.dataset.annotations:
+            x, y, w, h = a.bbox
+            assert x >= 0 and y >= 0 and x + w <= exports.W + 1e-6 and y + h <= exports.H + 1e-6
+            assert w >= 1 and h >= 1
+        res.dataset.validate("prop")
+
+    check()
