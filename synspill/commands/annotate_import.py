@@ -88,11 +88,12 @@ def print_summary(rep, out: Path, rpath: Path, console) -> None:  # noqa: ANN001
     t = Table(show_header=False)
     t.add_row("files read", str(rep.files))
     t.add_row("images", str(rep.images))
-    t.add_row("[green]boxes imported[/]", str(rep.imported))
+    t.add_row("[green]boxes imported[/]", f"{rep.imported} boxes")
     if rep.clipped:
-        t.add_row("[yellow]boxes clipped to the image[/]", str(len(rep.clipped)))
+        t.add_row("[yellow]clipped to the image[/]", f"{len(rep.clipped)} boxes")
+    whole = rep.images_skipped_by_reason()
     for reason, n in rep.skipped_by_reason().items():
-        t.add_row(f"[red]skipped: {reason}[/]", str(n))
+        t.add_row(f"[red]skipped: {reason}[/]", f"{n} boxes" + (f" ({whole[reason]} images)" if reason in whole else ""))
     console.print(t)
     c = Table()
     c.add_column("class")

@@ -223,6 +223,8 @@ def test_missing_image_is_reported_and_strict_fails(tmp_path):
     (tmp_path / "cvat" / "images" / "frame_002.jpg").unlink()
     rep = import_annotations([xml]).report
     assert any(s.reason == "image not found" and "frame_002.jpg" in s.detail for s in rep.skipped)
+    assert rep.images_skipped_by_reason() == {"image not found": 1}  # a negative image: 0 boxes, still counted
+    assert rep.images == 2
     with pytest.raises(DatasetError, match=r"image not found"):
         import_annotations([xml], strict=True, label_map={"smoke": "powder-spill"})
 

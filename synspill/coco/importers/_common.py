@@ -117,9 +117,10 @@ class Skip:
     reason: str
     detail: str = ""
     boxes: int = 1
+    whole_image: bool = False  # the image itself was skipped (with its ``boxes`` boxes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "where": self.where, "label": self.label, "reason": self.reason, "detail": self.detail, "boxes": self.boxes}
+        return {"file": self.file, "where": self.where, "label": self.label, "reason": self.reason, "detail": self.detail, "boxes": self.boxes, "whole_image": self.whole_image}
 
 
 @dataclass
@@ -142,6 +143,10 @@ class ImportReport:
             c[s.reason] += s.boxes
         return dict(c.most_common())
 
+    def images_skipped_by_reason(self) -> dict[str, int]:
+        """Number of whole images skipped per reason (missing, ambiguous, unreadable, wrong size)."""
+        return dict(Counter(s.reason for s in self.skipped if s.whole_image).most_common())
+
     def unknown_labels(self) -> dict[tuple[str, str], int]:
         """``{(file, label): boxes}`` for every label that is not a taxonomy class."""
         c: Counter = Counter()
@@ -158,6 +163,7 @@ class ImportReport:
             "imported": self.imported,
             "per_class": dict(sorted(self.per_class.items())),
             "skipped_by_reason": self.skipped_by_reason(),
+            "images_skipped_by_reason": self.images_skipped_by_reason(),
             "skipped": [s.to_dict() for s in self.skipped],
             "clipped": [s.to_dict() for s in self.clipped],
             "notes": self.notes,
@@ -405,7 +411,7 @@ def build_dataset(
 
         def skip_item(reason: str, detail: str, *, _item: RawItem = item, _fname: str = fname, _n: int = n_boxes) -> None:
             labels = ", ".join(sorted({s.label for s in _item.shapes})) if _item.shapes else ""
-            rep.skipped.append(Skip(_fname, _item.where, labels, reason, detail, max(_n, 1) if _n else 0))
+            rep.skipped.append(Skip(_fname, _item.where, labels, reason, detail, _n, whole_image=True))
 
         path, reason, why = finder.find(item)
         if path is None and reason == NO_IMAGE and item.image_data is not None and embed_dir is not None:
@@ -429,7 +435,7 @@ def build_dataset(
                 skip_item(SIZE_MISMATCH, f"the tool says {item.width}x{item.height} but {path.name} is {W}x{H} (different aspect ratio); re-export with the right image")
                 continue
             sx, sy, rescaled = W / item.width, H / item.height, True
-            rep.notes.append(f"{fname} {item.where}: tool size {item.width}x{item.height} != file {W}x{H}; boxes rescaled".replace("  ", " "))
+            rep.notes.append(f"{fname}{' ' + item.where if item.where else ''}: tool size {item.width}x{item.height} != file {W}x{H}; boxes rescaled")
         im = by_path.get(path)
         if im is None:
             im = ImageRecord(len(ds.images) + 1, str(path), W, H)
