@@ -19,6 +19,8 @@ from synspill import __version__
 #: Command modules, in the order ``--help`` lists them.
 COMMANDS: list[str] = [
     "env",
+    "annotate_import",
+    "dataset",
 ]
 
 _state = {"debug": os.environ.get("SYNSPILL_DEBUG", "") not in ("", "0")}
@@ -51,9 +53,12 @@ class SynspillGroup(TyperGroup):
 
 
 def _error_line(msg: str) -> None:
+    from rich.markup import escape
+
     from synspill.console import console
 
-    console.print(f"[bold red]error:[/] {msg}", markup=True, highlight=False, soft_wrap=True)
+    # escape: messages quote user data such as "[x, y, w, h]", which is not rich markup
+    console.print(f"[bold red]error:[/] {escape(msg)}", markup=True, highlight=False, soft_wrap=True)
 
 
 app = typer.Typer(

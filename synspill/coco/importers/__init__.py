@@ -1,0 +1,230 @@
+"""Importers: annotation-tool exports -> :class:`~synspill.coco.dataset.CocoDataset`.
+
+One module per format (``labelme``, ``cvat``, ``labelstudio``, ``voc``, ``yolo``, ``coco``);
+each parses its files into raw items, and :func:`import_annotations` runs them through the
+shared pass in :mod:`._common` (image lookup, label mapping, clipping, report).
+
+Example:
+    >>> from synspill.coco.importers import import_annotations
+    >>> res = import_annotations(["exports/cvat.xml"], images=Path("scenes"))
+    >>> res.dataset.stats(), res.report.skipped_by_reason()
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from synspill.coco.dataset import CocoDataset, read_json
+from synspill.coco.importers import coco, cvat, labelme, labelstudio, voc, yolo
+from synspill.coco.importers._common import (
+    STRICT_REASONS,
+    ImportReport,
+    RawItem,
+    build_dataset,
+    parse_xml,
+)
+from synspill.errors import DatasetError, UsageError
+
+FORMATS: tuple[str, ...] = ("labelme", "cvat", "labelstudio", "voc", "yolo", "coco")
+_JSON = {"labelme": labelme, "labelstudio": labelstudio, "coco": coco}
+_XML = {"cvat": cvat, "voc": voc}
+_SUFFIX = {"labelme": ".json", "labelstudio": ".json", "coco": ".json", "cvat": ".xml", "voc": ".xml", "yolo": ".txt"}
+
+
+@dataclass
+class ImportResult:
+    """The imported dataset (absolute ``file_name`` s, ``root`` None) and its report."""
+
+    dataset: CocoDataset
+    report: ImportReport
+
+
+def sniff_file(path: Path) -> tuple[str | None, Any]:
+    """The format of one file (or None) and its parsed content (JSON object / XML root / None)."""
+    suf = path.suffix.lower()
+    if suf == ".json":
+        try:
+            obj = read_json(path)
+        except DatasetError:
+            return None, None
+        for name, mod in _JSON.items():
+            if mod.sniff(obj):
+                return name, obj
+        return None, obj
+    if suf == ".xml":
+        try:
+            root = parse_xml(path)
+        except DatasetError:
+            return None, None
+        for name, mod in _XML.items():
+            if mod.sniff_xml(root):
+                return name, root
+        return None, root
+    if suf == ".txt" and yolo.sniff_txt(path):
+        return "yolo", None
+    return None, None
+
+
+def _collect(sources: Sequence[Path], exclude: set[Path]) -> tuple[list[Path], set[Path]]:
+    """Annotation-file candidates under ``sources`` (files given explicitly are flagged)."""
+    files: list[Path] = []
+    explicit: set[Path] = set()
+    for src in sources:
+        src = Path(src)
+        if not src.exists():
+            raise DatasetError(f"{src}: no such file or folder; pass an annotation export (file or folder)")
+        if src.is_file():
+            files.append(src)
+            explicit.add(Path(os.path.abspath(src)))
+            continue
+        for p in sorted(src.rglob("*")):
+            rel = p.relative_to(src).parts
+            if p.suffix.lower() in (".json", ".xml", ".txt") and p.is_file() and not any(s.startswith(".") for s in rel):
+                if Path(os.path.abspath(p)) not in exclude:
+                    files.append(p)
+    return files, explicit
+
+
+def import_annotations(
+    sources: Sequence[str | os.PathLike],
+    fmt: str = "auto",
+    images: str | os.PathLike | None = None,
+    label_map: Mapping[str, str] | None = None,
+    strict: bool = False,
+    embed_dir: str | os.PathLike | None = None,
+    exclude: Sequence[str | os.PathLike] = (),
+    min_size: float = 1.0,
+    on_file: Callable[[Path], None] | None = None,
+) -> ImportResult:
+    """Import annotation-tool exports into one dataset over the taxonomy.
+
+    Args:
+        sources: Export files and/or folders (searched recursively for .json/.xml/.txt).
+        fmt: ``auto`` (detect per file; all files must agree) or one of :data:`FORMATS`.
+        images: Folder of the scene images (searched first, then recursively by name).
+        label_map: ``{tool label (lower case): taxonomy name}`` (see ``parse_label_map``);
+            other labels go through ``taxonomy.normalize_name``.
+        strict: Raise instead of skipping when a label is unknown or an image is missing,
+            unreadable or of the wrong size.
+        embed_dir: Where LabelMe ``imageData`` is written when its image file is not found.
+        exclude: Files never to read (e.g. the output file inside a source folder).
+        min_size: Boxes narrower or lower than this many pixels (after clipping) are skipped.
+        on_file: Called with each annotation file before it is read (progress).
+
+    Returns:
+        :class:`ImportResult`; boxes are COCO ``xywh`` absolute pixels of the real image file.
+
+    Raises:
+        DatasetError: A malformed file (named, with line/record), no annotation files, mixed
+            formats under ``auto``, nothing importable, or ``strict`` problems (each listed).
+        UsageError: Unknown ``fmt``.
+    """
+    if fmt != "auto" and fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r} is not supported; use auto or one of: {', '.join(FORMATS)}")
+    srcs = [Path(s) for s in sources]
+    if images is not None and not Path(images).is_dir():
+        raise DatasetError(f"--images {images}: not a folder; pass the folder holding the scene images")
+    if not srcs:
+        raise UsageError("no source given; pass an annotation export file or folder")
+    excl = {Path(os.path.abspath(p)) for p in exclude}
+    files, explicit = _collect(srcs, excl)
+    detected: list[tuple[Path, str, Any]] = []
+    ignored: list[Path] = []
+    for f in files:
+        is_explicit = Path(os.path.abspath(f)) in explicit
+        if fmt == "auto":
+            name, parsed = sniff_file(f)
+            if name is None:
+                if is_explicit:
+                    _explain_unknown(f)
+                ignored.append(f)
+                continue
+            detected.append((f, name, parsed))
+        else:
+            if f.suffix.lower() != _SUFFIX[fmt]:
+                if is_explicit:
+                    raise DatasetError(f"{f}: a {fmt} export is a {_SUFFIX[fmt]} file; pick the right --format or file")
+                continue
+            name, parsed = sniff_file(f)
+            if name != fmt and not is_explicit:
+                ignored.append(f)  # e.g. notes.json / classes.txt inside a folder
+                continue
+            detected.append((f, fmt, parsed if name == fmt else None))
+    if not detected:
+        where = ", ".join(map(str, srcs))
+        raise DatasetError(f"{where}: no {'' if fmt == 'auto' else fmt + ' '}annotation files found (looked for LabelMe/Label Studio/COCO .json, CVAT/VOC .xml, YOLO .txt); check the path or pass --format")
+    kinds = Counter(n for _, n, _ in detected)
+    if len(kinds) > 1:
+        desc = ", ".join(f"{n} ({k} files, e.g. {next(f for f, m, _ in detected if m == n)})" for n, k in kinds.most_common())
+        raise DatasetError(f"found several formats: {desc}; pass --format or point SRC at one export")
+    the_fmt = next(iter(kinds))
+    root = _common_root(srcs)
+    report = ImportReport(the_fmt, files=len(detected))
+    if ignored:
+        report.notes.append(f"{len(ignored)} file(s) not in {the_fmt} format ignored, e.g. {ignored[0]}")
+
+    def items() -> Any:
+        for f, name, parsed in detected:
+            if on_file is not None:
+                on_file(f)
+            yield from _read(name, f, parsed)
+
+    ds, rep = build_dataset(
+        items(),
+        the_fmt,
+        images_dir=Path(images) if images is not None else None,
+        label_map=label_map,
+        embed_dir=Path(embed_dir) if embed_dir is not None else None,
+        rel_to=root,
+        min_size=min_size,
+        report=report,
+    )
+    if strict:
+        bad = [s for s in rep.skipped if s.reason in STRICT_REASONS]
+        if bad:
+            lines = "; ".join(f"{s.file} {s.where}: {s.reason} {s.label!r} ({s.detail})" if s.label else f"{s.file} {s.where}: {s.reason} ({s.detail})" for s in bad[:5])
+            more = f" (+{len(bad) - 5} more)" if len(bad) > 5 else ""
+            raise DatasetError(f"--strict: {len(bad)} problem(s): {lines}{more}; fix them or drop --strict to skip and report them")
+    if not ds.images:
+        reasons = ", ".join(f"{k}: {v}" for k, v in rep.skipped_by_reason().items()) or "no images"
+        first = [s for s in rep.skipped if s.reason in STRICT_REASONS] or rep.skipped
+        hint = first[0].detail if first else ""
+        raise DatasetError(f"nothing imported from {', '.join(map(str, srcs))} ({reasons}); {hint or 'check --images'}")
+    ds.info["import"] = {"format": the_fmt, "sources": [str(s) for s in srcs], "imported": rep.imported, "skipped": rep.skipped_by_reason()}
+    return ImportResult(ds, rep)
+
+
+def _read(name: str, f: Path, parsed: Any) -> list[RawItem]:
+    if name in _JSON:
+        return _JSON[name].read(f, parsed)
+    if name in _XML:
+        return _XML[name].read(f, parsed)
+    return yolo.read(f)
+
+
+def _explain_unknown(f: Path) -> None:
+    """Raise the most helpful error for an explicitly given file of unknown format."""
+    suf = f.suffix.lower()
+    if suf == ".json":
+        obj = read_json(f)  # raises on malformed JSON, naming the file
+        keys = list(obj)[:6] if isinstance(obj, dict) else f"a list of {type(obj[0]).__name__}" if isinstance(obj, list) and obj else type(obj).__name__
+        raise DatasetError(f"{f}: cannot tell the format (top level: {keys}); expected LabelMe, Label Studio JSON (not JSON-MIN) or COCO -- pass --format")
+    if suf == ".xml":
+        root = parse_xml(f)
+        raise DatasetError(f"{f}: XML with root <{root.tag}> is neither CVAT for images 1.1 (<annotations>) nor Pascal VOC (<annotation>); pass --format")
+    if suf == ".txt":
+        raise DatasetError(f"{f}: not a YOLO label file (lines 'class cx cy w h'); pass --format")
+    raise DatasetError(f"{f}: unsupported file type {suf or '(no suffix)'}; pass a .json, .xml or .txt export or its folder")
+
+
+def _common_root(srcs: Sequence[Path]) -> Path:
+    dirs = [os.path.abspath(s if s.is_dir() else s.parent) for s in srcs]
+    return Path(os.path.commonpath(dirs))
+
+
+__all__ = ["FORMATS", "ImportReport", "ImportResult", "import_annotations", "sniff_file"]

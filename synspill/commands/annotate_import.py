@@ -1,0 +1,127 @@
+"""``synspill annotate-import``: boxes drawn in annotation tools -> one COCO dataset."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from synspill.commands.options import ForceOpt
+
+
+class ImportFormat(str, Enum):
+    auto = "auto"
+    labelme = "labelme"
+    cvat = "cvat"
+    labelstudio = "labelstudio"
+    voc = "voc"
+    yolo = "yolo"
+    coco = "coco"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("annotate-import")(annotate_import)
+
+
+def report_path(out: Path) -> Path:
+    """The per-item import report written beside ``out`` (``x.json`` -> ``x.import-report.json``)."""
+    return out.with_name(f"{out.stem}.import-report.json")
+
+
+def annotate_import(
+    src: Annotated[list[Path], typer.Argument(help="Export file(s) or folder(s) from LabelMe, CVAT, Label Studio, VOC, YOLO or COCO.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output COCO JSON file.", show_default=False)],
+    images: Annotated[Path | None, typer.Option("--images", help="Folder of the scene images (default: look beside the exports).")] = None,
+    fmt: Annotated[ImportFormat, typer.Option("--format", help="Export format; auto detects it from the files.")] = ImportFormat.auto,
+    mapping: Annotated[list[str] | None, typer.Option("--map", help="Map a tool label to a class: --map 'oil puddle=oil-spill' (repeatable).")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail on unknown labels and missing images instead of skipping them.")] = False,
+    min_size: Annotated[float, typer.Option("--min-size", help="Skip boxes narrower or lower than this many pixels.")] = 1.0,
+    force: ForceOpt = False,
+) -> None:
+    """Import expert boxes from annotation tools into a COCO dataset over the scene images.
+
+    Labels are mapped onto the eight spill classes (--map, then built-in aliases); unknown labels, missing images and degenerate boxes are skipped and reported per item (errors with --strict). Boxes sticking out of the image are clipped and reported.
+    """
+    from synspill.coco.dataset import save_coco
+    from synspill.coco.importers import import_annotations
+    from synspill.coco.tools import parse_label_map, rebase
+    from synspill.console import console, progress_task
+    from synspill.errors import OutputExists, UsageError
+    from synspill.io import write_json
+
+    if out.suffix.lower() != ".json":
+        raise UsageError(f"--out {out}: the output is a COCO .json file; e.g. --out spills.json")
+    rpath = report_path(out)
+    for p in (out, rpath):
+        if p.exists() and not force:
+            raise OutputExists(f"{p} exists; pass --force to overwrite it or choose another --out")
+    label_map = parse_label_map(mapping)
+    with progress_task("reading exports", None) as advance:
+        res = import_annotations(
+            src,
+            fmt=fmt.value,
+            images=images,
+            label_map=label_map,
+            strict=strict,
+            embed_dir=out.parent / "images",
+            exclude=[out, rpath],
+            min_size=min_size,
+            on_file=lambda _f: advance(),
+        )
+    ds = rebase(res.dataset, out.parent)
+    ds.check_image_files(str(out))
+    save_coco(ds, out)
+    write_json(rpath, res.report.to_dict(), indent=1)
+    print_summary(res.report, out, rpath, console)
+
+
+def print_summary(rep, out: Path, rpath: Path, console) -> None:  # noqa: ANN001 - rich types stay lazy
+    """Summary tables on stderr: totals, skips per reason, per-class counts, unknown labels."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from synspill import taxonomy
+
+    console.print(f"[bold]annotate-import[/] ({rep.format}) -> {escape(str(out))}")
+    t = Table(show_header=False)
+    t.add_row("files read", str(rep.files))
+    t.add_row("images", str(rep.images))
+    t.add_row("[green]boxes imported[/]", f"{rep.imported} boxes")
+    if rep.clipped:
+        t.add_row("[yellow]clipped to the image[/]", f"{len(rep.clipped)} boxes")
+    whole = rep.images_skipped_by_reason()
+    for reason, n in rep.skipped_by_reason().items():
+        t.add_row(f"[red]skipped: {reason}[/]", f"{n} boxes" + (f" ({whole[reason]} images)" if reason in whole else ""))
+    console.print(t)
+    c = Table()
+    c.add_column("class")
+    c.add_column("boxes", justify="right")
+    for name in taxonomy.NAMES:
+        if rep.per_class.get(name):
+            c.add_row(name, str(rep.per_class[name]))
+    if rep.per_class:
+        console.print(c)
+    unknown = rep.unknown_labels()
+    if unknown:
+        console.print("unknown labels -- map them with [bold]--map 'LABEL=CLASS'[/]:")
+        u = Table()
+        for col in ("file", "unknown label", "boxes"):
+            u.add_column(col)
+        for (f, label), n in unknown.items():
+            u.add_row(escape(f), escape(label), str(n))
+        console.print(u)
+    others = [s for s in rep.skipped if s.reason != "unknown label"] + rep.clipped
+    if others:
+        d = Table(title="skipped / clipped items", title_justify="left")
+        for col in ("file", "item", "label", "what", "detail"):
+            d.add_column(col, overflow="fold")
+        for s in others[:25]:
+            d.add_row(*(escape(v) for v in (s.file, s.where, s.label, s.reason, s.detail)))
+        console.print(d)
+        if len(others) > 25:
+            console.print(f"... {len(others) - 25} more")
+    for n in rep.notes[:10]:
+        console.print(f"[dim]note: {escape(n)}[/]")
+    console.print(f"full per-item report: {escape(str(rpath))}")
