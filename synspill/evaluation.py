@@ -358,13 +358,12 @@ def resolve_classes(spec: str | Sequence[str] | None, gt: GroundTruth) -> list[i
         return None
     by_name = {n.lower(): i for i, n in gt.category_names.items()}
     valid = ", ".join(gt.category_names[i] for i in sorted(gt.category_names))
-    out = set()
+    out: set[int] = set()
     for it in items:
         if it.lstrip("-").isdigit():
-            cid = int(it)
-            if cid not in gt.category_names:
-                raise UsageError(f"--classes {it}: no category with id {cid} in {gt.source}; use one of: {valid}")
-            out.add(cid)
+            if int(it) not in gt.category_names:
+                raise UsageError(f"--classes {it}: no category with id {int(it)} in {gt.source}; use one of: {valid}")
+            out.add(int(it))
             continue
         cid = by_name.get(it.lower())
         if cid is None:
