@@ -175,7 +175,7 @@ class GroundTruth:
             iscrowd=np.array([bool(a.iscrowd) for a in anns], dtype=bool),
             area=area,
             ann_id=np.array([a.id for a in anns], dtype=np.int64),
-            source=source or (str(ds.root / "annotations.json") if getattr(ds, "root", None) else "<ground truth>"),
+            source=source or "<ground truth>",
         )
 
     @classmethod
@@ -488,6 +488,13 @@ def _match(
     offsets = np.cumsum(n_g) - n_g
     pair_g = np.repeat(lo - offsets, n_g) + np.arange(n_pairs)
     iou = _pair_iou_xywh(d_xywh[pair_d], g_xywh[pair_g], g_crowd[pair_g])
+    thr = np.minimum(thresholds, 1 - 1e-10)[:, None]  # pycocotools: iou = min([t, 1-1e-10])
+    # Pairs below the lowest threshold can never match: drop them (most pairs in busy images).
+    keep = iou >= thr.min()
+    if not keep.any():
+        return match
+    pair_d, pair_g, iou = pair_d[keep], pair_g[keep], iou[keep]
+    n_pairs = len(pair_d)
 
     # Visit predictions rank by rank (rank 0 of every group, then rank 1, ...); one
     # prediction per group per step, so groups never compete within a step.
@@ -500,7 +507,6 @@ def _match(
     seg_id = np.cumsum(new_seg) - 1
     bounds = np.searchsorted(pair_rank, np.arange(int(pair_rank[-1]) + 2), side="left")
 
-    thr = np.minimum(thresholds, 1 - 1e-10)[:, None]  # pycocotools: iou = min([t, 1-1e-10])
     taken = np.zeros((n_t, len(g_group)), dtype=bool)
     pair_crowd = g_crowd[pair_g]
     pair_real = ~g_ignore[pair_g]

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
 
 def eval_cmd(
     gt: Annotated[Path, typer.Option("--gt", help="Ground-truth COCO JSON (or a dataset folder with annotations.json).")],
-    pred: Annotated[list[Path], typer.Option("--pred", help="COCO results JSON [{image_id, category_id, bbox [x,y,w,h], score?}]; repeat for several methods.")],
+    pred: Annotated[list[Path], typer.Option("--pred", help="COCO results JSON: a list of {image_id, category_id, bbox (x, y, w, h), score (optional)}; repeat for several methods.")],
     name: Annotated[list[str] | None, typer.Option("--name", help="Row label for each --pred, in the same order (default: file name).")] = None,
     iou: Annotated[str, typer.Option("--iou", help="Hit-rate IoU thresholds: 0.5, a list 0.5,0.75 or a range start:stop:step.")] = "0.5:0.9:0.1",
     classes: ClassesOpt = None,
@@ -27,10 +27,7 @@ def eval_cmd(
 ) -> None:
     """Compare prediction files against a COCO ground truth (the paper's Tables 2-5 and Fig. 3a).
 
-    Hit rate at IoU t: the share of ground-truth boxes hit by a prediction of their class
-    with IoU >= t (one-to-one, greedy by score), averaged over classes. Next to it: mAP@50
-    and mAP@50:95 (identical to pycocotools), precision and false positives per image.
-    Predictions without scores (VLM output) are accepted and flagged.
+    Hit rate at IoU t: the share of ground-truth boxes hit by a prediction of their class with IoU >= t (one-to-one, greedy by score), averaged over classes. Next to it: mAP@50 and mAP@50:95 (identical to pycocotools), precision and false positives per image. Predictions without scores (VLM output) are accepted and flagged.
     """
     from rich.console import Console
     from rich.table import Table
