@@ -21,6 +21,7 @@ COMMANDS: list[str] = [
     "env",
     "annotate_import",
     "dataset",
+    "eval",
 ]
 
 _state = {"debug": os.environ.get("SYNSPILL_DEBUG", "") not in ("", "0")}
@@ -39,6 +40,12 @@ class SynspillGroup(TyperGroup):
                 raise
             _error_line(str(e))
             raise typer.Exit(e.exit_code) from None
+        except BrokenPipeError:  # `synspill ... | head`: the reader left, nothing to report
+            import os as _os
+            import sys as _sys
+
+            _os.dup2(_os.open(_os.devnull, _os.O_WRONLY), _sys.stdout.fileno())
+            raise typer.Exit(0) from None
         except KeyboardInterrupt:
             if _state["debug"]:
                 raise

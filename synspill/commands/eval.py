@@ -1,0 +1,63 @@
+"""``synspill eval``: hit rate over IoU thresholds, precision, FP/image and COCO mAP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from synspill.commands.options import ClassesOpt, ForceOpt
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_cmd)
+
+
+def eval_cmd(
+    gt: Annotated[Path, typer.Option("--gt", help="Ground-truth COCO JSON (or a dataset folder with annotations.json).")],
+    pred: Annotated[list[Path], typer.Option("--pred", help="COCO results JSON: a list of {image_id, category_id, bbox (x, y, w, h), score (optional)}; repeat for several methods.")],
+    name: Annotated[list[str] | None, typer.Option("--name", help="Row label for each --pred, in the same order (default: file name).")] = None,
+    iou: Annotated[str, typer.Option("--iou", help="Hit-rate IoU thresholds: 0.5, a list 0.5,0.75 or a range start:stop:step.")] = "0.5:0.9:0.1",
+    classes: ClassesOpt = None,
+    min_score: Annotated[float, typer.Option("--min-score", help="Leave predictions below this score out of hit rate, precision and FP/img (mAP uses all).")] = 0.0,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report: a .json, .csv or .md file, or a folder (gets all three).")] = None,
+    plots: Annotated[Path | None, typer.Option("--plots", help="Folder for PNG plots: hit rate vs IoU, precision-recall at IoU 0.5.")] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Compare prediction files against a COCO ground truth (the paper's Tables 2-5 and Fig. 3a).
+
+    Hit rate at IoU t: the share of ground-truth boxes hit by a prediction of their class with IoU >= t (one-to-one, greedy by score), averaged over classes. Next to it: mAP@50 and mAP@50:95 (identical to pycocotools), precision and false positives per image. Predictions without scores (VLM output) are accepted and flagged.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from synspill.console import console, out_console, progress_task
+    from synspill.evaluation import evaluate_files
+
+    with progress_task("evaluating", len(pred)) as advance:
+        report = evaluate_files(gt, pred, names=name, iou_thresholds=iou, classes=classes,
+                                min_score=min_score, on_file=lambda _p: advance())
+
+    table = Table(title=f"synspill eval - {report.n_images} images, {report.n_gt} boxes, {len(report.category_ids)} classes")
+    for i, h in enumerate(report.comparison_header()):
+        table.add_column(h, justify="left" if i in (0,) or h == "Notes" else "right", style="bold" if i == 0 else None)
+    for row in report.comparison_rows():
+        table.add_row(*row)
+    # Piped stdout: keep the table's natural width instead of wrapping it at 80 columns.
+    (out_console if out_console.is_terminal else Console(width=250)).print(table)
+    for r in report.results:
+        for w in r.metrics.warnings:
+            console.print(f"[yellow]note:[/] {r.name}: {w}", highlight=False)
+        drops = r.parse_dropped
+        if drops:
+            console.print(f"[yellow]note:[/] {r.name}: VLM answers dropped while parsing: "
+                          + ", ".join(f"{k} {v}" for k, v in sorted(drops.items())), highlight=False)
+
+    written: list[Path] = []
+    if out is not None:
+        written += report.write(out, force=force)
+    if plots is not None:
+        written += report.plot(plots, force=force)
+    for p in written:
+        console.print(f"wrote {p}", highlight=False)
