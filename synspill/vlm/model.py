@@ -270,3 +270,26 @@ def generate(vlm: VLM, chats: list[list[dict[str, Any]]], images: list[list[Any]
         pieces = [tok.decode([t], skip_special_tokens=True) for t in ids[:n]]
         res.append(Generation("".join(pieces), pieces, np.asarray(lp[b, :n], dtype=np.float64)))
     return res
+
+
+def score_answer(vlm: VLM, chat: list[dict[str, Any]], images: list[Any]) -> Generation:
+    """Teacher-force a given answer and return its per-token log-probabilities.
+
+    ``chat`` must end with the assistant's answer (see ``build_chat(..., answer=...)``).
+    The log-probabilities are what :func:`generate` would report had the model written
+    exactly this answer, so this scores a forced answer (and checks a generated one).
+    """
+    import torch
+
+    batch = encode(vlm, [chat], [images], add_generation_prompt=False, padding_side="right").to(vlm.device)
+    tok = vlm.processor.tokenizer
+    ids = batch["input_ids"][0]
+    im_start, im_end = tok.convert_tokens_to_ids("<|im_start|>"), tok.convert_tokens_to_ids("<|im_end|>")
+    header = len(tok("assistant\n", add_special_tokens=False)["input_ids"])
+    start = int((ids == im_start).nonzero().flatten()[-1]) + header + 1
+    end = int((ids == im_end).nonzero().flatten()[-1])
+    with torch.inference_mode():
+        logits = vlm.model(**batch).logits[0].float()
+    lp = torch.log_softmax(logits[start - 1: end - 1], dim=-1).gather(-1, ids[start:end].unsqueeze(-1)).squeeze(-1)
+    pieces = [tok.decode([t], skip_special_tokens=True) for t in ids[start:end].tolist()]
+    return Generation("".join(pieces), pieces, lp.cpu().numpy().astype(np.float64))
