@@ -275,7 +275,7 @@ def format_answer(xyxy: list[tuple[float, float, float, float]], class_ids: list
         ``[]`` when there is no box. Coordinates are rounded to whole pixels.
     """
     items = [
-        '{"bbox_2d": [%d, %d, %d, %d], "label": "%s"}' % (*(round(v) for v in b), taxonomy.BY_ID[int(c)].name)
+        '{"bbox_2d": [' + ", ".join(str(round(v)) for v in b) + '], "label": "' + taxonomy.BY_ID[int(c)].name + '"}'
         for b, c in zip(xyxy, class_ids, strict=True)
     ]
     return "```json\n[" + ", ".join(items) + "]\n```"

@@ -170,6 +170,12 @@ def test_qlora_4bit_on_cpu(tiny_vlm, tmp_path):
         pytest.skip(f"bitsandbytes 4-bit unavailable on this CPU: {e}")
     losses = [h["loss"] for h in res.history]
     assert losses[-1] < losses[0], losses
+    import bitsandbytes as bnb
+
+    from synspill.vlm.model import load_vlm
+
+    q = load_vlm(tiny_vlm, "cpu", quant="4bit", adapter=str(tmp_path / "run"))
+    assert sum(isinstance(m, bnb.nn.Linear4bit) for m in q.model.modules()) > 0
     assert json.loads((tmp_path / "run" / "synspill_vlm.json").read_text())["quant"] == "4bit"
 
 
