@@ -41,7 +41,7 @@ def to_detections(gen: Generation, r: Resize, classes: set[int] | None, default_
         r: How the query image was resized (answers are in its input pixels).
         classes: Taxonomy ids asked for (None: all).
         default_class: Class for unlabelled boxes (one class asked for), else None.
-        conf: Drop boxes scoring below this (counted as ``below_conf``).
+        conf: Drop boxes scoring below this (counted in ``meta["below_conf"]``, not a parse drop).
 
     Returns:
         :class:`Detections` in original-image ``xyxy``; ``meta`` holds ``raw`` (the answer),
@@ -52,9 +52,9 @@ def to_detections(gen: Generation, r: Resize, classes: set[int] | None, default_
     scores = [span_confidence(gen.logprobs, offs, b.spans) for b in pr.boxes]
     dropped = Counter(pr.dropped)
     keep = [i for i, s in enumerate(scores) if math.isnan(s) or s >= conf]
-    dropped["below_conf"] += len(scores) - len(keep)
     xyxy = to_original(np.array([pr.boxes[i].xyxy for i in keep], dtype=np.float64).reshape(-1, 4), r)
-    meta = {"raw": gen.text, "dropped": {k: int(v) for k, v in dropped.items() if v}, "input_size": [r.in_w, r.in_h]}
+    meta = {"raw": gen.text, "dropped": {k: int(v) for k, v in dropped.items() if v}, "input_size": [r.in_w, r.in_h],
+            "below_conf": len(scores) - len(keep)}
     return Detections(xyxy, [pr.boxes[i].class_id for i in keep], [scores[i] for i in keep], meta)
 
 
@@ -129,7 +129,8 @@ def _merge(parts: list[Detections]) -> Detections:
     dropped: Counter = Counter()
     for p in parts:
         dropped.update(p.meta.get("dropped", {}))
-    meta = {"raw": [p.meta.get("raw") for p in parts], "dropped": dict(dropped), "input_size": parts[0].meta.get("input_size")}
+    meta = {"raw": [p.meta.get("raw") for p in parts], "dropped": dict(dropped), "input_size": parts[0].meta.get("input_size"),
+            "below_conf": sum(int(p.meta.get("below_conf", 0)) for p in parts)}
     return Detections(np.concatenate([p.xyxy for p in parts]), np.concatenate([p.class_id for p in parts]),
                       np.concatenate([p.score for p in parts]), meta)
 
