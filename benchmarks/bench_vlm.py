@@ -145,9 +145,8 @@ def main() -> None:
     ap.add_argument("--train-steps", type=int, default=3)
     args = ap.parse_args()
     torch.manual_seed(0)
-    from tests.vlm.tiny import build_tiny_qwen25vl
-
     from synspill.vlm.model import load_vlm
+    from tests.vlm.tiny import build_tiny_qwen25vl
 
     with tempfile.TemporaryDirectory() as d:
         tiny = build_tiny_qwen25vl(Path(d) / "tiny")

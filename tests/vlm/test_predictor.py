@@ -115,3 +115,13 @@ def test_confidence_high_for_likely_answer_low_for_unlikely(tiny_vlm):
     assert len(low) == len(high) == 1
     assert 0.0 <= low.score[0] < 0.2 < 0.8 < high.score[0] <= 1.0
     assert isinstance(r, Resize)
+
+
+def test_per_class_protocol_runs_one_prompt_per_class(tiny_vlm):
+    from synspill.predictors import PredictorConfig, load_predictor
+
+    p = load_predictor(PredictorConfig(model=tiny_vlm, backend="vlm", device="cpu", max_pixels=PX, batch=8,
+                                       classes=(1, 4, 6), options={"max_new_tokens": 6, "per_class": True}))
+    (d,) = p.predict(_images(1))
+    assert isinstance(d.meta["raw"], list) and len(d.meta["raw"]) == 3
+    assert set(d.class_id.tolist()) <= {1, 4, 6}
