@@ -54,15 +54,20 @@ def finetune_vlm(
                       min_pixels=min_pixels, prompt=prompt, gradient_checkpointing=grad_ckpt, seed=seed, merge=merge,
                       force=force)
 
+    bar: dict = {}
+
     def info(i: dict) -> None:
         pct = 100.0 * i["trainable_params"] / max(i["total_params"], 1)
         console.print(f"LoRA-{lora.upper()}: {i['trainable_params']:,} trainable of {i['total_params']:,} parameters "
                       f"({pct:.3f} %) in {len(i['trainable_names'])} modules; {i['train_images']} train / {i['val_images']} val images")
         if i["resumed_from"] is not None:
             console.print(f"resuming from step {i['resumed_from']}")
+            if bar:
+                bar["progress"].update(bar["task"], completed=i["resumed_from"])
 
     with make_progress() as progress:
         task = progress.add_task("finetune vlm", total=steps)
+        bar.update(progress=progress, task=task)
 
         def step(s: int, total: int, logs: dict) -> None:
             desc = f"loss {logs['loss']:.4f}"

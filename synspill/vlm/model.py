@@ -138,6 +138,7 @@ def load_vlm(model: str, device: str = "auto", dtype: str = "auto", quant: str =
     kwargs: dict[str, Any] = {"dtype": torch_dtype}
     if qc is not None:
         kwargs.update(quantization_config=qc, device_map={"": dev})
+    m: Any
     try:
         m = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, **kwargs)
         processor = AutoProcessor.from_pretrained(path)
@@ -257,9 +258,9 @@ def generate(vlm: VLM, chats: list[list[dict[str, Any]]], images: list[list[Any]
             pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else (eos[0] if isinstance(eos, list) else eos),
         )
     seq = out.sequences[:, plen:].cpu()
-    if out.logits:
-        logits = torch.stack(out.logits, dim=1).float()  # (B, T, V) raw
-        lp = torch.log_softmax(logits, dim=-1).gather(-1, seq[:, : logits.shape[1]].to(logits.device).unsqueeze(-1)).squeeze(-1).cpu().numpy()
+    if out.logits:  # raw logits per step, (B, V) each; one step at a time keeps memory at one (B, V) float copy
+        lp = torch.stack([torch.log_softmax(step.float(), dim=-1).gather(-1, seq[:, i: i + 1].to(step.device)).squeeze(-1)
+                          for i, step in enumerate(out.logits)], dim=1).cpu().numpy()
     else:
         lp = np.zeros(seq.shape, dtype=np.float32)
     stop = set(eos if isinstance(eos, list) else [eos]) | {tok.pad_token_id}

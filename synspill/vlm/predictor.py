@@ -55,7 +55,7 @@ def to_detections(gen: Generation, r: Resize, classes: set[int] | None, default_
     xyxy = to_original(np.array([pr.boxes[i].xyxy for i in keep], dtype=np.float64).reshape(-1, 4), r)
     meta = {"raw": gen.text, "dropped": {k: int(v) for k, v in dropped.items() if v}, "input_size": [r.in_w, r.in_h],
             "below_conf": len(scores) - len(keep)}
-    return Detections(xyxy, [pr.boxes[i].class_id for i in keep], [scores[i] for i in keep], meta)
+    return Detections(xyxy, np.array([pr.boxes[i].class_id for i in keep]), np.array([scores[i] for i in keep]), meta)
 
 
 class VLMPredictor:

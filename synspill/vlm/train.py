@@ -345,8 +345,10 @@ def train(cfg: TrainConfig, on_step: Callable[[int, int, dict[str, Any]], None] 
     out.mkdir(parents=True, exist_ok=True)
     resume = _check_out(cfg, out)
     dev = resolve_device(cfg.device)
-    acc = Accelerator(cpu=dev == "cpu")
-    if acc.num_processes > 1 or dev.startswith("cuda"):
+    # under `accelerate launch` each process gets its own device; alone, --device is honoured
+    multi = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    acc = Accelerator(cpu=dev == "cpu", device_placement=multi)
+    if multi:
         dev = str(acc.device)
     seed_everything(cfg.seed)
     vlm = load_vlm(cfg.model, dev, cfg.dtype, cfg.quant)
@@ -368,8 +370,9 @@ def train(cfg: TrainConfig, on_step: Callable[[int, int, dict[str, Any]], None] 
     if resume:
         model = PeftModel.from_pretrained(model, str(out / CHECKPOINT), is_trainable=True)
     else:
-        lcfg = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=regex,
-                          bias="none", task_type="CAUSAL_LM")
+        # lora_alpha may be a float: peft only divides it by r
+        lcfg = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,  # type: ignore[arg-type]
+                          target_modules=regex, bias="none", task_type="CAUSAL_LM")
         model = get_peft_model(model, lcfg)
         write_json(out / "train_config.json", asdict(cfg), indent=2)
     if dev == "cpu" and cfg.quant == "4bit":

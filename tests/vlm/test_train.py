@@ -211,3 +211,28 @@ def test_config_errors(tiny_vlm, tmp_path):
     assert not re.fullmatch(target_regex("l"), "model.visual.blocks.0.mlp.up_proj")
     assert not re.fullmatch(target_regex("v"), "model.visual.merger.mlp.0")
     assert re.fullmatch(target_regex("v", merger=True), "model.visual.merger.mlp.0")
+
+
+@pytest.mark.slow
+def test_early_stopping_on_rising_val_loss(tiny_vlm, tmp_path):
+    from synspill.vlm.train import train
+
+    data = make_coco(tmp_path / "d", n=1)
+    # a destructive learning rate: the val loss rises after the first evaluation
+    res = train(_cfg(tiny_vlm, data, tmp_path / "run", val=str(data), steps=10, eval_every=1, early_stopping=1,
+                     lr=3.0, val_gen=0, lora="l"))
+    assert res.stopped_early and res.steps < 10
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["stopped_early"] is True and run["best_val_loss"] == min(h["val_loss"] for h in res.history)
+
+
+def test_cli_usage_errors(tmp_path):
+    from synspill.cli import app
+
+    r = CliRunner().invoke(app, ["finetune", "vlm", "-m", "x", "--data", "d.json", "--out", str(tmp_path / "o"), "--lora", "vision"])
+    assert r.exit_code == 2 and "--lora 'vision' is unknown" in r.output
+    r = CliRunner().invoke(app, ["icl", "-m", "x", "--support", "s.json", "--images", "i", "--out", str(tmp_path / "p.json"), "--k", "0"])
+    assert r.exit_code == 2 and "--k 0" in r.output
+    r = CliRunner().invoke(app, ["icl", "-m", str(tmp_path / "nope"), "--support", "s.json", "--images", str(tmp_path),
+                                 "--out", str(tmp_path / "p.json")])
+    assert r.exit_code == 1 and "Traceback" not in r.output
