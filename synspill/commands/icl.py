@@ -29,6 +29,7 @@ def icl(
     device: DeviceOpt = "auto",
     dtype: DTypeOpt = "auto",
     quant: QuantOpt = "none",
+    allow_pixel_mismatch: Annotated[bool, typer.Option("--allow-pixel-mismatch", help="Accept a --max-pixels other than the adapter was trained at.")] = False,
     force: ForceOpt = False,
 ) -> None:
     """In-context learning: k solved examples (image + answer) before each query; writes COCO results."""
@@ -51,7 +52,7 @@ def icl(
     ids = parse_classes(classes)
     cfg = PredictorConfig(model=model, backend="vlm", device=device, batch=batch, adapter=adapter, prompt=prompt,
                           max_pixels=max_pixels, quant=quant, dtype=dtype, conf=0.0,
-                          classes=tuple(ids) if ids else None, options={"max_new_tokens": max_new_tokens})
+                          classes=tuple(ids) if ids else None, options={"max_new_tokens": max_new_tokens, "allow_pixel_mismatch": allow_pixel_mismatch})
     pred = load_predictor(cfg)
     sup_px = support_max_pixels or support_budget(pred.max_pixels, k, context_tokens, pred.min_pixels)
     console.print(f"ICL: {len(queries)} queries, k={k} ({select}, seed {seed}), support {len(items)} images at <= {sup_px} px, query <= {pred.max_pixels} px")

@@ -125,3 +125,29 @@ def test_per_class_protocol_runs_one_prompt_per_class(tiny_vlm):
     (d,) = p.predict(_images(1))
     assert isinstance(d.meta["raw"], list) and len(d.meta["raw"]) == 3
     assert set(d.class_id.tolist()) <= {1, 4, 6}
+
+
+def test_decoding_settings_reach_generate(tiny_vlm):
+    """Paper decoding; repetition penalty only on generated tokens; built-in penalty disabled."""
+    from transformers import RepetitionPenaltyLogitsProcessor
+
+    from synspill.vlm.model import Decoding, generate, load_vlm, prepare_image
+    from synspill.vlm.prompts import PromptSet, build_chat
+
+    vlm = load_vlm(tiny_vlm, "cpu")
+    seen = {}
+    orig = vlm.model.generate
+
+    def spy(**kw):
+        seen.update(kw)
+        return orig(**kw)
+
+    vlm.model.generate = spy
+    ps = PromptSet.default()
+    im = prepare_image(_images(1)[0], PX, 3136)[0]
+    generate(vlm, [build_chat(ps, ps.render_user(), examples=["[]"])], [[im, im]], Decoding(max_new_tokens=3))
+    assert seen["do_sample"] is True and seen["temperature"] == 0.1 and seen["top_p"] == 0.001
+    assert seen["repetition_penalty"] == 1.0 and seen["output_logits"] and seen["return_dict_in_generate"]
+    (rp,) = [p for p in seen["logits_processor"] if isinstance(p, RepetitionPenaltyLogitsProcessor)]
+    assert rp.penalty == 1.2 and rp.prompt_ignore_length == seen["input_ids"].shape[1]
+    assert seen["image_grid_thw"].shape[0] == 2  # k + 1 images
