@@ -22,6 +22,8 @@ COMMANDS: list[str] = [
     "annotate_import",
     "dataset",
     "eval",
+    "icl",
+    "finetune_vlm",
 ]
 
 _state = {"debug": os.environ.get("SYNSPILL_DEBUG", "") not in ("", "0")}

@@ -1,0 +1,213 @@
+"""In-context learning: k solved examples (image + answer) before each query image.
+
+The chat is ``system, (user: image_i + prompt, assistant: answer_i) x k, user: query + prompt``.
+Each support answer is written in the model-input pixels of THAT support image (through
+:func:`synspill.vlm.geometry.to_input`), exactly like a training target.
+
+Support selection (reproducible: the same seed gives the same examples):
+
+- ``random``: k images drawn uniformly (seeded).
+- ``stratified``: round-robin over the classes present in the support set (and images with
+  no box as one more stratum), a seeded shuffle inside each stratum, so every class is
+  shown before any is shown twice.
+- ``similar``: the k support images closest to the query by a colour histogram
+  (4x4x4 RGB bins, L1-normalised, histogram intersection) -- cheap, needs no extra model,
+  and picks scenes with the same lighting and floor. Ties break by the seeded order.
+
+A query image is never its own example (matched by file path).
+
+Support images get their own pixel budget so that k + 1 images fit the context:
+``support_max_pixels = min(max_pixels, context_tokens * 28**2 // k)`` unless given.
+NumPy + PIL here; the model runs through :class:`synspill.vlm.predictor.VLMPredictor`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synspill.errors import DatasetError, UsageError
+from synspill.vlm.geometry import FACTOR, Resize, to_input
+from synspill.vlm.parse import format_answer
+
+SELECT_METHODS = ("random", "stratified", "similar")
+HIST_BINS = 4
+
+
+@dataclass
+class SupportItem:
+    """One solved example.
+
+    Attributes:
+        path: Image file.
+        boxes: ``(N, 4)`` original-image absolute ``xyxy``.
+        class_ids: ``(N,)`` taxonomy ids.
+        hist: ``(HIST_BINS**3,)`` colour histogram (for ``similar``).
+    """
+
+    path: str
+    boxes: np.ndarray
+    class_ids: np.ndarray
+    hist: np.ndarray
+
+
+def colour_hist(image: Any) -> np.ndarray:
+    """L1-normalised 4x4x4 RGB histogram of an image (PIL or ``(H, W, 3)`` uint8), on a 64 px thumbnail."""
+    from PIL import Image
+
+    im = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+    im = im.convert("RGB")
+    im.thumbnail((64, 64))
+    a = (np.asarray(im).reshape(-1, 3) // (256 // HIST_BINS)).astype(np.int64)
+    h = np.bincount(a[:, 0] * HIST_BINS * HIST_BINS + a[:, 1] * HIST_BINS + a[:, 2], minlength=HIST_BINS ** 3).astype(np.float64)
+    return h / max(h.sum(), 1.0)
+
+
+def load_support(coco: str | Path) -> list[SupportItem]:
+    """Read a COCO file of solved examples.
+
+    Raises:
+        DatasetError: Missing/invalid file or no images.
+    """
+    from PIL import Image
+
+    from synspill.coco.dataset import load_coco
+
+    ds = load_coco(coco, check_images=True)
+    by_img = ds.anns_by_image()
+    items = []
+    for im in ds.images:
+        anns = by_img.get(im.id, [])
+        xyxy = np.array([[a.bbox[0], a.bbox[1], a.bbox[0] + a.bbox[2], a.bbox[1] + a.bbox[3]] for a in anns], dtype=np.float64).reshape(-1, 4)
+        path = str(ds.image_path(im))
+        with Image.open(path) as pil:
+            hist = colour_hist(pil)
+        items.append(SupportItem(path, xyxy, np.array([a.category_id for a in anns], dtype=np.int64), hist))
+    if not items:
+        raise DatasetError(f"{coco}: the support set has no images; ICL needs solved examples")
+    return items
+
+
+def select_support(items: list[SupportItem], k: int, method: str, seed: int, query: Any = None,
+                   exclude: str | None = None) -> list[int]:
+    """Indices of the k examples for one query.
+
+    Args:
+        items: The support set.
+        k: How many examples.
+        method: ``random``, ``stratified`` or ``similar``.
+        seed: Selection seed.
+        query: The query image (needed by ``similar``).
+        exclude: A file path never to select (the query itself).
+
+    Raises:
+        UsageError: Unknown method, or fewer than k candidates.
+    """
+    if method not in SELECT_METHODS:
+        raise UsageError(f"--select {method!r} is unknown; use {', '.join(SELECT_METHODS)}")
+    ex = str(Path(exclude).resolve()) if exclude else None
+    cand = [i for i, it in enumerate(items) if ex is None or str(Path(it.path).resolve()) != ex]
+    if k > len(cand):
+        raise UsageError(f"--k {k} but the support set has only {len(cand)} usable images; lower --k or add examples")
+    rng = np.random.default_rng(seed)
+    order = [cand[i] for i in rng.permutation(len(cand))]
+    if method == "random":
+        return order[:k]
+    if method == "stratified":
+        strata: dict[int, list[int]] = {}
+        for i in order:
+            keys = sorted(set(items[i].class_ids.tolist())) or [0]
+            strata.setdefault(keys[int(rng.integers(len(keys)))], []).append(i)
+        picked: list[int] = []
+        while len(picked) < k:
+            for c in sorted(strata):
+                if strata[c] and len(picked) < k:
+                    picked.append(strata[c].pop(0))
+        return picked
+    if query is None:
+        raise UsageError("--select similar needs the query image")
+    qh = colour_hist(query)
+    rank = {i: r for r, i in enumerate(order)}
+    sims = {i: float(np.minimum(items[i].hist, qh).sum()) for i in cand}
+    return sorted(cand, key=lambda i: (-sims[i], rank[i]))[:k]
+
+
+def support_budget(max_pixels: int, k: int, context_tokens: int = 8192, min_pixels: int = 4 * FACTOR * FACTOR) -> int:
+    """Pixel budget of each support image so that k of them use about ``context_tokens`` image tokens."""
+    return max(min_pixels, min(max_pixels, context_tokens * FACTOR * FACTOR // max(k, 1)))
+
+
+def support_context(items: list[SupportItem], idx: list[int], max_pixels: int, min_pixels: int,
+                    factor: int = FACTOR) -> tuple[list[Any], list[str]]:
+    """Resized support images and their answers in their own model-input pixels."""
+    from PIL import Image
+
+    from synspill.vlm.model import prepare_image
+
+    ims, answers = [], []
+    for i in idx:
+        it = items[i]
+        with Image.open(it.path) as pil:
+            im, r = prepare_image(pil.convert("RGB"), max_pixels, min_pixels, factor)
+        ims.append(im)
+        answers.append(format_answer([tuple(b) for b in to_input(it.boxes, r).tolist()], it.class_ids.tolist()))
+    return ims, answers
+
+
+def resize_of(item: SupportItem, max_pixels: int, min_pixels: int, factor: int = FACTOR) -> Resize:
+    """The :class:`Resize` a support image gets (for tests and debugging)."""
+    from PIL import Image
+
+    with Image.open(item.path) as pil:
+        return Resize.for_image(pil.width, pil.height, max_pixels, min_pixels, factor)
+
+
+def run_icl(predictor: Any, support: list[SupportItem], queries: list[tuple[int, str]], k: int, method: str,
+            seed: int, support_max_pixels: int, on_item: Callable[[int], None] | None = None,
+            ) -> tuple[list[dict[str, Any]], Counter, dict[int, list[int]]]:
+    """Predict every query with k in-context examples.
+
+    Args:
+        predictor: A :class:`synspill.vlm.predictor.VLMPredictor`.
+        support: The solved examples.
+        queries: ``(image_id, path)`` of the images to detect in.
+        k: Examples per query.
+        method: Selection method.
+        seed: Selection seed.
+        support_max_pixels: Pixel budget of each support image.
+        on_item: Called with the number of images finished.
+
+    Returns:
+        ``(COCO results records, parse-drop counts, {image_id: support indices})``.
+    """
+    from PIL import Image
+
+    records: list[dict[str, Any]] = []
+    dropped: Counter = Counter()
+    chosen: dict[int, list[int]] = {}
+    step = max(1, predictor.batch)
+    for s in range(0, len(queries), step):
+        chunk = queries[s: s + step]
+        images, ctx = [], []
+        for image_id, path in chunk:
+            try:
+                with Image.open(path) as pil:
+                    arr = np.asarray(pil.convert("RGB"))
+            except OSError as e:
+                raise DatasetError(f"{path}: cannot read image ({e}); fix or remove it") from None
+            idx = select_support(support, k, method, seed, query=arr, exclude=path)
+            chosen[image_id] = idx
+            images.append(arr)
+            ctx.append(support_context(support, idx, support_max_pixels, predictor.min_pixels, predictor.vlm.factor))
+        dets = predictor.predict_with_context(images, ctx)
+        for (image_id, _), d in zip(chunk, dets, strict=True):
+            records += d.to_results(image_id)
+            dropped.update(d.meta.get("dropped", {}))
+        if on_item:
+            on_item(len(chunk))
+    return records, dropped, chosen

@@ -1,0 +1,59 @@
+"""Query images in (a folder or a COCO file) and results out (COCO results + sidecar meta).
+
+The sidecar next to ``preds.json`` is ``preds.meta.json``:
+``{"model": ..., "backend": "vlm", "unscored": false, "parse_dropped": {reason: count}, ...}``
+-- the same shape ``synspill predict`` writes, so ``eval`` can report parse drops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from synspill.errors import DatasetError
+from synspill.io import write_json
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def list_queries(images: str | Path) -> tuple[list[tuple[int, str]], bool]:
+    """``(image_id, path)`` pairs from a COCO file (its ids) or a folder (sorted names, ids 1..N).
+
+    Returns:
+        ``(pairs, from_coco)``.
+
+    Raises:
+        DatasetError: Nothing to predict on.
+    """
+    p = Path(images)
+    if p.is_file() and p.suffix.lower() == ".json":
+        from synspill.coco.dataset import load_coco
+
+        ds = load_coco(p, check_images=True)
+        pairs = [(im.id, str(ds.image_path(im))) for im in ds.images]
+        from_coco = True
+    elif p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        pairs = [(i + 1, str(f)) for i, f in enumerate(files)]
+        from_coco = False
+    else:
+        raise DatasetError(f"--images {images}: not a folder of images or a COCO .json file; check the path")
+    if not pairs:
+        raise DatasetError(f"--images {images}: no images found ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return pairs, from_coco
+
+
+def sidecar_path(results: str | Path) -> Path:
+    """``preds.json`` -> ``preds.meta.json``."""
+    p = Path(results)
+    return p.with_name(p.stem + ".meta.json")
+
+
+def write_sidecar(results: str | Path, model: str, dropped: Mapping[str, int], **extra: Any) -> Path:
+    """Write the sidecar meta file next to a results file (atomically)."""
+    meta = {"model": model, "backend": "vlm", "unscored": False,
+            "parse_dropped": {k: int(v) for k, v in sorted(dropped.items()) if v}, **extra}
+    path = sidecar_path(results)
+    write_json(path, meta, indent=2)
+    return path

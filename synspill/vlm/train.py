@@ -1,0 +1,559 @@
+"""LoRA fine-tuning of Qwen2.5-VL for spill detection: LoRA-L, LoRA-V, LoRA-(V+L), QLoRA.
+
+The paper's recipe as defaults: rank 8, scaling alpha = 1/r, AdamW, lr 5e-5, 800 steps,
+batch 8 x gradient accumulation 4 (effective 32), early stopping on the validation split.
+
+*Scaling.* The paper writes ``W' = W + alpha * A B`` with ``alpha = 1/r``. peft scales the
+update by ``lora_alpha / r``, so ``alpha = 1/r`` is ``lora_alpha = 1`` at any rank
+(``--alpha`` is peft's ``lora_alpha``; 1 at rank 8 gives the paper's 1/8).
+
+*Which layers.* Chosen by EXACT module-name regexes (peft ``re.fullmatch``), because the
+usual name list ``["q_proj", ..., "down_proj"]`` also hits the vision MLPs and
+``"all-linear"`` also takes the merger:
+
+- ``l``  : :data:`LANGUAGE_RE` -- the language model's attention and MLP projections.
+- ``v``  : :data:`VISION_RE` -- the vision tower's blocks (``attn.qkv``, ``attn.proj``, MLP).
+- ``v+l``: both.
+
+The vision->language merger (``model.visual.merger.mlp.0/2``, the projector) is NOT
+adapted by default (the paper adapts "the vision encoder"); ``merger=True`` adds it to
+``v`` and ``v+l``.
+
+*Targets.* The answer for an image is its boxes as ``[{"bbox_2d": [x1,y1,x2,y2], "label": ...}]``
+in MODEL-INPUT pixels (through :func:`synspill.vlm.geometry.to_input`, the same mapping
+inference inverts); labels mask everything but the answer and its ``<|im_end|>``.
+
+*Crash safety.* ``OUT/checkpoint/`` (adapter + optimizer + scheduler + step + RNG) is
+replaced atomically every ``save_every`` steps; running the same command again resumes.
+``run.json`` is written last: its presence means the run finished.
+
+*Multi-GPU.* The loop uses ``accelerate``: under ``accelerate launch`` (DDP) each process
+takes its own slice of every batch; only the main process writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synspill.errors import DatasetError, OutputExists, UsageError
+from synspill.io import write_json
+from synspill.vlm.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, Resize, to_input
+from synspill.vlm.parse import format_answer
+
+log = logging.getLogger(__name__)
+
+LANGUAGE_RE = r"model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
+VISION_RE = r"model\.visual\.blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(gate|up|down)_proj)"
+MERGER_RE = r"model\.visual\.merger\.mlp\.(0|2)"
+LORA_MODES = ("l", "v", "v+l")
+CHECKPOINT = "checkpoint"
+#: Config fields that may change when resuming (everything else must match the checkpoint).
+RESUMABLE_CHANGES = {"steps", "early_stopping", "eval_every", "save_every", "val_gen", "merge", "force", "device"}
+
+
+def target_regex(mode: str, merger: bool = False) -> str:
+    """The peft ``target_modules`` regex (matched with ``re.fullmatch``) of a LoRA mode.
+
+    Args:
+        mode: ``l`` (language), ``v`` (vision) or ``v+l``.
+        merger: Also adapt the vision->language merger (only with ``v`` / ``v+l``).
+    """
+    if mode not in LORA_MODES:
+        raise UsageError(f"--lora {mode!r} is unknown; use l (language), v (vision) or v+l (both)")
+    parts = []
+    if "l" in mode:
+        parts.append(LANGUAGE_RE)
+    if "v" in mode:
+        parts.append(VISION_RE)
+        if merger:
+            parts.append(MERGER_RE)
+    return "|".join(f"(?:{p})" for p in parts)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One ``finetune vlm`` job (saved as ``OUT/train_config.json``).
+
+    Attributes:
+        model: Base Qwen2.5-VL (local folder or locally cached hub id).
+        data: Training COCO file.
+        out: Output folder (adapter, run.json, checkpoint).
+        val: Validation COCO file (None: no validation, no early stopping).
+        lora: ``l``, ``v`` or ``v+l``.
+        merger: Adapt the merger too (``v`` / ``v+l``).
+        rank: LoRA rank r.
+        alpha: peft ``lora_alpha`` (scaling = alpha / r; 1 = the paper's 1/r).
+        dropout: LoRA dropout.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        warmup: Fraction of steps with linear warm-up (then cosine decay to 10 %).
+        steps: Optimizer steps.
+        batch: Examples per micro-batch (per process).
+        grad_accum: Micro-batches per optimizer step.
+        early_stopping: Stop after this many evaluations without a lower val loss (None: off).
+        eval_every: Validate every N steps.
+        val_gen: Val images generated for the hit rate at each evaluation (0: loss only).
+        save_every: Write the resumable checkpoint every N steps.
+        quant: ``none``, ``4bit`` (QLoRA) or ``8bit``.
+        device: ``auto``, ``cpu``, ``cuda[:N]``.
+        dtype: ``auto``, ``float32``, ``bfloat16``, ``float16``.
+        max_pixels: Pixel budget of training images (recorded; inference must match).
+        min_pixels: Lower pixel budget.
+        prompt: User prompt template override (recorded with the adapter).
+        gradient_checkpointing: Recompute activations in backward (less memory).
+        seed: Seed for LoRA init and data order.
+        merge: Also write a merged full model to ``OUT/merged``.
+        max_new_tokens: Answer cap during validation.
+        force: Start over even if ``OUT`` holds a finished run or a checkpoint.
+    """
+
+    model: str
+    data: str
+    out: str
+    val: str | None = None
+    lora: str = "v+l"
+    merger: bool = False
+    rank: int = 8
+    alpha: float = 1.0
+    dropout: float = 0.05
+    lr: float = 5e-5
+    weight_decay: float = 0.0
+    warmup: float = 0.03
+    steps: int = 800
+    batch: int = 8
+    grad_accum: int = 4
+    early_stopping: int | None = 5
+    eval_every: int = 50
+    val_gen: int = 32
+    save_every: int = 50
+    quant: str = "none"
+    device: str = "auto"
+    dtype: str = "auto"
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    min_pixels: int = DEFAULT_MIN_PIXELS
+    prompt: str | None = None
+    gradient_checkpointing: bool = True
+    seed: int = 0
+    merge: bool = False
+    max_new_tokens: int = 512
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        target_regex(self.lora, self.merger)
+        if self.merger and self.lora == "l":
+            raise UsageError("--lora-merger adapts the vision merger; use it with --lora v or v+l")
+        for name in ("rank", "steps", "batch", "grad_accum", "eval_every", "save_every"):
+            if int(getattr(self, name)) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)} must be at least 1")
+        if self.lr <= 0 or self.alpha <= 0:
+            raise UsageError(f"--lr {self.lr} and --alpha {self.alpha} must be positive")
+        if self.early_stopping is not None and self.early_stopping < 1:
+            raise UsageError(f"--early-stopping {self.early_stopping} must be at least 1 (evaluations without improvement)")
+        if self.min_pixels > self.max_pixels:
+            raise UsageError(f"--max-pixels {self.max_pixels} is below the minimum {self.min_pixels}")
+        if self.quant not in ("none", "4bit", "8bit"):
+            raise UsageError(f"--quant {self.quant!r} is unknown; use none, 4bit or 8bit")
+
+
+@dataclass
+class Example:
+    """One training image with its answer."""
+
+    path: str
+    answer: str
+    boxes: np.ndarray  # (N, 4) original-image xyxy
+    class_ids: np.ndarray  # (N,)
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports."""
+
+    out: Path
+    steps: int
+    trainable_params: int
+    total_params: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def load_examples(coco: str, max_pixels: int, min_pixels: int, factor: int = 28) -> list[Example]:
+    """Read a COCO file into training examples; answers are in model-input pixels.
+
+    Raises:
+        DatasetError: The file is missing/invalid or has no images.
+    """
+    from synspill.coco.dataset import load_coco
+
+    ds = load_coco(coco, check_images=True)
+    by_img = ds.anns_by_image()
+    out = []
+    for im in ds.images:
+        anns = by_img.get(im.id, [])
+        xyxy = np.array([[a.bbox[0], a.bbox[1], a.bbox[0] + a.bbox[2], a.bbox[1] + a.bbox[3]] for a in anns], dtype=np.float64).reshape(-1, 4)
+        cids = np.array([a.category_id for a in anns], dtype=np.int64)
+        r = Resize.for_image(im.width, im.height, max_pixels=max_pixels, min_pixels=min_pixels, factor=factor)
+        ans = format_answer([tuple(b) for b in to_input(xyxy, r).tolist()], cids.tolist())
+        out.append(Example(str(ds.image_path(im)), ans, xyxy, cids))
+    if not out:
+        raise DatasetError(f"{coco}: no images; a training set needs at least one image")
+    return out
+
+
+def mask_labels(input_ids: Any, attention_mask: Any, im_start: int, im_end: int, header_len: int) -> Any:
+    """Labels that keep only the last assistant answer and its ``<|im_end|>``.
+
+    Args:
+        input_ids: ``(B, T)`` token ids of full conversations.
+        attention_mask: ``(B, T)``; padding is masked.
+        im_start: Id of ``<|im_start|>``.
+        im_end: Id of ``<|im_end|>``.
+        header_len: Tokens of ``"assistant\\n"`` after the last ``<|im_start|>``.
+
+    Returns:
+        ``(B, T)`` labels with -100 everywhere except the answer.
+    """
+    import torch
+
+    labels = input_ids.clone()
+    labels[attention_mask == 0] = -100
+    T = input_ids.shape[1]
+    pos = torch.arange(T)
+    for b in range(input_ids.shape[0]):
+        starts = (input_ids[b] == im_start).nonzero().flatten()
+        ends = (input_ids[b] == im_end).nonzero().flatten()
+        if len(starts) == 0 or len(ends) == 0 or ends[-1] < starts[-1]:
+            labels[b] = -100
+            continue
+        labels[b][pos <= starts[-1] + header_len] = -100
+        labels[b][pos > ends[-1]] = -100
+    return labels
+
+
+def hit_rate(preds: list[tuple[np.ndarray, np.ndarray]], gts: list[tuple[np.ndarray, np.ndarray]], iou: float = 0.5) -> float:
+    """Share of ground-truth boxes hit by a same-class prediction with IoU >= ``iou``, averaged over classes.
+
+    Args:
+        preds: Per image ``(xyxy (N, 4), class_ids (N,))``.
+        gts: Per image ``(xyxy (M, 4), class_ids (M,))``.
+    """
+    hits: dict[int, list[int]] = {}
+    for (pb, pc), (gb, gc) in zip(preds, gts, strict=True):
+        for b, c in zip(gb, gc, strict=True):
+            same = pb[pc == c]
+            ok = 0
+            if len(same):
+                iw = np.clip(np.minimum(same[:, 2], b[2]) - np.maximum(same[:, 0], b[0]), 0, None)
+                ih = np.clip(np.minimum(same[:, 3], b[3]) - np.maximum(same[:, 1], b[1]), 0, None)
+                inter = iw * ih
+                union = (same[:, 2] - same[:, 0]) * (same[:, 3] - same[:, 1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+                ok = int((inter / np.maximum(union, 1e-9) >= iou).any())
+            hits.setdefault(int(c), []).append(ok)
+    return float(np.mean([np.mean(v) for v in hits.values()])) if hits else math.nan
+
+
+def _lr_lambda(steps: int, warmup: float) -> Callable[[int], float]:
+    w = max(1, int(round(steps * warmup)))
+
+    def f(s: int) -> float:
+        if s < w:
+            return (s + 1) / w
+        p = (s - w) / max(1, steps - w)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
+
+    return f
+
+
+def _sample_indices(n: int, seed: int, start: int, count: int) -> list[int]:
+    """Positions ``start .. start+count`` of an endless stream of seeded permutations of ``range(n)``."""
+    out = []
+    for p in range(start, start + count):
+        epoch, i = divmod(p, n)
+        out.append(int(np.random.default_rng([seed, epoch]).permutation(n)[i]))
+    return out
+
+
+def _atomic_dir_replace(tmp: Path, final: Path) -> None:
+    old = final.with_name(f".{final.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _check_out(cfg: TrainConfig, out: Path) -> bool:
+    """Validate ``out``; return True when a checkpoint should be resumed."""
+    ck = out / CHECKPOINT
+    if not ck.exists() and (out / f".{CHECKPOINT}.old").exists():
+        os.replace(out / f".{CHECKPOINT}.old", ck)  # crash between the two renames
+    if cfg.force:
+        for p in (ck, out / "run.json"):
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+        return False
+    if (out / "run.json").exists():
+        raise OutputExists(f"{out} holds a finished run (run.json); pass --force to train again or choose another --out")
+    if not ck.exists():
+        return False
+    saved = json.loads((out / "train_config.json").read_text(encoding="utf-8"))
+    diff = [k for k, v in asdict(cfg).items() if k not in RESUMABLE_CHANGES and saved.get(k) != v]
+    if diff:
+        raise UsageError(f"{out}/{CHECKPOINT} was made with other settings ({', '.join(f'{k}: {saved.get(k)!r} -> {getattr(cfg, k)!r}' for k in diff)}); "
+                         "use the same options to resume, or pass --force to start over")
+    return True
+
+
+def train(cfg: TrainConfig, on_step: Callable[[int, int, dict[str, Any]], None] | None = None,
+          on_info: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+    """Fine-tune with LoRA; resumable; writes the adapter, its metadata and ``run.json`` to ``cfg.out``.
+
+    Args:
+        cfg: The job.
+        on_step: Called after every optimizer step with ``(step, total, logs)``; ``logs``
+            has ``loss`` and, after an evaluation, ``val_loss`` / ``val_hit_rate``.
+        on_info: Called once before training with ``trainable_params``, ``total_params``,
+            ``trainable_names`` (the adapted module names) and ``resumed_from``.
+
+    Returns:
+        A :class:`TrainResult`.
+    """
+    import torch
+    from accelerate import Accelerator
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    from synspill.runtime import resolve_device, seed_everything
+    from synspill.vlm.model import ADAPTER_META, VLM, load_vlm
+    from synspill.vlm.prompts import PromptSet
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    resume = _check_out(cfg, out)
+    dev = resolve_device(cfg.device)
+    # under `accelerate launch` each process gets its own device; alone, --device is honoured
+    multi = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    acc = Accelerator(cpu=dev == "cpu", device_placement=multi)
+    if multi:
+        dev = str(acc.device)
+    seed_everything(cfg.seed)
+    vlm = load_vlm(cfg.model, dev, cfg.dtype, cfg.quant)
+    train_ex = load_examples(cfg.data, cfg.max_pixels, cfg.min_pixels, vlm.factor)
+    val_ex = load_examples(cfg.val, cfg.max_pixels, cfg.min_pixels, vlm.factor) if cfg.val else []
+    prompts = PromptSet.default(user=cfg.prompt)
+    user_text = prompts.render_user()
+    model = vlm.model
+    model.config.use_cache = False
+    if cfg.quant != "none":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif cfg.gradient_checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    regex = target_regex(cfg.lora, cfg.merger)
+    torch.manual_seed(cfg.seed)
+    if resume:
+        model = PeftModel.from_pretrained(model, str(out / CHECKPOINT), is_trainable=True)
+    else:
+        # lora_alpha may be a float: peft only divides it by r
+        lcfg = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,  # type: ignore[arg-type]
+                          target_modules=regex, bias="none", task_type="CAUSAL_LM")
+        model = get_peft_model(model, lcfg)
+        write_json(out / "train_config.json", asdict(cfg), indent=2)
+    if dev == "cpu" and cfg.quant == "4bit":
+        from synspill.vlm.model import _fix_bnb_cpu
+
+        _fix_bnb_cpu(model)
+    names = sorted({n.split(".lora_")[0].removeprefix("base_model.model.") for n, p in model.named_parameters() if p.requires_grad})
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.steps, cfg.warmup))
+    state: dict[str, Any] = {"step": 0, "best_val": math.inf, "bad_evals": 0, "history": []}
+    if resume:
+        ts = torch.load(out / CHECKPOINT / "trainer_state.pt", map_location="cpu", weights_only=False)
+        opt.load_state_dict(ts["optimizer"])
+        sched.load_state_dict(ts["scheduler"])
+        state = ts["state"]
+        torch.set_rng_state(ts["torch_rng"])
+        log.info("resuming %s from step %d", out, state["step"])
+    if on_info:
+        on_info({"trainable_params": trainable, "total_params": total, "trainable_names": names,
+                 "resumed_from": state["step"] if resume else None, "target_regex": regex,
+                 "train_images": len(train_ex), "val_images": len(val_ex)})
+    model, opt = acc.prepare(model, opt)
+    tok = vlm.processor.tokenizer
+    im_start, im_end = tok.convert_tokens_to_ids("<|im_start|>"), tok.convert_tokens_to_ids("<|im_end|>")
+    header_len = len(tok("assistant\n", add_special_tokens=False)["input_ids"])
+    tvlm = VLM(model, vlm.processor, dev, vlm.path, vlm.factor)
+
+    def batch_of(exs: list[Example]) -> dict[str, Any]:
+        from PIL import Image
+
+        from synspill.vlm.model import encode, prepare_image
+        from synspill.vlm.prompts import build_chat
+
+        ims = [[prepare_image(Image.open(e.path), cfg.max_pixels, cfg.min_pixels, vlm.factor)[0]] for e in exs]
+        chats = [build_chat(prompts, user_text, answer=e.answer) for e in exs]
+        enc = encode(tvlm, chats, ims, add_generation_prompt=False, padding_side="right")
+        enc["labels"] = mask_labels(enc["input_ids"], enc["attention_mask"], im_start, im_end, header_len)
+        return {k: v.to(dev) for k, v in enc.items()}
+
+    def evaluate() -> dict[str, float]:
+        model.eval()
+        losses = []
+        with torch.no_grad():
+            for s in range(0, len(val_ex), cfg.batch):
+                losses.append(float(model(**batch_of(val_ex[s: s + cfg.batch])).loss))
+        logs = {"val_loss": float(np.mean(losses))}
+        if cfg.val_gen > 0:
+            from PIL import Image
+
+            from synspill.vlm.model import Decoding
+            from synspill.vlm.predictor import VLMPredictor
+
+            sub = val_ex[: cfg.val_gen]
+            gvlm = VLM(acc.unwrap_model(model), vlm.processor, dev, vlm.path, vlm.factor)
+            gvlm.model.config.use_cache = True
+            pred = VLMPredictor(gvlm, prompts, cfg.max_pixels, cfg.min_pixels, Decoding(max_new_tokens=cfg.max_new_tokens), cfg.batch)
+            dets = pred.predict([np.asarray(Image.open(e.path).convert("RGB")) for e in sub])
+            gvlm.model.config.use_cache = False
+            logs["val_hit_rate"] = hit_rate([(d.xyxy, d.class_id) for d in dets], [(e.boxes, e.class_ids) for e in sub])
+        model.train()
+        return logs
+
+    def save_checkpoint() -> None:
+        if not acc.is_main_process:
+            return
+        tmp = out / f".{CHECKPOINT}.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        acc.unwrap_model(model).save_pretrained(str(tmp))
+        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "state": state,
+                    "torch_rng": torch.get_rng_state()}, tmp / "trainer_state.pt")
+        _atomic_dir_replace(tmp, out / CHECKPOINT)
+
+    def save_adapter() -> None:
+        if not acc.is_main_process:
+            return
+        acc.unwrap_model(model).save_pretrained(str(out))
+        meta = {"base_model": _base_ref(cfg.model), "lora": cfg.lora, "merger": cfg.merger, "rank": cfg.rank,
+                "lora_alpha": cfg.alpha, "target_modules": regex, "min_pixels": cfg.min_pixels,
+                "max_pixels": cfg.max_pixels, "prompts": prompts.to_dict(), "step": state["step"],
+                "best_val_loss": None if math.isinf(state["best_val"]) else state["best_val"],
+                "trainable_params": trainable, "quant": cfg.quant}
+        write_json(out / ADAPTER_META, meta, indent=2)
+
+    model.train()
+    world, rank = acc.num_processes, acc.process_index
+    stopped = False
+    t0 = time.perf_counter()
+    while state["step"] < cfg.steps and not stopped:
+        s = state["step"]
+        total_loss = 0.0
+        for m in range(cfg.grad_accum):
+            start = ((s * cfg.grad_accum + m) * world + rank) * cfg.batch
+            exs = [train_ex[i] for i in _sample_indices(len(train_ex), cfg.seed, start, cfg.batch)]
+            batch = batch_of(exs)
+            ctx = acc.no_sync(model) if m < cfg.grad_accum - 1 else _null()
+            with ctx:
+                loss = model(**batch).loss / cfg.grad_accum
+                acc.backward(loss)
+            total_loss += float(loss.detach())
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        state["step"] = s + 1
+        logs: dict[str, Any] = {"step": state["step"], "loss": total_loss, "lr": sched.get_last_lr()[0],
+                                "elapsed_s": round(time.perf_counter() - t0, 2)}
+        last = state["step"] >= cfg.steps
+        if val_ex and (state["step"] % cfg.eval_every == 0 or last):
+            logs.update(evaluate())
+            if logs["val_loss"] < state["best_val"] - 1e-6:
+                state["best_val"], state["bad_evals"] = logs["val_loss"], 0
+                save_adapter()
+            else:
+                state["bad_evals"] += 1
+                if cfg.early_stopping is not None and state["bad_evals"] >= cfg.early_stopping:
+                    stopped = True
+                    log.info("early stopping at step %d: no val-loss improvement in %d evaluations", state["step"], cfg.early_stopping)
+        state["history"].append(logs)
+        if state["step"] % cfg.save_every == 0 or last or stopped:
+            save_checkpoint()
+        if on_step:
+            on_step(state["step"], cfg.steps, logs)
+    if not val_ex:
+        save_adapter()
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        if cfg.merge:
+            merge_adapter(cfg.model, out, out / "merged", dtype=cfg.dtype)
+        write_json(out / "history.json", state["history"], indent=1)
+        run = {"backend": "vlm", "base_model": _base_ref(cfg.model), "adapter": ".",
+               "weights": "merged" if cfg.merge else None, "min_pixels": cfg.min_pixels,
+               "max_pixels": cfg.max_pixels, "lora": cfg.lora, "merger": cfg.merger, "rank": cfg.rank,
+               "lora_alpha": cfg.alpha, "steps": state["step"], "stopped_early": stopped,
+               "best_val_loss": None if math.isinf(state["best_val"]) else state["best_val"],
+               "trainable_params": trainable, "prompts": prompts.to_dict()}
+        write_json(out / "run.json", run, indent=2)
+    return TrainResult(out, state["step"], trainable, total, state["history"], stopped)
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *a: Any) -> None:
+        return None
+
+
+def _base_ref(model: str) -> str:
+    """A local base path is stored absolute (the run folder may move); a hub id as is."""
+    p = Path(model)
+    return str(p.resolve()) if p.exists() else model
+
+
+def merge_adapter(base: str, adapter: str | Path, dest: str | Path, dtype: str = "auto") -> Path:
+    """Write base + adapter merged into one full model folder (loads the base unquantised on CPU).
+
+    Args:
+        base: Base weights (local folder or locally cached id).
+        adapter: The adapter folder.
+        dest: Output folder (replaced atomically).
+        dtype: dtype of the merged weights (``auto``: the base's config dtype).
+    """
+    import torch
+    from peft import PeftModel
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    from synspill.runtime import resolve_weights
+
+    path = resolve_weights(base, "Qwen2.5-VL")
+    kw = {"dtype": getattr(torch, dtype)} if dtype not in ("auto", None) else {"dtype": "auto"}
+    m = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, **kw)
+    m = PeftModel.from_pretrained(m, str(adapter)).merge_and_unload()
+    dest = Path(dest)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    m.save_pretrained(str(tmp))
+    AutoProcessor.from_pretrained(path).save_pretrained(str(tmp))
+    _atomic_dir_replace(tmp, dest)
+    return dest
