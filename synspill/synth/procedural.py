@@ -123,7 +123,7 @@ class ProceduralSceneBackend:
         Returns:
             ``(image, layout)``: ``(H, W, 3)`` uint8 RGB and a JSON-able dict with
             ``horizon`` (row), ``cam_height`` (m; pixels per metre on the floor at row y are
-            ``(y - horizon) / cam_height``), ``floor`` (polygon, list of ``[x, y]``),
+            ``(y - horizon) / cam_height``), ``focal`` (px), ``floor`` (polygon, list of ``[x, y]``),
             ``wall_base`` (row where back wall meets floor), ``equipment`` (list of
             ``{"kind", "box": [x1, y1, x2, y2], "drip": [x, y]}``; ``drip`` is the floor point
             below it where a leak would land), ``params`` (what was sampled). All absolute
@@ -332,7 +332,7 @@ class _SceneRenderer:
             k = (gloss * 0.35 * fade)[..., None] * fm[..., None]
             img += (refl - img) * k
         if not outdoor:
-            for lx, ly, rad, col in self.lights:
+            for lx, ly, _rad, col in self.lights:
                 self._fixture(img, lx, ly, col, gloss, yb)
         # global colour cast + camera model
         cast = np.array([_u(rng, 0.92, 1.08), 1.0, _u(rng, 0.9, 1.08)], np.float32)
@@ -356,7 +356,7 @@ class _SceneRenderer:
                            vignette=round(vig, 3), lights=len(self.lights))
         fpoly_img = _clip_poly_to_image(fpoly, rw, rh, cam.yh)
         layout = {
-            "horizon": round(cam.yh * self.sy, 2), "cam_height": round(cam.h, 3), "vp_x": round(cam.vx * self.sx, 2),
+            "horizon": round(cam.yh * self.sy, 2), "cam_height": round(cam.h, 3), "focal": round(cam.f * self.sy, 2), "vp_x": round(cam.vx * self.sx, 2),
             "wall_base": round(min(yb, rh) * self.sy, 2),
             "floor": [[round(x * self.sx, 1), round(y * self.sy, 1)] for x, y in fpoly_img],
             "equipment": self.equipment, "params": self.params,
