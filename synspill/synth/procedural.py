@@ -31,6 +31,7 @@ import numpy as np
 
 from synspill.synth import textures as tx
 from synspill.synth.base import SceneSpec, SpillResult, SpillSpec
+from synspill.synth.masks import soft_mask
 
 SCENE_TYPES = ("corridor", "pump-room", "control-room", "walkway", "tank-farm", "loading-bay", "workshop")
 
@@ -126,7 +127,9 @@ class ProceduralSceneBackend:
             ``(y - horizon) / cam_height``), ``focal`` (px), ``floor`` (polygon, list of ``[x, y]``),
             ``wall_base`` (row where back wall meets floor), ``equipment`` (list of
             ``{"kind", "box": [x1, y1, x2, y2], "drip": [x, y]}``; ``drip`` is the floor point
-            below it where a leak would land), ``params`` (what was sampled). All absolute
+            below it where a leak would land), ``floor_grid`` (32 strings of 32 ``0``/``1``:
+            floor visible, not hidden by equipment, on a 32x32 grid over the image),
+            ``params`` (what was sampled). All absolute
             pixels of the output image.
         """
         return _SceneRenderer(spec, self.render_scale).run()
@@ -296,8 +299,13 @@ class _SceneRenderer:
             self._wall_equipment(img, cam, zb, yb, yt, c0, c1)
 
         # floor objects, far to near, with shadows
+        before = img.copy()
         shadow = np.ones((rh, rw), np.float32)
         self._floor_objects(img, shadow, cam, xl, xr, zb, outdoor)
+        # where the floor is still visible (for box proposals): a coarse 32x32 grid
+        free = (fm & ~np.any(img != before, axis=2)).astype(np.float32)
+        grid = cv2.resize(free, (32, 32), interpolation=cv2.INTER_AREA) > 0.5
+        del before
 
         # lights
         n_l = int(rng.integers(1, 5))
@@ -360,6 +368,7 @@ class _SceneRenderer:
             "wall_base": round(min(yb, rh) * self.sy, 2),
             "floor": [[round(x * self.sx, 1), round(y * self.sy, 1)] for x, y in fpoly_img],
             "equipment": self.equipment, "params": self.params,
+            "floor_grid": ["".join("1" if v else "0" for v in row) for row in grid],
         }
         return out, layout
 
@@ -630,19 +639,19 @@ def add_sensor_noise(img: np.ndarray, level: int, rng: np.random.Generator) -> n
 #: Shape families and material parameters per taxonomy class id.
 #: alpha: peak coverage at opacity 0.75; edge: edge softness factor; gloss: mirror strength.
 MATERIALS: dict[int, dict[str, Any]] = {
-    1: dict(name="oil", shapes=("puddle", "puddle", "runs", "drips"), alpha=(0.8, 0.97), edge=0.25, gloss=(0.08, 0.3),
+    1: dict(name="oil", shapes=("puddle", "puddle", "runs", "drips"), alpha=(0.8, 0.97), edge=0.4, gloss=(0.08, 0.3),
             colours=([0.05, 0.04, 0.03], [0.1, 0.07, 0.04], [0.18, 0.12, 0.06], [0.03, 0.03, 0.03]), sheen=True, darken=None),
-    2: dict(name="water", shapes=("puddle", "runs", "drips", "puddle"), alpha=(0.85, 1.0), edge=0.2, gloss=(0.2, 0.5),
+    2: dict(name="water", shapes=("puddle", "runs", "drips", "puddle"), alpha=(0.85, 1.0), edge=0.35, gloss=(0.2, 0.5),
             colours=None, sheen=False, darken=(0.45, 0.72)),
     3: dict(name="chemical", shapes=("puddle", "stain", "runs"), alpha=(0.55, 0.85), edge=0.5, gloss=(0.0, 0.15),
             colours=([0.85, 0.8, 0.2], [0.3, 0.7, 0.35], [0.25, 0.45, 0.85], [0.92, 0.92, 0.88], [0.7, 0.4, 0.75]), sheen=False, darken=None),
-    4: dict(name="stain", shapes=("stain", "stain", "puddle"), alpha=(0.35, 0.6), edge=1.0, gloss=(0.0, 0.0),
+    4: dict(name="stain", shapes=("stain", "stain", "puddle"), alpha=(0.6, 0.9), edge=1.0, gloss=(0.0, 0.0),
             colours=([0.3, 0.24, 0.18], [0.25, 0.25, 0.25], [0.4, 0.33, 0.22], [0.2, 0.17, 0.14]), sheen=False, darken=None),
-    5: dict(name="coolant", shapes=("puddle", "runs", "drips"), alpha=(0.6, 0.85), edge=0.25, gloss=(0.15, 0.35),
+    5: dict(name="coolant", shapes=("puddle", "runs", "drips"), alpha=(0.75, 0.95), edge=0.35, gloss=(0.15, 0.35),
             colours=([0.2, 0.75, 0.3], [0.9, 0.35, 0.6], [0.95, 0.5, 0.1], [0.2, 0.6, 0.85]), sheen=False, darken=(0.6, 0.8)),
-    6: dict(name="rust", shapes=("streaks", "stain", "streaks"), alpha=(0.55, 0.85), edge=0.8, gloss=(0.0, 0.0),
+    6: dict(name="rust", shapes=("streaks", "stain", "streaks"), alpha=(0.7, 0.95), edge=0.8, gloss=(0.0, 0.0),
             colours=([0.55, 0.25, 0.08], [0.45, 0.2, 0.08], [0.65, 0.35, 0.12], [0.4, 0.22, 0.12]), sheen=False, darken=None),
-    7: dict(name="grease", shapes=("smear", "smear", "puddle"), alpha=(0.8, 0.97), edge=0.35, gloss=(0.05, 0.15),
+    7: dict(name="grease", shapes=("smear", "smear", "puddle"), alpha=(0.8, 0.97), edge=0.45, gloss=(0.05, 0.15),
             colours=([0.08, 0.07, 0.05], [0.2, 0.16, 0.08], [0.12, 0.1, 0.08], [0.3, 0.25, 0.1]), sheen=False, darken=None),
     8: dict(name="powder", shapes=("scatter", "scatter", "puddle"), alpha=(0.7, 0.95), edge=0.6, gloss=(0.0, 0.0),
             colours=([0.9, 0.9, 0.88], [0.8, 0.75, 0.65], [0.7, 0.7, 0.72], [0.95, 0.93, 0.85]), sheen=False, darken=None),
@@ -782,8 +791,7 @@ def _shape(rng: np.random.Generator, kind: str, gw: int, gh: int) -> np.ndarray:
         field = np.maximum(field, loose * 0.8)
     # stay inside the box: a smooth window pulls the shape away from the edges
     win = np.minimum(np.minimum(xs, 1 - xs), np.minimum(ys, 1 - ys))
-    field = field - np.clip(0.06 - win, 0, None) * 8
-    return field
+    return np.minimum(field, 0.5 + (win - 0.07) * 6)
 
 
 def _paint(img: np.ndarray, s: SpillSpec, ctx: _SceneStats) -> tuple[np.ndarray, dict[str, Any]]:
@@ -816,6 +824,11 @@ def _paint(img: np.ndarray, s: SpillSpec, ctx: _SceneStats) -> tuple[np.ndarray,
     nz = tx.shape_noise(int(rng.integers(4)))
     var = cv2.resize(nz[:64, :64], (bw, bh), interpolation=cv2.INTER_LINEAR)
     alpha = alpha * peak * (0.85 + 0.3 * (var - 0.5))
+    # the paper's soft mask, inset so that it reaches exactly 0 at the box edge: a spill that
+    # reaches its box fades out instead of being cut straight
+    f = min(float(s.feather), 0.15 * min(bw, bh))
+    if f > 0:
+        alpha *= soft_mask(bh, bw, (f, f, bw - f, bh - f), feather=f, opacity=1.0)
     np.clip(alpha, 0, 1, out=alpha)
 
     bg = img[b:d, a:c].astype(np.float32) / 255.0
@@ -833,27 +846,42 @@ def _paint(img: np.ndarray, s: SpillSpec, ctx: _SceneStats) -> tuple[np.ndarray,
         src = img[top:b, a:c] if b > top else img[b:d, a:c]
         src = cv2.resize(src, (bw, bh), interpolation=cv2.INTER_LINEAR)[::-1].astype(np.float32) / 255.0
         refl = cv2.GaussianBlur(src, (0, 0), _u(rng, 1.0, 4.0))
-    if mat["darken"] is not None and mat["colours"] is None:  # water: darker, more saturated floor
+    name = mat["name"]
+    th = np.clip(thick, 0, 1)[..., None]
+    if name == "water":  # wet floor: darker and more saturated, a darker meniscus at the rim
         k = _u(rng, *mat["darken"])
         g_ = bg.mean(axis=2, keepdims=True)
-        col = np.clip(g_ + (bg - g_) * 1.25, 0, 1) * k
+        col = np.clip(g_ + (bg - g_) * 1.3, 0, 1) * (k - 0.12 * (1 - th))
         prm["darken"] = round(k, 3)
     else:
         base = np.array(_pick(rng, mat["colours"]), np.float32) * _u(rng, 0.8, 1.15)
         tex = 0.9 + 0.2 * var[..., None]
-        if mat["name"] in ("powder", "rust"):
+        tint = base / max(float(base.max()), 1e-3)
+        if name in ("oil", "grease"):  # film: translucent brown at the thin rim, opaque black where thick
+            rim_col = bg * (0.35 + 0.5 * tint) * _u(rng, 0.5, 0.8)
+            body = base * tex * light * cast
+            col = rim_col + (body - rim_col) * np.clip(th * 1.6, 0, 1)
+            if name == "grease":  # lumpy, matte-ish paste
+                col = col * (0.8 + 0.4 * cv2.resize(nz[64:96, 64:96], (bw, bh))[..., None])
+        elif name == "coolant":  # coloured translucent liquid over a darkened floor
+            col = bg * _u(rng, *mat["darken"]) * (0.45 + 0.55 * tint) + base * light * cast * 0.25 * th
+        elif name in ("stain", "rust", "chemical"):  # discolouration: the floor shows through (multiply)
+            strength = _u(rng, 0.6, 0.95)
+            mult = (1.0 - strength) + strength * tint * _u(rng, 0.35, 0.7)
+            col = bg * mult * tex
+            if name == "rust":
+                grain = rng.random((bh, bw), dtype=np.float32)[..., None]
+                col = col * (0.85 + 0.3 * grain)
+            if name == "stain":  # tide mark: darker rim where it dried
+                rim = np.clip(binary - cv2.GaussianBlur(binary, (0, 0), max(1.0, 0.03 * min(bw, bh))), 0, 1)[..., None]
+                col = col * (1 - 0.35 * rim)
+            if name == "chemical" and rng.random() < 0.5:  # crust: opaque pale rim / residue
+                rim = np.clip(binary - cv2.GaussianBlur(binary, (0, 0), max(1.0, 0.02 * min(bw, bh))), 0, 1)[..., None]
+                col = col + (base * light - col) * 0.6 * rim
+        else:  # powder: opaque grains, brighter than most floors, sparse at the fringe
             grain = rng.random((bh, bw), dtype=np.float32)[..., None]
-            tex = tex * (0.85 + 0.3 * grain)
-        col = base * tex * light * cast
-        if mat["darken"] is not None:  # translucent coolant: tinted darkened floor + colour
-            col = 0.5 * col + 0.5 * bg * base * 1.4 * _u(rng, *mat["darken"])
-        if mat["name"] == "stain":  # tide mark: darker rim where the stain dried
-            rim = np.clip(binary - cv2.GaussianBlur(binary, (0, 0), max(1.0, 0.03 * min(bw, bh))), 0, 1)[..., None]
-            col = col * (1 - 0.35 * rim)
-            col = 0.55 * col + 0.45 * bg * base * 2.0  # semi-transparent: floor texture shows through
-        if mat["name"] == "chemical" and rng.random() < 0.5:  # crust: brighter rim
-            rim = np.clip(binary - cv2.GaussianBlur(binary, (0, 0), max(1.0, 0.02 * min(bw, bh))), 0, 1)[..., None]
-            col = col + 0.25 * rim
+            col = base * tex * (0.8 + 0.4 * grain) * light * cast
+            alpha = alpha * np.clip(0.6 + 0.8 * th[..., 0] + 0.3 * (grain[..., 0] - 0.5), 0, 1)
         prm["colour"] = [round(float(v), 3) for v in base]
     if refl is not None:
         f = gloss * (0.5 + 0.5 * np.clip(thick, 0, 1))[..., None]

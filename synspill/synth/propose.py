@@ -64,6 +64,15 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / u if u > 0 else 0.0
 
 
+def _grid_fraction(grid: np.ndarray, box: tuple[float, ...], width: int, height: int) -> float:
+    """Fraction of the grid cells under ``box`` (xyxy px) that are visible floor."""
+    gh, gw = grid.shape
+    c1, r1 = int(box[0] / width * gw), int(box[1] / height * gh)
+    c2, r2 = max(c1 + 1, int(math.ceil(box[2] / width * gw))), max(r1 + 1, int(math.ceil(box[3] / height * gh)))
+    cells = grid[r1:r2, c1:c2]
+    return float(cells.mean()) if cells.size else 0.0
+
+
 def propose_boxes(width: int, height: int, layout: dict[str, Any] | None, rng: np.random.Generator,
                   n: int, classes: list[int] | None = None) -> list[tuple[tuple[float, float, float, float], int]]:
     """Propose up to ``n`` non-overlapping spill boxes for one image.
@@ -93,6 +102,9 @@ def propose_boxes(width: int, height: int, layout: dict[str, Any] | None, rng: n
     y_lo = max(hz + 0.04 * height, float(ys_floor.min()))
     sources = [e for e in lay.get("equipment", []) if e.get("kind") in SOURCES]
     min_px = max(6.0, 0.012 * min(width, height))
+    grid = None
+    if lay.get("floor_grid"):
+        grid = np.array([[c == "1" for c in row] for row in lay["floor_grid"]], bool)
     out: list[tuple[tuple[float, float, float, float], int]] = []
     for _ in range(n):
         for _attempt in range(25):
@@ -114,7 +126,7 @@ def propose_boxes(width: int, height: int, layout: dict[str, Any] | None, rng: n
                     x, y = src["drip"]
                     y = float(y) + rng.uniform(-0.01, 0.04) * height
                 else:
-                    y = rng.uniform(y_lo, height)
+                    y = y_lo + (height - y_lo) * math.sqrt(rng.random())  # more floor area is near the camera
                     xs = poly[:, 0] if len(poly) else np.array([0, width])
                     x = rng.uniform(max(0, xs.min()), min(width, xs.max()))
                     if len(poly) >= 3 and not _in_poly(poly, x, y):
@@ -126,13 +138,16 @@ def propose_boxes(width: int, height: int, layout: dict[str, Any] | None, rng: n
                 bw = wm * ppm
                 bh = wm * rng.uniform(rlo, rhi) * ppm * (y - hz) / focal
                 bh = max(bh, 0.12 * bw)
-                # a drip spreads mostly toward the camera and sideways from where it lands
-                cy = y + bh * (0.3 if src is not None else 0.0)
+                # a drip lands at the object's foot and spreads toward the camera and sideways
+                cy = y + bh * (0.45 if src is not None else 0.0)
                 box = (x - bw / 2, cy - bh / 2, x + bw / 2, cy + bh / 2)
             x1, y1, x2, y2 = max(0.0, box[0]), max(0.0, box[1]), min(float(width), box[2]), min(float(height), box[3])
             if x2 - x1 < min_px or y2 - y1 < min_px or (x2 - x1) > 0.6 * width or (y2 - y1) > 0.6 * height:
                 continue
             b = (round(x1, 1), round(y1, 1), round(x2, 1), round(y2, 1))
+            on_equipment = src is not None and cls == 6 and b[1] < float(src["drip"][1]) - 1
+            if grid is not None and not on_equipment and _grid_fraction(grid, b, width, height) < 0.7:
+                continue  # mostly hidden behind equipment or off the floor
             if any(_iou(b, o[0]) > 0.1 for o in out):
                 continue
             out.append((b, cls))
