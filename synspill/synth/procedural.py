@@ -75,7 +75,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def _u(rng: np.random.Generator, a: float, b: float) -> float:
-    return float(rng.uniform(a, b))
+    """Uniform in [a, b) -- also when b < a (degenerate geometry), unlike ``rng.uniform``."""
+    return float(a + (b - a) * rng.random())
 
 
 def _pick(rng: np.random.Generator, seq: Any) -> Any:
@@ -641,7 +642,7 @@ def add_sensor_noise(img: np.ndarray, level: int, rng: np.random.Generator) -> n
 MATERIALS: dict[int, dict[str, Any]] = {
     1: dict(name="oil", shapes=("puddle", "puddle", "runs", "drips"), alpha=(0.8, 0.97), edge=0.4, gloss=(0.08, 0.3),
             colours=([0.05, 0.04, 0.03], [0.1, 0.07, 0.04], [0.18, 0.12, 0.06], [0.03, 0.03, 0.03]), sheen=True, darken=None),
-    2: dict(name="water", shapes=("puddle", "runs", "drips", "puddle"), alpha=(0.85, 1.0), edge=0.35, gloss=(0.2, 0.5),
+    2: dict(name="water", shapes=("puddle", "runs", "drips", "puddle"), alpha=(0.85, 1.0), edge=0.35, gloss=(0.1, 0.3),
             colours=None, sheen=False, darken=(0.45, 0.72)),
     3: dict(name="chemical", shapes=("puddle", "stain", "runs"), alpha=(0.55, 0.85), edge=0.5, gloss=(0.0, 0.15),
             colours=([0.85, 0.8, 0.2], [0.3, 0.7, 0.35], [0.25, 0.45, 0.85], [0.92, 0.92, 0.88], [0.7, 0.4, 0.75]), sheen=False, darken=None),
