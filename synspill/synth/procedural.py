@@ -828,7 +828,7 @@ def _paint(img: np.ndarray, s: SpillSpec, ctx: _SceneStats) -> tuple[np.ndarray,
     # the paper's soft mask, inset so that it reaches exactly 0 at the box edge: a spill that
     # reaches its box fades out instead of being cut straight
     f = min(float(s.feather), 0.15 * min(bw, bh))
-    if f > 0:
+    if f >= 0.5:
         alpha *= soft_mask(bh, bw, (f, f, bw - f, bh - f), feather=f, opacity=1.0)
     np.clip(alpha, 0, 1, out=alpha)
 

@@ -43,9 +43,9 @@ SOURCES = {"valve", "flange", "joint", "pump", "tank", "drum"}
 
 
 def default_layout(width: int, height: int) -> dict[str, Any]:
-    """Generic layout for a photo without one: floor = lower 55 %, camera 3 m high."""
+    """Generic layout for a photo without one: floor = lower 55 %, camera 2.5 m high."""
     hz = 0.45 * height
-    return {"horizon": hz, "cam_height": 3.0, "focal": 0.8 * width,
+    return {"horizon": hz, "cam_height": 2.5, "focal": 0.8 * width,
             "floor": [[0, hz + 0.05 * height], [width, hz + 0.05 * height], [width, height], [0, height]],
             "equipment": [], "heuristic": True}
 
