@@ -74,7 +74,7 @@ def test_rust_streaks_start_on_equipment():
     tall = 0
     for s in range(30):
         for (x1, y1, x2, y2), _ in propose_boxes(w, h, lay, np.random.default_rng(s), 1, [6]):
-            if y1 < 300:
+            if y1 < 250:  # not a floor box (those start near the drip point, y ~ 300)
                 assert 100 <= y1 <= 140 and (y2 - y1) >= (x2 - x1)
                 tall += 1
     assert tall >= 5
