@@ -88,9 +88,9 @@ def inpaint(
                           strength=st, batch_size=batch_size, workers=s.default_workers(workers), shard=shard_t,
                           quality=quality, diffusion=diff, contact_sheet=contact)
     with s.job_progress("inpaint") as (on_start, on_progress):
-        path = jobs.run_inpaint(job, force=force, on_progress=on_progress, on_start=on_start)
-    if path is None:
+        result = jobs.run_inpaint(job, force=force, on_progress=on_progress, on_start=on_start)
+    if result is None:
         console.print(f"shard {shard_t[0]}/{shard_t[1]} done; rank 0 merges", highlight=False)
         return
     console.print(f"spills in {out}: [bold]annotations.json[/], manifest.jsonl, contact_sheet.png", highlight=False)
-    typer.echo(str(path))
+    typer.echo(str(result))

@@ -88,9 +88,9 @@ def scenes(
                          workers=s.default_workers(workers), shard=shard_t, quality=quality, diffusion=diff,
                          scene_prompts=prompts)
     with s.job_progress("scenes") as (on_start, on_progress):
-        path = jobs.run_scenes(job, force=force, on_progress=on_progress, on_start=on_start)
-    if path is None:
+        result = jobs.run_scenes(job, force=force, on_progress=on_progress, on_start=on_start)
+    if result is None:
         console.print(f"shard {shard_t[0]}/{shard_t[1]} done; rank 0 merges", highlight=False)
         return
     console.print(f"{n} scenes in {out} ([bold]scenes.json[/], manifest.jsonl)", highlight=False)
-    typer.echo(str(path))
+    typer.echo(str(result))

@@ -403,7 +403,7 @@ class ScenesJob:
 
     def settings(self) -> dict[str, Any]:
         """What identifies the run (compared on resume)."""
-        d = {"job": "scenes", "n": self.n, "seed": self.seed, "backend": self.backend, "width": self.width,
+        d: dict[str, Any] = {"job": "scenes", "n": self.n, "seed": self.seed, "backend": self.backend, "width": self.width,
              "height": self.height, "scene_types": list(self.types()), "backgrounds": self.backgrounds, "quality": self.quality}
         if self.diffusion is not None:
             d["diffusion"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.diffusion).items()
@@ -693,7 +693,7 @@ class InpaintJob:
             raise UsageError("--out must differ from --scenes (inpaint writes a new dataset)")
 
     def settings(self) -> dict[str, Any]:
-        d = {"job": "inpaint", "scenes": str(self.scenes), "boxes": str(self.boxes) if self.boxes else None,
+        d: dict[str, Any] = {"job": "inpaint", "scenes": str(self.scenes), "boxes": str(self.boxes) if self.boxes else None,
              "propose": self.propose, "per_image": list(self.per_image), "classes": list(self.classes) if self.classes else None,
              "seed": self.seed, "backend": self.backend, "feather": self.feather, "opacity": self.opacity,
              "strength": list(self.strength), "quality": self.quality}
@@ -798,7 +798,7 @@ def _inpaint_items(job: InpaintJob) -> tuple[list[dict[str, Any]], Any]:
         specs = []
         for k, (box, cls, _auto) in enumerate(boxes_):
             st = float(srng.uniform(*job.strength))
-            specs.append(SpillSpec(box=tuple(float(v) for v in box), class_id=int(cls), seed=derive_seed(job.seed, "spill", im.id, k),
+            specs.append(SpillSpec(box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])), class_id=int(cls), seed=derive_seed(job.seed, "spill", im.id, k),
                                    feather=job.feather, opacity=job.opacity, strength=round(st, 4)))
         q = job.quality or int(im.extra.get("jpeg_quality", DEFAULT_QUALITY))
         items.append({"index": index, "id": im.id, "file_name": f"images/{im.id:06d}.jpg", "width": im.width, "height": im.height,
@@ -849,7 +849,8 @@ def merge_inpaint(out: Path, n: int | None = None, contact_sheet: int = 36) -> P
     if n is None:
         n = len(load_scenes(settings["scenes"]).images)
     _check_complete(out, recs, n, "images")
-    images, anns = [], []
+    images: list[ImageRecord] = []
+    anns: list[Annotation] = []
     for _, r in sorted(recs.items(), key=lambda kv: kv[1]["id"]):
         images.append(ImageRecord(r["id"], r["file_name"], r["width"], r["height"],
                                   {"seed": r["seed"], "scene_file": r["scene_file"], "backend": r["backend"]}))

@@ -330,10 +330,10 @@ class _SceneRenderer:
         if outdoor:
             illum = illum * 0.5 + 0.6
         illum *= _u(rng, 0.8, 1.05) / float(illum.mean())  # overall exposure stays in a sane band
-        illum = cv2.resize(illum, (rw, rh), interpolation=cv2.INTER_LINEAR)
+        illum_full = cv2.resize(illum, (rw, rh), interpolation=cv2.INTER_LINEAR)
         # shadows soften with distance from contact
-        shadow = cv2.GaussianBlur(shadow, (0, 0), max(1.0, rw / 250))
-        img *= illum * shadow[..., None]
+        shadow_s = cv2.GaussianBlur(shadow, (0, 0), max(1.0, rw / 250))
+        img *= illum_full * shadow_s[..., None]
         # glossy floor: mirror of what is above the wall base + streaks under the lights
         if gloss > 0.05:
             src = np.clip(2 * int(yb) - np.arange(rh), 0, rh - 1)
@@ -352,7 +352,7 @@ class _SceneRenderer:
         vig = _u(rng, 0.0, 0.45)
         img *= (1 - vig * 0.5 * r2).astype(np.float32)[..., None]
         sig = _u(rng, 0.3, 1.1)
-        img = cv2.GaussianBlur(img, (0, 0), sig)
+        img = np.asarray(cv2.GaussianBlur(img, (0, 0), sig), np.float32)
         gamma = _u(rng, 0.85, 1.15)
         np.clip(img, 0, 1, out=img)
         img = img ** (1.0 / gamma) if abs(gamma - 1) > 0.02 else img
@@ -495,13 +495,13 @@ class _SceneRenderer:
                 cv2.line(img, (c0, int(yc) + h), (c1, int(yc) + h), col, 1)
         # doors / roller shutter
         if rng.random() < (0.8 if self.scene_type == "loading-bay" else 0.3):
-            w, h = _u(rng, 1.0, 4.0) * ppm, _u(rng, 2.1, 4.0) * ppm
-            x = _u(rng, c0, max(c0 + 1, c1 - w))
+            dw, dh = _u(rng, 1.0, 4.0) * ppm, _u(rng, 2.1, 4.0) * ppm
+            x = _u(rng, c0, max(c0 + 1, c1 - dw))
             col = np.array(_pick(rng, ([0.6, 0.62, 0.63], [0.3, 0.4, 0.55], [0.7, 0.55, 0.2])), np.float32)
-            x1, y1 = int(x), int(yb - h)
-            cv2.rectangle(img, (x1, y1), (int(x + w), int(yb)), col.tolist(), -1)
+            x1, y1 = int(x), int(yb - dh)
+            cv2.rectangle(img, (x1, y1), (int(x + dw), int(yb)), col.tolist(), -1)
             for yy in range(y1, int(yb), max(2, int(0.1 * ppm))):
-                cv2.line(img, (x1, yy), (int(x + w), yy), (col * 0.75).tolist(), 1)
+                cv2.line(img, (x1, yy), (int(x + dw), yy), (col * 0.75).tolist(), 1)
 
     def _floor_objects(self, img: np.ndarray, shadow: np.ndarray, cam: _Cam, xl: float, xr: float, zb: float, outdoor: bool) -> None:
         import cv2
@@ -774,16 +774,17 @@ def _shape(rng: np.random.Generator, kind: str, gw: int, gh: int) -> np.ndarray:
     elif kind == "smear":  # thick brush strokes along a direction
         canvas = np.zeros((gh, gw), np.float32)
         for _ in range(int(rng.integers(2, 6))):
-            c = np.array([_u(rng, 0.25, 0.75) * gw, _u(rng, 0.25, 0.75) * gh])
+            cen = np.array([_u(rng, 0.25, 0.75) * gw, _u(rng, 0.25, 0.75) * gh])
             half = d * np.array([gw, gh]) * _u(rng, 0.15, 0.4)
             t = max(2, int(_u(rng, 0.08, 0.2) * min(gw, gh)))
-            cv2.line(canvas, tuple((c - half).astype(int)), tuple((c + half).astype(int)), 1.0, t)
-        canvas = cv2.GaussianBlur(canvas, (0, 0), max(1.0, gw / 40))
-        field = canvas + (nz - 0.5) * 0.7
+            p1, p2 = (cen - half).astype(int), (cen + half).astype(int)
+            cv2.line(canvas, (int(p1[0]), int(p1[1])), (int(p2[0]), int(p2[1])), 1.0, t)
+        blurred = cv2.GaussianBlur(canvas, (0, 0), max(1.0, gw / 40))
+        field = blurred + (nz - 0.5) * 0.7
         field = 0.5 + (field - 0.45)
     else:  # scatter: powder heap with grainy fringe and loose particles
-        c = np.array([_u(rng, 0.4, 0.6), _u(rng, 0.4, 0.6)])
-        dist = np.sqrt(((xs - c[0]) / _u(rng, 0.25, 0.4)) ** 2 + ((ys - c[1]) / _u(rng, 0.25, 0.4)) ** 2)
+        cx, cy = _u(rng, 0.4, 0.6), _u(rng, 0.4, 0.6)
+        dist = np.sqrt(((xs - cx) / _u(rng, 0.25, 0.4)) ** 2 + ((ys - cy) / _u(rng, 0.25, 0.4)) ** 2)
         grain = rng.random((gh, gw), dtype=np.float32)
         field = 1.0 - dist * 0.6 + (nz - 0.5) * 0.8 + (grain - 0.5) * 0.35
         thr = np.quantile(field, 1 - _u(rng, 0.3, 0.55))

@@ -26,7 +26,7 @@ def test_boxes_on_rendered_scenes(seed):
     boxes = propose_boxes(w, h, lay, np.random.default_rng(seed), 4, [1, 2, 3])
     assert boxes
     _check(boxes, w, h, {1, 2, 3})
-    for (x1, y1, x2, y2), _ in boxes:
+    for (_, _, _, y2), _ in boxes:
         assert y2 > lay["horizon"]  # never in the sky / on the ceiling
 
 
@@ -58,7 +58,7 @@ def test_beneath_equipment_and_visible_floor_only():
     lay["floor_grid"] = ["".join(r) for r in grid]
     near = 0
     for s in range(20):
-        for (x1, y1, x2, y2), c in propose_boxes(w, h, lay, np.random.default_rng(s), 2, [1]):
+        for (x1, y1, x2, y2), _ in propose_boxes(w, h, lay, np.random.default_rng(s), 2, [1]):
             cx = (x1 + x2) / 2
             # mostly on the visible floor (the rectangle x < 22/32 w, y > 20/32 h), measured geometrically
             vis = max(0.0, min(x2, 22 / 32 * w) - x1) * max(0.0, y2 - max(y1, 20 / 32 * h))
