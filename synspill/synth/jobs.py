@@ -718,12 +718,35 @@ def _spill_worker_init(backend: str, diffusion: Any) -> None:
     _WORKER["versions"] = package_versions()
 
 
-def rle_encode(mask: np.ndarray) -> dict[str, Any]:
-    """COCO compressed RLE of a ``(H, W)`` bool mask (``{"size": [H, W], "counts": str}``)."""
+def rle_encode(mask: np.ndarray, box: tuple[float, float, float, float] | None = None) -> dict[str, Any]:
+    """COCO compressed RLE of a ``(H, W)`` bool mask (``{"size": [H, W], "counts": str}``).
+
+    Args:
+        mask: The mask.
+        box: Optional ``xyxy`` box known to contain every True pixel; only its columns are
+            scanned (the rest of the column-major run is zeros), which is much faster for
+            small spills on large images.
+    """
     from pycocotools import mask as mask_utils
 
-    r = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(r["size"][0]), int(r["size"][1])], "counts": r["counts"].decode("ascii")}
+    h, w = mask.shape
+    x1, x2 = (0, w) if box is None else (max(0, int(box[0])), min(w, int(np.ceil(box[2]))))
+    band = np.ascontiguousarray(mask[:, x1:x2].T).ravel()  # column-major order of the band
+    change = np.flatnonzero(band[1:] != band[:-1]) + 1
+    runs = np.diff(np.concatenate(([0], change, [band.size]))).tolist()
+    if band.size and band[0]:
+        runs = [0, *runs]  # COCO RLE starts with a run of zeros
+    if not runs:
+        runs = [0]
+    runs[0] += x1 * h
+    tail = (w - x2) * h
+    if tail:
+        if len(runs) % 2 == 1:  # last run is zeros
+            runs[-1] += tail
+        else:
+            runs.append(tail)
+    r = mask_utils.frPyObjects({"counts": runs, "size": [h, w]}, h, w)
+    return {"size": [int(h), int(w)], "counts": r["counts"].decode("ascii")}
 
 
 def _spill_worker(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -754,7 +777,7 @@ def _spill_worker(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 x1, y1, x2, y2 = b
                 s["bbox"] = [x1, y1, x2 - x1, y2 - y1]
                 s["area"] = int(m.sum())
-                s["segmentation"] = rle_encode(m)
+                s["segmentation"] = rle_encode(m, b)
             spills.append(s)
         recs.append({"index": it["index"], "id": it["id"], "file_name": it["file_name"], "width": w, "height": h,
                      "scene_file": it["scene_file"], "seed": it["seed"], "backend": be.name, "spills": spills,
@@ -868,7 +891,7 @@ def merge_inpaint(out: Path, n: int | None = None, contact_sheet: int = 36) -> P
     return path
 
 
-def write_contact_sheet(ds: Any, path: Path, n: int = 36, tile: int = 320, cols: int = 6) -> Path:
+def write_contact_sheet(ds: Any, path: Path, n: int = 36, tile: int = 256, cols: int = 6) -> Path:
     """A PNG grid of the first ``n`` images with their boxes and class names drawn.
 
     Args:
@@ -881,7 +904,7 @@ def write_contact_sheet(ds: Any, path: Path, n: int = 36, tile: int = 320, cols:
     import cv2
 
     from synspill import taxonomy
-    from synspill.io import save_image
+    from synspill.io import write_bytes
 
     ims = sorted(ds.images, key=lambda r: r.id)[:n]
     rows = max(1, (len(ims) + cols - 1) // cols)
@@ -890,7 +913,7 @@ def write_contact_sheet(ds: Any, path: Path, n: int = 36, tile: int = 320, cols:
     palette = [(230, 25, 75), (60, 180, 245), (255, 225, 25), (245, 130, 48), (60, 220, 75), (240, 50, 230),
                (170, 110, 40), (250, 250, 250)]
     for k, im in enumerate(ims):
-        img = read_rgb(ds.image_path(im))
+        img = _read_small(ds.image_path(im), tile)
         s = tile / max(im.width, im.height)
         small = cv2.resize(img, (max(1, int(im.width * s)), max(1, int(im.height * s))), interpolation=cv2.INTER_AREA)
         for a in by_img.get(im.id, []):
@@ -904,5 +927,21 @@ def write_contact_sheet(ds: Any, path: Path, n: int = 36, tile: int = 320, cols:
         r, c = divmod(k, cols)
         sheet[r * tile:r * tile + small.shape[0], c * tile:c * tile + small.shape[1]] = small
         cv2.putText(sheet, str(im.id), (c * tile + 4, r * tile + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
-    save_image(path, sheet)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise OSError(f"could not encode the contact sheet {path}")
+    write_bytes(path, png.tobytes())
     return path
+
+
+def _read_small(path: Path, tile: int) -> np.ndarray:
+    """Decode an image at (at least) ``tile`` px on its short side; JPEGs use DCT scaling (fast)."""
+    data = path.read_bytes()
+    if data[:3] == b"\xff\xd8\xff":
+        import simplejpeg
+
+        try:
+            return simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=tile, min_width=tile)
+        except ValueError:
+            pass
+    return read_rgb(path)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -343,20 +344,17 @@ class _SceneRenderer:
         if not outdoor:
             for lx, ly, _rad, col in self.lights:
                 self._fixture(img, lx, ly, col, gloss, yb)
-        # global colour cast + camera model
+        # global colour cast + camera model (exposure, vignetting, blur, gamma), one pass each
         cast = np.array([_u(rng, 0.92, 1.08), 1.0, _u(rng, 0.9, 1.08)], np.float32)
         exposure = _u(rng, 0.85, 1.35)
-        img *= cast * exposure
-        ii, jj = np.ogrid[0:rh, 0:rw]
-        r2 = ((ii - rh / 2) / (rh / 2)) ** 2 + ((jj - rw / 2) / (rw / 2)) ** 2
         vig = _u(rng, 0.0, 0.45)
-        img *= (1 - vig * 0.5 * r2).astype(np.float32)[..., None]
+        img *= (1 - vig * 0.5 * _radius2(rh, rw))[..., None] * (cast * exposure)
         sig = _u(rng, 0.3, 1.1)
         img = np.asarray(cv2.GaussianBlur(img, (0, 0), sig), np.float32)
         gamma = _u(rng, 0.85, 1.15)
-        np.clip(img, 0, 1, out=img)
-        img = img ** (1.0 / gamma) if abs(gamma - 1) > 0.02 else img
-        small = (img * 255 + 0.5).astype(np.uint8)
+        small = cv2.convertScaleAbs(img, alpha=255.0)  # saturating, rounding (values are >= 0)
+        if abs(gamma - 1) > 0.02:
+            small = cv2.LUT(small, _gamma_lut(round(gamma, 3)))
         out = cv2.resize(small, (self.W, self.H), interpolation=cv2.INTER_LINEAR) if (rw, rh) != (self.W, self.H) else small
         level = int(rng.integers(3))
         out = add_sensor_noise(out, level, rng)
@@ -600,6 +598,18 @@ class _SceneRenderer:
         c = (int(x + w / 2 + _u(rng, -0.1, 0.1) * w), int(y))
         ax = (max(1, int(w * _u(rng, 0.55, 0.8))), max(1, int(depth * _u(rng, 0.1, 0.3))))
         cv2.ellipse(shadow, c, ax, 0, 0, 360, _u(rng, 0.45, 0.75), -1)
+
+
+@cache
+def _radius2(h: int, w: int) -> np.ndarray:
+    """Squared normalised distance from the image centre (1 at the edge midpoints), float32."""
+    ii, jj = np.ogrid[0:h, 0:w]
+    return (((ii - h / 2) / (h / 2)) ** 2 + ((jj - w / 2) / (w / 2)) ** 2).astype(np.float32)
+
+
+@cache
+def _gamma_lut(gamma: float) -> np.ndarray:
+    return np.clip(((np.arange(256) / 255.0) ** (1.0 / gamma)) * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
 def _clip_poly_to_image(poly: np.ndarray, w: int, h: int, yh: float) -> list[tuple[float, float]]:

@@ -266,3 +266,18 @@ def test_parse_range():
             jobs.parse_range(bad, "x")
     with pytest.raises(UsageError, match="within"):
         jobs.parse_range("0.5:1.5", "--strength", 0, 1)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_rle_matches_pycocotools(seed):
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(seed)
+    m = np.zeros((37, 53), bool)
+    x1, x2 = sorted(rng.integers(0, 53, 2))
+    m[rng.integers(0, 37):, x1:x2 + 1] = rng.random((1, x2 + 1 - x1)) > 0.3 if seed % 2 else True
+    if seed == 3:
+        m[:] = False
+    ref = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))["counts"].decode()
+    assert jobs.rle_encode(m)["counts"] == ref
+    assert jobs.rle_encode(m, (x1, 0, x2 + 1, 37))["counts"] == ref
