@@ -235,14 +235,16 @@ class _SceneRenderer:
         tile_m = _u(rng, 3.0, 6.0)
         s = ppm_wall * tile_m / tx.TILE
         m = np.array([[s, 0, _u(rng, 0, rw)], [0, s, yb]], np.float32)
-        wall = cv2.warpAffine(wtex, m, (rw, rh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
         y0w = max(0, int(yt)) if not outdoor else max(0, int(yb - ppm_wall * _u(rng, 1.0, 3.0)))
         if outdoor:
             wall_col = np.array([0.6, 0.6, 0.58], np.float32)  # a low concrete bund wall
         r0, r1 = y0w, max(y0w, min(rh, int(math.ceil(yb))))
         c0, c1 = max(0, int(xa)), min(rw, int(math.ceil(xb_)))
-        if r1 > r0 and c1 > c0:
-            img[r0:r1, c0:c1] = wall[r0:r1, c0:c1, None] * wall_col
+        if r1 > r0 and c1 > c0:  # warp only the wall's own rectangle
+            m[0, 2] -= c0
+            m[1, 2] -= r0
+            wall = cv2.warpAffine(wtex, m, (c1 - c0, r1 - r0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+            img[r0:r1, c0:c1] = wall[..., None] * wall_col
         # grime band at the wall base
         if r1 > r0 and c1 > c0 and not outdoor:
             band = max(2, int(ppm_wall * 0.4))
@@ -257,13 +259,19 @@ class _SceneRenderer:
             hmat = np.array([[cam.vx, 0, cam.f * xw], [cam.yh, -cam.f, cam.f * cam.h], [1, 0, 0]], np.float64)
             sc = tile_m / tx.TILE
             a_ = np.array([[sc, 0, 0], [0, sc, 0], [0, 0, 1]], np.float64)
-            warped = cv2.warpPerspective(wtex, hmat @ a_, (rw, rh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
             pts = np.array([cam.point(xw, 0, zb), cam.point(xw, wall_h, zb), cam.point(xw, wall_h, 0.2),
                             cam.point(xw, 0, 0.2)], np.float64)
             mask = np.zeros((rh, rw), np.uint8)
             cv2.fillPoly(mask, [np.clip(pts, -1e5, 1e5).astype(np.int32)], 1)
             shade = _u(rng, 0.7, 0.95)
-            img[mask > 0] = warped[mask > 0, None] * wall_col * shade
+            ys_, xs_ = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+            if ys_.size:  # warp only the wall's bounding box
+                by0, by1, bx0, bx1 = int(ys_[0]), int(ys_[-1]) + 1, int(xs_[0]), int(xs_[-1]) + 1
+                t = np.array([[1, 0, -bx0], [0, 1, -by0], [0, 0, 1]], np.float64)
+                warped = cv2.warpPerspective(wtex, t @ hmat @ a_, (bx1 - bx0, by1 - by0), flags=cv2.INTER_LINEAR,
+                                             borderMode=cv2.BORDER_WRAP)
+                np.copyto(img[by0:by1, bx0:bx1], warped[..., None] * (wall_col * shade),
+                          where=mask[by0:by1, bx0:bx1, None] > 0)
 
         # floor
         fkind = floor_kind
@@ -281,7 +289,6 @@ class _SceneRenderer:
         a_ = np.array([[sc * math.cos(rot), -sc * math.sin(rot), _u(rng, 0, 50)],
                        [sc * math.sin(rot), sc * math.cos(rot), _u(rng, 0, 50)], [0, 0, 1]], np.float64)
         hmat = np.array([[cam.f, cam.vx, 0], [0, cam.yh, cam.f * cam.h], [0, 1, 0]], np.float64)
-        floor = cv2.warpPerspective(ftex, hmat @ a_, (rw, rh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
         fpoly = np.array([cam.floor(-xl, zb), cam.floor(xr, zb), cam.floor(xr, 0.2), cam.floor(-xl, 0.2)], np.float64)
         fmask = np.zeros((rh, rw), np.uint8)
         cv2.fillPoly(fmask, [np.clip(fpoly, -1e5, 1e5).astype(np.int32)], 1)
@@ -289,8 +296,11 @@ class _SceneRenderer:
         # aerial fade toward the horizon hides texture aliasing far away
         rows = np.arange(rh, dtype=np.float32)
         fade = np.clip((rows - cam.yh) / (0.25 * rh), 0, 1)[:, None]
-        fl = floor * fade + float(ftex.mean()) * (1 - fade)
-        img[fm] = fl[fm, None] * fcol
+        y0f = min(rh - 1, max(0, int(cam.yh)))  # warp only the rows below the horizon
+        t = np.array([[1, 0, 0], [0, 1, -y0f], [0, 0, 1]], np.float64)
+        floor = cv2.warpPerspective(ftex, t @ hmat @ a_, (rw, rh - y0f), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+        fl = floor * fade[y0f:] + float(ftex.mean()) * (1 - fade[y0f:])
+        np.copyto(img[y0f:], fl[..., None] * fcol, where=fm[y0f:, :, None])
         self.fm = fm
 
         # repair patches, mats, plates, drains, markings (all on the floor plane)
@@ -301,11 +311,11 @@ class _SceneRenderer:
             self._wall_equipment(img, cam, zb, yb, yt, c0, c1)
 
         # floor objects, far to near, with shadows
-        before = img.copy()
+        before = img[..., 1].copy()
         shadow = np.ones((rh, rw), np.float32)
         self._floor_objects(img, shadow, cam, xl, xr, zb, outdoor)
         # where the floor is still visible (for box proposals): a coarse 32x32 grid
-        free = (fm & ~np.any(img != before, axis=2)).astype(np.float32)
+        free = (fm & (img[..., 1] == before)).astype(np.float32)
         grid = cv2.resize(free, (32, 32), interpolation=cv2.INTER_AREA) > 0.5
         del before
 
@@ -337,10 +347,11 @@ class _SceneRenderer:
         img *= illum_full * shadow_s[..., None]
         # glossy floor: mirror of what is above the wall base + streaks under the lights
         if gloss > 0.05:
-            src = np.clip(2 * int(yb) - np.arange(rh), 0, rh - 1)
+            y0r = min(rh - 1, max(0, int(min(yb, cam.yh))))  # only floor rows can reflect
+            src = np.clip(2 * int(yb) - np.arange(y0r, rh), 0, rh - 1)
             refl = cv2.GaussianBlur(img[src], (0, 0), sigmaX=1.0, sigmaY=max(1.0, rh / 120))
-            k = (gloss * 0.35 * fade)[..., None] * fm[..., None]
-            img += (refl - img) * k
+            k = (gloss * 0.35 * fade[y0r:])[..., None] * fm[y0r:, :, None]
+            img[y0r:] += (refl - img[y0r:]) * k
         if not outdoor:
             for lx, ly, _rad, col in self.lights:
                 self._fixture(img, lx, ly, col, gloss, yb)
