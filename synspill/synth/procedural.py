@@ -315,8 +315,8 @@ class _SceneRenderer:
         shadow = np.ones((rh, rw), np.float32)
         self._floor_objects(img, shadow, cam, xl, xr, zb, outdoor)
         # where the floor is still visible (for box proposals): a coarse 32x32 grid
-        free = (fm & (img[..., 1] == before)).astype(np.float32)
-        grid = cv2.resize(free, (32, 32), interpolation=cv2.INTER_AREA) > 0.5
+        self.free = fm & (img[..., 1] == before)
+        grid = cv2.resize(self.free.astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA) > 0.5
         del before
 
         # lights
@@ -350,7 +350,7 @@ class _SceneRenderer:
             y0r = min(rh - 1, max(0, int(min(yb, cam.yh))))  # only floor rows can reflect
             src = np.clip(2 * int(yb) - np.arange(y0r, rh), 0, rh - 1)
             refl = cv2.GaussianBlur(img[src], (0, 0), sigmaX=1.0, sigmaY=max(1.0, rh / 120))
-            k = (gloss * 0.35 * fade[y0r:])[..., None] * fm[y0r:, :, None]
+            k = (gloss * 0.35 * fade[y0r:])[..., None] * self.free[y0r:, :, None]
             img[y0r:] += (refl - img[y0r:]) * k
         if not outdoor:
             for lx, ly, _rad, col in self.lights:
@@ -360,7 +360,7 @@ class _SceneRenderer:
         exposure = _u(rng, 0.85, 1.35)
         vig = _u(rng, 0.0, 0.45)
         img *= (1 - vig * 0.5 * _radius2(rh, rw))[..., None] * (cast * exposure)
-        sig = _u(rng, 0.3, 1.1)
+        sig = _u(rng, 0.3, 0.9)
         img = np.asarray(cv2.GaussianBlur(img, (0, 0), sig), np.float32)
         gamma = _u(rng, 0.85, 1.15)
         small = cv2.convertScaleAbs(img, alpha=255.0)  # saturating, rounding (values are >= 0)
@@ -398,7 +398,7 @@ class _SceneRenderer:
                 xs = np.linspace(-1, 1, x1 - x0, dtype=np.float32)
                 ys = np.linspace(0, 1, y1 - y0, dtype=np.float32)
                 streak = np.exp(-(xs * 2.2) ** 2)[None, :] * np.exp(-ys * 3)[:, None] * gloss * 0.9
-                streak *= self.fm[y0:y1, x0:x1]
+                streak *= self.free[y0:y1, x0:x1]
                 img[y0:y1, x0:x1] += streak[..., None] * col
 
     def _floor_decor(self, img: np.ndarray, cam: _Cam, xl: float, xr: float, zb: float, fcol: np.ndarray) -> None:
@@ -813,8 +813,11 @@ def _shape(rng: np.random.Generator, kind: str, gw: int, gh: int) -> np.ndarray:
         loose = (grain > 0.985 - 0.02 * np.clip(1 - dist, 0, 1)).astype(np.float32)
         field = np.maximum(field, loose * 0.8)
     # stay inside the box: a smooth window pulls the shape away from the edges
-    win = np.minimum(np.minimum(xs, 1 - xs), np.minimum(ys, 1 - ys))
-    return np.minimum(field, 0.5 + (win - 0.07) * 6)
+    # stay inside the box: an elliptical window roughened by its own noise, so that where it
+    # limits a large field the outline is an irregular curve, never the box's straight edge
+    n2 = cv2.resize(noise[128:192, 128:192], (gw, gh))
+    r = np.sqrt(((xs - 0.5) / 0.5) ** 2 + ((ys - 0.5) / 0.5) ** 2) + (n2 - 0.5) * 0.5
+    return np.minimum(field, 0.5 + (0.92 - r) * 3)
 
 
 def _paint(img: np.ndarray, s: SpillSpec, ctx: _SceneStats) -> tuple[np.ndarray, dict[str, Any]]:

@@ -29,14 +29,14 @@ from synspill import taxonomy
 
 # Real-world spill extent (metres): (width lo, hi), depth/width ratio (lo, hi).
 SIZES: dict[int, tuple[tuple[float, float], tuple[float, float]]] = {
-    1: ((0.3, 2.2), (0.5, 1.6)),   # oil
-    2: ((0.4, 2.8), (0.5, 1.8)),   # water
-    3: ((0.3, 1.5), (0.6, 1.4)),   # chemical
-    4: ((0.3, 1.6), (0.6, 1.5)),   # floor stain
-    5: ((0.25, 1.4), (0.5, 1.6)),  # coolant
-    6: ((0.15, 0.7), (0.7, 1.4)),  # rust (on the floor); streaks on equipment are tall
-    7: ((0.12, 0.6), (0.5, 1.5)),  # grease
-    8: ((0.3, 1.8), (0.6, 1.4)),   # powder
+    1: ((0.4, 2.8), (0.5, 1.6)),   # oil
+    2: ((0.5, 3.5), (0.5, 1.8)),   # water
+    3: ((0.3, 2.0), (0.6, 1.4)),   # chemical
+    4: ((0.4, 2.0), (0.6, 1.5)),   # floor stain
+    5: ((0.3, 1.8), (0.5, 1.6)),   # coolant
+    6: ((0.2, 0.9), (0.7, 1.4)),   # rust (on the floor); streaks on equipment are tall
+    7: ((0.15, 0.8), (0.5, 1.5)),  # grease
+    8: ((0.4, 2.2), (0.6, 1.4)),   # powder
 }
 LEAKING = {1, 2, 3, 5, 6, 7}  # classes that come from a source above
 SOURCES = {"valve", "flange", "joint", "pump", "tank", "drum"}
