@@ -23,7 +23,7 @@ def scenes(
     size: Annotated[int, typer.Option("--size", help="Image side in pixels (square; multiple of 8).")] = 1024,
     batch_size: s.BatchOpt = 8,
     seed: SeedOpt = 0,
-    scene_types: Annotated[str | None, typer.Option("--scene-types", help="Comma-separated: corridor, pump-room, control-room, walkway, tank-farm, loading-bay, workshop (default: all).")] = None,
+    scene_types: Annotated[str | None, typer.Option("--scene-types", help="Comma-separated: corridor, pump-room, control-room, walkway, tank-farm, loading-bay, compressor-hall, workshop (default: all).")] = None,
     workers: s.WorkersOpt = None,
     shard: s.ShardOpt = None,
     merge_only: s.MergeOnlyOpt = False,

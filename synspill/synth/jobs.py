@@ -411,9 +411,14 @@ class ScenesJob:
         return d
 
     def types(self) -> tuple[str, ...]:
+        """Scene types drawn from: ``scene_types``, else the prompt set's (sdxl), else the procedural ones."""
         from synspill.synth.procedural import SCENE_TYPES
 
-        return self.scene_types or SCENE_TYPES
+        if self.scene_types:
+            return self.scene_types
+        if self.backend == "sdxl" and self.scene_prompts.get("types"):
+            return tuple(self.scene_prompts["types"])
+        return SCENE_TYPES
 
     def spec(self, index: int) -> Any:
         """The :class:`SceneSpec` of item ``index`` (0-based; image id ``index + 1``)."""
@@ -423,24 +428,43 @@ class ScenesJob:
         rng = np.random.default_rng(s)
         types = self.types()
         st = types[int(rng.integers(len(types)))]
-        pos, neg = scene_prompt(self.scene_prompts, st)
+        pos, neg = scene_prompt(self.scene_prompts, st, s)
         params: dict[str, Any] = {}
-        if self.diffusion is not None:
-            lo, hi = self.diffusion.lora_scale
-            params = {"lora_scale": round(float(rng.uniform(lo, hi)), 4) if self.diffusion.lora else None,
-                      "steps": self.diffusion.steps, "cfg": self.diffusion.guidance, "ip_scale": self.diffusion.ip_scale
-                      if self.diffusion.refs else None, "scheduler": self.diffusion.scheduler}
+        if self.diffusion is not None:  # the diffusion backend adds what it sampled (LoRA scale, reference ...)
+            params = {"steps": self.diffusion.steps, "cfg": self.diffusion.guidance, "scheduler": self.diffusion.scheduler}
         return SceneSpec(seed=s, scene_type=st, width=self.width, height=self.height, prompt=pos, negative_prompt=neg,
                          params=params)
 
 
-def scene_prompt(prompts: dict[str, Any], scene_type: str) -> tuple[str, str]:
-    """``(positive, negative)`` for a scene type from a ``scene.toml`` prompt set ("" if none)."""
+def scene_prompt(prompts: dict[str, Any], scene_type: str, seed: int) -> tuple[str, str]:
+    """``(positive, negative)`` for one scene from a ``scene.toml`` prompt set (``("", "")`` if none).
+
+    Uses :func:`synspill.synth.prompting.scene_prompt` (the SDXL backend's own composition:
+    ``"<variation>, <positive>"`` with the variation picked from ``seed``) when that module is
+    installed; otherwise composes the same from ``[types.<t>] positive`` or ``variations``.
+    """
+    if not prompts:
+        return "", ""
+    types = prompts.get("types", {}) or {}
+    try:
+        from synspill.synth import prompting  # type: ignore[attr-defined]
+
+        if scene_type in types or not types:
+            pos, neg = prompting.scene_prompt(prompts, scene_type if types else None, seed)
+            return str(pos), str(neg)
+    except ImportError:
+        pass
     pos = str(prompts.get("positive", "")).strip()
     neg = str(prompts.get("negative", "")).strip()
-    types = prompts.get("types", {}) or {}
-    var = types.get(scene_type) or types.get(scene_type.replace("-", "_")) or {}
-    extra = str(var.get("positive", "")).strip() if isinstance(var, dict) else ""
+    var = types.get(scene_type) or {}
+    extra = ""
+    if isinstance(var, dict):
+        if var.get("variations"):
+            vs = list(var["variations"])
+            extra = str(vs[int(np.random.default_rng([seed, 11]).integers(len(vs)))])
+        else:
+            extra = str(var.get("positive", ""))
+    extra = extra.strip().rstrip(".")
     if extra:
         pos = f"{extra}, {pos}" if pos else extra
     return pos, neg
@@ -499,9 +523,10 @@ def _scene_worker(items: list[tuple[int, Any, str, int | None, str]]) -> list[di
             params.update(layout["params"])
         params["jpeg_quality"] = q
         lay = {k: v for k, v in (layout or {}).items() if k != "params"} or None
+        prompt, negative = params.pop("prompt", spec.prompt), params.pop("negative_prompt", spec.negative_prompt)
         recs.append({"index": index, "id": index + 1, "file_name": name, "width": spec.width, "height": spec.height,
-                     "seed": spec.seed, "scene_type": spec.scene_type, "backend": be.name, "prompt": spec.prompt,
-                     "negative_prompt": spec.negative_prompt, "params": params, "layout": lay, "bytes": len(data),
+                     "seed": spec.seed, "scene_type": spec.scene_type, "backend": be.name, "prompt": prompt,
+                     "negative_prompt": negative, "params": params, "layout": lay, "bytes": len(data),
                      "versions": _WORKER["versions"]})
     return recs
 

@@ -34,7 +34,7 @@ from synspill.synth import textures as tx
 from synspill.synth.base import SceneSpec, SpillResult, SpillSpec
 from synspill.synth.masks import soft_mask
 
-SCENE_TYPES = ("corridor", "pump-room", "control-room", "walkway", "tank-farm", "loading-bay", "workshop")
+SCENE_TYPES = ("corridor", "pump-room", "control-room", "walkway", "tank-farm", "loading-bay", "compressor-hall", "workshop")
 
 # Light colours (RGB multipliers): warm white, neutral, cool fluorescent, sodium, greenish tube.
 LIGHT_COLOURS = np.array([[1.0, 0.9, 0.75], [1.0, 1.0, 1.0], [0.85, 0.95, 1.05],
@@ -70,6 +70,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                       tanks=(2, 5), pumps=(0, 2), drums=(0, 3), cabinets=(0, 1), columns=(0, 1), pipes=(1, 4)),
     "loading-bay": dict(floors=("concrete", "epoxy"), horizon=(0.3, 0.5), depth=(10, 30), sides=0.5,
                         tanks=(0, 1), pumps=(0, 1), drums=(1, 5), cabinets=(0, 1), columns=(1, 3), pipes=(0, 3)),
+    "compressor-hall": dict(floors=("concrete", "epoxy", "checker-plate"), horizon=(0.25, 0.45), depth=(10, 30), sides=0.4,
+                            tanks=(1, 2), pumps=(2, 5), drums=(0, 2), cabinets=(0, 2), columns=(1, 3), pipes=(3, 7)),
     "workshop": dict(floors=("concrete", "epoxy", "checker-plate"), horizon=(0.28, 0.5), depth=(8, 25), sides=0.5,
                      tanks=(0, 1), pumps=(1, 2), drums=(1, 3), cabinets=(1, 3), columns=(0, 2), pipes=(1, 4)),
 }
@@ -905,7 +907,8 @@ def _paint(img: np.ndarray, s: SpillSpec, ctx: _SceneStats) -> tuple[np.ndarray,
                 rim = np.clip(binary - cv2.GaussianBlur(binary, (0, 0), max(1.0, 0.02 * min(bw, bh))), 0, 1)[..., None]
                 col = col + (base * light - col) * 0.6 * rim
         else:  # powder: opaque grains, brighter than most floors, sparse at the fringe
-            grain = rng.random((bh, bw), dtype=np.float32)[..., None]
+            gs = rng.random((max(2, bh // 2), max(2, bw // 2)), dtype=np.float32)  # grains of ~2 px
+            grain = cv2.resize(gs, (bw, bh), interpolation=cv2.INTER_LINEAR)[..., None]
             col = base * tex * (0.8 + 0.4 * grain) * light * cast
             alpha = alpha * np.clip(0.6 + 0.8 * th[..., 0] + 0.3 * (grain[..., 0] - 0.5), 0, 1)
         prm["colour"] = [round(float(v), 3) for v in base]
