@@ -281,3 +281,14 @@ def test_rle_matches_pycocotools(seed):
     ref = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))["counts"].decode()
     assert jobs.rle_encode(m)["counts"] == ref
     assert jobs.rle_encode(m, (x1, 0, x2 + 1, 37))["counts"] == ref
+
+
+def test_scene_prompts_recorded(tmp_path):
+    prompts = {"positive": "A factory interior.", "negative": "text, watermark",
+               "types": {"corridor": {"variations": ["Long corridor", "Narrow hall"]}}}
+    pos, neg = jobs.scene_prompt(prompts, "corridor", 1)
+    assert pos.endswith(", A factory interior.") and pos.split(",")[0] in ("Long corridor", "Narrow hall")
+    assert neg == "text, watermark" and jobs.scene_prompt({}, "corridor", 1) == ("", "")
+    jobs.run_scenes(jobs.ScenesJob(out=tmp_path / "p", n=2, width=64, height=64, scene_types=("corridor",), scene_prompts=prompts))
+    recs = manifest(tmp_path / "p")
+    assert all(r["prompt"].endswith("A factory interior.") and r["negative_prompt"] == neg for r in recs)
