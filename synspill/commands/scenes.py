@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
 
 def scenes(
     out: OutDirOpt,
-    n: Annotated[int, typer.Option("--n", help="Number of scenes.")] = 2000,
+    n: Annotated[int, typer.Option("--n", "--num-images", help="Number of scenes (--num-images: the same, for torchrun, which takes --n for itself).")] = 2000,
     backend: s.BackendOpt = "auto",
     backgrounds: Annotated[Path | None, typer.Option("--backgrounds", help="Folder of your own plant photos to use as scenes (resized/cropped).")] = None,
     size: Annotated[int, typer.Option("--size", help="Image side in pixels (square; multiple of 8).")] = 1024,

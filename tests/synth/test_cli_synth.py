@@ -95,7 +95,7 @@ def test_backgrounds_cli(tmp_path):
 
     for i in range(2):
         make_image(tmp_path / "photos" / f"p{i}.jpg", 120, 90, seed=i)
-    r = run("scenes", "--n", "3", "--out", str(tmp_path / "s"), "--size", "64", "--backgrounds", str(tmp_path / "photos"))
+    r = run("scenes", "--num-images", "3", "--out", str(tmp_path / "s"), "--size", "64", "--backgrounds", str(tmp_path / "photos"))
     assert r.exit_code == 0, r.output
     recs = [json.loads(x) for x in (tmp_path / "s" / "manifest.jsonl").read_text().splitlines()]
     assert all(r["backend"] == "backgrounds" and r["params"]["source"].startswith("p") for r in recs)
