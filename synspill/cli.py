@@ -24,6 +24,9 @@ COMMANDS: list[str] = [
     "eval",
     "icl",
     "finetune_vlm",
+    "scenes",
+    "propose",
+    "inpaint",
 ]
 
 _state = {"debug": os.environ.get("SYNSPILL_DEBUG", "") not in ("", "0")}

@@ -1,0 +1,997 @@
+"""Built-in procedural backends: industrial scenes and spills on a CPU, nothing downloaded.
+
+:class:`ProceduralSceneBackend` renders a pinhole-camera view of a plant room: a textured
+floor plane in perspective (concrete, epoxy, tiles, grating, checker plate), back and side
+walls, pipes with flanges and valves, tanks, pumps, drums, cabinets, columns, cable trays,
+drains, mats and floor markings, lit by a few coloured lights with fall-off, cast shadows and
+glossy floor reflections, then passed through a camera model (blur, vignetting, exposure,
+sensor noise; JPEG quality is chosen per image for CCTV-like compression).
+
+:class:`ProceduralSpillBackend` paints fluid-like shapes (metaball lobes along a flow
+direction roughened by noise, thin runs, satellite drops, streaks, smears, scattered powder)
+with a per-class material model (glossy oil with specular rims and thin-film sheen, water
+that darkens the floor and mirrors what is above it, coloured chemicals and coolant, rust,
+dried stains, grease, powder), lit by the scene's own local brightness and colour cast and
+given the scene's noise level so that the spill is not smoother than its surroundings.
+
+Distractors that are *not* spills by the taxonomy are part of every scene family: cast
+shadows, dark rubber mats and drums, drains, repair patches, light reflections on glossy
+floors, so that "dark" or "glossy" alone does not mean "spill".
+
+Coordinates: boxes are absolute ``xyxy`` pixels of the output image.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+from synspill.synth import textures as tx
+from synspill.synth.base import SceneSpec, SpillResult, SpillSpec
+from synspill.synth.masks import soft_mask
+
+SCENE_TYPES = ("corridor", "pump-room", "control-room", "walkway", "tank-farm", "loading-bay", "compressor-hall", "workshop")
+
+# Light colours (RGB multipliers): warm white, neutral, cool fluorescent, sodium, greenish tube.
+LIGHT_COLOURS = np.array([[1.0, 0.9, 0.75], [1.0, 1.0, 1.0], [0.85, 0.95, 1.05],
+                          [1.1, 0.8, 0.5], [0.9, 1.02, 0.9]], np.float32)
+
+PAINT = np.array([  # equipment paint colours (0-1 RGB)
+    [0.55, 0.57, 0.58], [0.35, 0.45, 0.62], [0.25, 0.45, 0.3], [0.7, 0.2, 0.15], [0.85, 0.7, 0.15],
+    [0.8, 0.8, 0.78], [0.2, 0.3, 0.5], [0.4, 0.42, 0.45], [0.15, 0.15, 0.16], [0.6, 0.35, 0.15],
+], np.float32)
+
+FLOOR_COLOURS = {
+    "concrete": [[0.62, 0.6, 0.56], [0.55, 0.55, 0.55], [0.66, 0.62, 0.55], [0.45, 0.45, 0.47]],
+    "epoxy": [[0.35, 0.5, 0.4], [0.55, 0.57, 0.58], [0.4, 0.45, 0.55], [0.6, 0.35, 0.3], [0.7, 0.68, 0.6]],
+    "tiles": [[0.75, 0.72, 0.66], [0.55, 0.35, 0.28], [0.6, 0.6, 0.62]],
+    "grating": [[0.55, 0.56, 0.58], [0.6, 0.55, 0.4], [0.45, 0.47, 0.5]],
+    "checker-plate": [[0.62, 0.63, 0.65], [0.5, 0.5, 0.52]],
+}
+WALL_COLOURS = [[0.8, 0.8, 0.78], [0.65, 0.68, 0.7], [0.75, 0.72, 0.62], [0.5, 0.55, 0.6],
+                [0.7, 0.78, 0.8], [0.55, 0.6, 0.5], [0.85, 0.83, 0.75]]
+
+# Per scene type: floor choices, horizon range (fraction of height), back-wall depth (m),
+# side-wall probability, equipment counts.
+PRESETS: dict[str, dict[str, Any]] = {
+    "corridor": dict(floors=("concrete", "epoxy", "tiles"), horizon=(0.3, 0.5), depth=(12, 40), sides=0.95,
+                     tanks=(0, 1), pumps=(0, 1), drums=(0, 2), cabinets=(0, 2), columns=(0, 2), pipes=(2, 5)),
+    "pump-room": dict(floors=("concrete", "epoxy", "checker-plate"), horizon=(0.25, 0.45), depth=(6, 16), sides=0.5,
+                      tanks=(0, 1), pumps=(1, 4), drums=(0, 2), cabinets=(0, 1), columns=(0, 1), pipes=(2, 6)),
+    "control-room": dict(floors=("tiles", "epoxy"), horizon=(0.3, 0.5), depth=(6, 14), sides=0.6,
+                         tanks=(0, 0), pumps=(0, 1), drums=(0, 1), cabinets=(3, 7), columns=(0, 1), pipes=(0, 2)),
+    "walkway": dict(floors=("grating", "checker-plate", "concrete"), horizon=(0.3, 0.55), depth=(10, 30), sides=0.4,
+                    tanks=(0, 2), pumps=(0, 2), drums=(0, 1), cabinets=(0, 1), columns=(1, 3), pipes=(3, 7)),
+    "tank-farm": dict(floors=("concrete",), horizon=(0.35, 0.6), depth=(15, 45), sides=0.1,
+                      tanks=(2, 5), pumps=(0, 2), drums=(0, 3), cabinets=(0, 1), columns=(0, 1), pipes=(1, 4)),
+    "loading-bay": dict(floors=("concrete", "epoxy"), horizon=(0.3, 0.5), depth=(10, 30), sides=0.5,
+                        tanks=(0, 1), pumps=(0, 1), drums=(1, 5), cabinets=(0, 1), columns=(1, 3), pipes=(0, 3)),
+    "compressor-hall": dict(floors=("concrete", "epoxy", "checker-plate"), horizon=(0.25, 0.45), depth=(10, 30), sides=0.4,
+                            tanks=(1, 2), pumps=(2, 5), drums=(0, 2), cabinets=(0, 2), columns=(1, 3), pipes=(3, 7)),
+    "workshop": dict(floors=("concrete", "epoxy", "checker-plate"), horizon=(0.28, 0.5), depth=(8, 25), sides=0.5,
+                     tanks=(0, 1), pumps=(1, 2), drums=(1, 3), cabinets=(1, 3), columns=(0, 2), pipes=(1, 4)),
+}
+
+
+def _u(rng: np.random.Generator, a: float, b: float) -> float:
+    """Uniform in [a, b) -- also when b < a (degenerate geometry), unlike ``rng.uniform``."""
+    return float(a + (b - a) * rng.random())
+
+
+def _pick(rng: np.random.Generator, seq: Any) -> Any:
+    return seq[int(rng.integers(len(seq)))]
+
+
+@dataclass
+class _Cam:
+    """Pinhole camera looking horizontally at a floor plane (render-resolution pixels)."""
+
+    f: float   # focal length, px
+    h: float   # camera height above the floor, m
+    yh: float  # horizon row
+    vx: float  # vanishing-point column
+
+    def floor(self, x: float, z: float) -> tuple[float, float]:
+        """Image point of floor point ``(x, z)`` (metres, z forward)."""
+        return self.vx + self.f * x / z, self.yh + self.f * self.h / z
+
+    def point(self, x: float, y: float, z: float) -> tuple[float, float]:
+        """Image point of a 3-D point at height ``y``."""
+        return self.vx + self.f * x / z, self.yh + self.f * (self.h - y) / z
+
+
+class ProceduralSceneBackend:
+    """Procedural industrial scenes (CPU, deterministic per spec seed).
+
+    Args:
+        render_scale: Geometry and lighting are rendered at this fraction of the output
+            size and upsampled (fine noise is added at full size); 0.5 is indistinguishable
+            from full size after CCTV blur and compression and ~4x faster.
+    """
+
+    name = "procedural"
+
+    def __init__(self, render_scale: float = 0.5) -> None:
+        self.render_scale = render_scale
+
+    def generate(self, specs: list[SceneSpec]) -> list[np.ndarray]:
+        """Render one ``(H, W, 3)`` uint8 RGB image per spec."""
+        return [self.render(s)[0] for s in specs]
+
+    def render(self, spec: SceneSpec) -> tuple[np.ndarray, dict[str, Any]]:
+        """Render one scene and its layout.
+
+        Returns:
+            ``(image, layout)``: ``(H, W, 3)`` uint8 RGB and a JSON-able dict with
+            ``horizon`` (row), ``cam_height`` (m; pixels per metre on the floor at row y are
+            ``(y - horizon) / cam_height``), ``focal`` (px), ``floor`` (polygon, list of ``[x, y]``),
+            ``wall_base`` (row where back wall meets floor), ``equipment`` (list of
+            ``{"kind", "box": [x1, y1, x2, y2], "drip": [x, y]}``; ``drip`` is the floor point
+            below it where a leak would land), ``floor_grid`` (32 strings of 32 ``0``/``1``:
+            floor visible, not hidden by equipment, on a 32x32 grid over the image),
+            ``params`` (what was sampled). All absolute
+            pixels of the output image.
+        """
+        return _SceneRenderer(spec, self.render_scale).run()
+
+
+class _SceneRenderer:
+    def __init__(self, spec: SceneSpec, render_scale: float) -> None:
+        import cv2
+
+        cv2.setNumThreads(1)
+        self.spec = spec
+        self.W, self.H = spec.width, spec.height
+        scale = render_scale if min(self.W, self.H) >= 384 else 1.0
+        self.rw, self.rh = max(16, int(round(self.W * scale))), max(16, int(round(self.H * scale)))
+        self.sx, self.sy = self.W / self.rw, self.H / self.rh
+        self.rng = np.random.default_rng(spec.seed)
+        st = spec.scene_type if spec.scene_type in PRESETS else _pick(self.rng, SCENE_TYPES)
+        self.scene_type = st
+        self.p = PRESETS[st]
+        self.equipment: list[dict[str, Any]] = []
+        self.lights: list[tuple[float, float, float, np.ndarray]] = []  # x, y, radius, colour
+        self.params: dict[str, Any] = {"scene_type": st}
+
+    # -- helpers -------------------------------------------------------------------------
+    def _rec(self, kind: str, box: tuple[float, float, float, float], drip: tuple[float, float]) -> None:
+        x1, y1, x2, y2 = box
+        bx = [max(0.0, x1 * self.sx), max(0.0, y1 * self.sy), min(self.W, x2 * self.sx), min(self.H, y2 * self.sy)]
+        if bx[2] - bx[0] < 2 or bx[3] - bx[1] < 2:
+            return
+        self.equipment.append({"kind": kind, "box": [round(v, 1) for v in bx],
+                               "drip": [round(drip[0] * self.sx, 1), round(min(drip[1], self.rh - 1) * self.sy, 1)]})
+
+    @staticmethod
+    def _cyl_profile(n: int, rng: np.random.Generator, metal: bool) -> np.ndarray:
+        """Shading across a cylinder: dark rims, a soft highlight (sharper on bare metal)."""
+        t = (np.arange(n, dtype=np.float32) + 0.5) / max(n, 1)
+        c = _u(rng, 0.3, 0.7)
+        prof = 0.45 + 0.6 * np.sin(np.pi * t) ** 0.7
+        prof += (0.55 if metal else 0.2) * np.exp(-((t - c) / (0.06 if metal else 0.15)) ** 2)
+        return prof.astype(np.float32)
+
+    def _hcyl(self, img: np.ndarray, x1: float, x2: float, yc: float, r: float, col: np.ndarray, metal: bool = False) -> None:
+        """Horizontal cylinder (pipe, motor) as an image-aligned shaded band."""
+        y1, y2 = int(round(yc - r)), int(round(yc + r))
+        a, b = int(round(max(0, x1))), int(round(min(self.rw, x2)))
+        y1c, y2c = max(0, y1), min(self.rh, y2)
+        if b <= a or y2c <= y1c or y2 <= y1:
+            return
+        prof = self._cyl_profile(y2 - y1, self.rng, metal)[y1c - y1:y2c - y1]
+        img[y1c:y2c, a:b] = col[None, None, :] * prof[:, None, None]
+
+    def _vcyl(self, img: np.ndarray, xc: float, r: float, y1: float, y2: float, col: np.ndarray, metal: bool = False) -> None:
+        """Vertical cylinder (pipe drop, tank) as an image-aligned shaded band."""
+        x1, x2 = int(round(xc - r)), int(round(xc + r))
+        a, b = int(round(max(0, y1))), int(round(min(self.rh, y2)))
+        x1c, x2c = max(0, x1), min(self.rw, x2)
+        if b <= a or x2c <= x1c or x2 <= x1:
+            return
+        prof = self._cyl_profile(x2 - x1, self.rng, metal)[x1c - x1:x2c - x1]
+        img[a:b, x1c:x2c] = col[None, None, :] * prof[None, :, None]
+
+    # -- main ----------------------------------------------------------------------------
+    def run(self) -> tuple[np.ndarray, dict[str, Any]]:
+        import cv2
+
+        rng, p = self.rng, self.p
+        rw, rh = self.rw, self.rh
+        cam = _Cam(f=rw * _u(rng, 0.55, 1.15), h=_u(rng, 2.2, 4.5),
+                   yh=rh * _u(rng, *p["horizon"]), vx=rw * _u(rng, 0.25, 0.75))
+        self.cam = cam
+        zb = _u(rng, *p["depth"])
+        wall_h = _u(rng, 4.0, 9.0)
+        outdoor = self.scene_type == "tank-farm" and rng.random() < 0.6
+        left = rng.random() < p["sides"]
+        right = rng.random() < p["sides"]
+        xl = _u(rng, 2.0, 6.0) if left else 60.0
+        xr = _u(rng, 2.0, 6.0) if right else 60.0
+        floor_kind = _pick(rng, p["floors"])
+        wall_kind = _pick(rng, tx.WALLS)
+        gloss = {"epoxy": _u(rng, 0.25, 0.6), "tiles": _u(rng, 0.1, 0.35), "concrete": _u(rng, 0.0, 0.15)}.get(floor_kind, 0.03)
+        self.params.update(floor=floor_kind, wall=wall_kind, gloss=round(gloss, 3), outdoor=bool(outdoor))
+
+        img = np.empty((rh, rw, 3), np.float32)
+        # ceiling / sky
+        yy = np.linspace(0, 1, rh, dtype=np.float32)[:, None, None]
+        if outdoor:
+            top, bot = np.array([0.55, 0.65, 0.8], np.float32), np.array([0.85, 0.87, 0.88], np.float32)
+        else:
+            top = np.array([0.12, 0.12, 0.13], np.float32) * _u(rng, 0.6, 1.6)
+            bot = top * 1.6
+        img[:] = top + (bot - top) * yy
+
+        # back wall
+        _, yb = cam.floor(0, zb)
+        _, yt = cam.point(0, wall_h, zb)
+        xa = cam.floor(-xl, zb)[0] if left else -10.0
+        xb_ = cam.floor(xr, zb)[0] if right else rw + 10.0
+        wall_col = np.array(_pick(rng, WALL_COLOURS), np.float32) * _u(rng, 0.8, 1.1)
+        ppm_wall = cam.f / zb
+        wtex = tx.texture(wall_kind, int(rng.integers(2)))
+        tile_m = _u(rng, 3.0, 6.0)
+        s = ppm_wall * tile_m / tx.TILE
+        m = np.array([[s, 0, _u(rng, 0, rw)], [0, s, yb]], np.float32)
+        y0w = max(0, int(yt)) if not outdoor else max(0, int(yb - ppm_wall * _u(rng, 1.0, 3.0)))
+        if outdoor:
+            wall_col = np.array([0.6, 0.6, 0.58], np.float32)  # a low concrete bund wall
+        r0, r1 = y0w, max(y0w, min(rh, int(math.ceil(yb))))
+        c0, c1 = max(0, int(xa)), min(rw, int(math.ceil(xb_)))
+        if r1 > r0 and c1 > c0:  # warp only the wall's own rectangle
+            m[0, 2] -= c0
+            m[1, 2] -= r0
+            wall = cv2.warpAffine(wtex, m, (c1 - c0, r1 - r0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+            img[r0:r1, c0:c1] = wall[..., None] * wall_col
+        # grime band at the wall base
+        if r1 > r0 and c1 > c0 and not outdoor:
+            band = max(2, int(ppm_wall * 0.4))
+            g = np.linspace(1.0, _u(rng, 0.7, 0.95), band, dtype=np.float32)[:, None, None]
+            a = max(r0, r1 - band)
+            img[a:r1, c0:c1] *= g[band - (r1 - a):]
+
+        # side walls (perspective-mapped)
+        for side, xw in (("l", -xl), ("r", xr)):
+            if (side == "l" and not left) or (side == "r" and not right):
+                continue
+            hmat = np.array([[cam.vx, 0, cam.f * xw], [cam.yh, -cam.f, cam.f * cam.h], [1, 0, 0]], np.float64)
+            sc = tile_m / tx.TILE
+            a_ = np.array([[sc, 0, 0], [0, sc, 0], [0, 0, 1]], np.float64)
+            pts = np.array([cam.point(xw, 0, zb), cam.point(xw, wall_h, zb), cam.point(xw, wall_h, 0.2),
+                            cam.point(xw, 0, 0.2)], np.float64)
+            mask = np.zeros((rh, rw), np.uint8)
+            cv2.fillPoly(mask, [np.clip(pts, -1e5, 1e5).astype(np.int32)], 1)
+            shade = _u(rng, 0.7, 0.95)
+            ys_, xs_ = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+            if ys_.size:  # warp only the wall's bounding box
+                by0, by1, bx0, bx1 = int(ys_[0]), int(ys_[-1]) + 1, int(xs_[0]), int(xs_[-1]) + 1
+                t = np.array([[1, 0, -bx0], [0, 1, -by0], [0, 0, 1]], np.float64)
+                warped = cv2.warpPerspective(wtex, t @ hmat @ a_, (bx1 - bx0, by1 - by0), flags=cv2.INTER_LINEAR,
+                                             borderMode=cv2.BORDER_WRAP)
+                np.copyto(img[by0:by1, bx0:bx1], warped[..., None] * (wall_col * shade),
+                          where=mask[by0:by1, bx0:bx1, None] > 0)
+
+        # floor
+        fkind = floor_kind
+        ftex = tx.texture(fkind, int(rng.integers(2)))
+        fcol = np.array(_pick(rng, FLOOR_COLOURS[fkind]), np.float32) * _u(rng, 0.85, 1.1)
+        tile_m = {"concrete": _u(rng, 2.5, 5), "epoxy": _u(rng, 3, 6), "tiles": _u(rng, 1.0, 2.4),
+                  "grating": _u(rng, 1.5, 2.5), "checker-plate": _u(rng, 1.5, 3)}[fkind]
+        sc = tile_m / tx.TILE
+        # texture pixels per screen pixel at 70 % down the floor: pre-blur to avoid moire
+        row = cam.yh + 0.7 * (rh - cam.yh)
+        minif = 1.0 / max(1e-6, (row - cam.yh) / cam.h * sc)
+        if minif > 1.5:
+            ftex = tx.mip(fkind, int(rng.integers(2)), min(3, int(math.log2(minif))))
+        rot = _u(rng, -0.15, 0.15)
+        a_ = np.array([[sc * math.cos(rot), -sc * math.sin(rot), _u(rng, 0, 50)],
+                       [sc * math.sin(rot), sc * math.cos(rot), _u(rng, 0, 50)], [0, 0, 1]], np.float64)
+        hmat = np.array([[cam.f, cam.vx, 0], [0, cam.yh, cam.f * cam.h], [0, 1, 0]], np.float64)
+        fpoly = np.array([cam.floor(-xl, zb), cam.floor(xr, zb), cam.floor(xr, 0.2), cam.floor(-xl, 0.2)], np.float64)
+        fmask = np.zeros((rh, rw), np.uint8)
+        cv2.fillPoly(fmask, [np.clip(fpoly, -1e5, 1e5).astype(np.int32)], 1)
+        fm = fmask > 0
+        # aerial fade toward the horizon hides texture aliasing far away
+        rows = np.arange(rh, dtype=np.float32)
+        fade = np.clip((rows - cam.yh) / (0.25 * rh), 0, 1)[:, None]
+        y0f = min(rh - 1, max(0, int(cam.yh)))  # warp only the rows below the horizon
+        t = np.array([[1, 0, 0], [0, 1, -y0f], [0, 0, 1]], np.float64)
+        floor = cv2.warpPerspective(ftex, t @ hmat @ a_, (rw, rh - y0f), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+        fl = floor * fade[y0f:] + float(ftex.mean()) * (1 - fade[y0f:])
+        np.copyto(img[y0f:], fl[..., None] * fcol, where=fm[y0f:, :, None])
+        self.fm = fm
+
+        # repair patches, mats, plates, drains, markings (all on the floor plane)
+        self._floor_decor(img, cam, xl, xr, zb, fcol)
+
+        # pipes, trays, valves on the back wall
+        if not outdoor:
+            self._wall_equipment(img, cam, zb, yb, yt, c0, c1)
+
+        # floor objects, far to near, with shadows
+        before = img[..., 1].copy()
+        shadow = np.ones((rh, rw), np.float32)
+        self._floor_objects(img, shadow, cam, xl, xr, zb, outdoor)
+        # where the floor is still visible (for box proposals): a coarse 32x32 grid
+        self.free = fm & (img[..., 1] == before)
+        grid = cv2.resize(self.free.astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA) > 0.5
+        del before
+
+        # lights
+        n_l = int(rng.integers(1, 5))
+        light_cols = []
+        for _ in range(n_l):
+            col = LIGHT_COLOURS[int(rng.integers(len(LIGHT_COLOURS)))] * _u(rng, 0.8, 1.2)
+            lx = _u(rng, 0.05, 0.95) * rw
+            ly = _u(rng, 0.0, max(1.0, min(yb, cam.yh) * 0.6)) if not outdoor else -rh
+            self.lights.append((lx, ly, _u(rng, 0.3, 0.9) * rw, col))
+            light_cols.append(col)
+        # light falloff on a coarse grid (smooth anyway), then multiplied in
+        gh, gw = 48, 48
+        gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float32)
+        gy *= rh / gh
+        gx *= rw / gw
+        amb = _u(rng, 0.35, 0.65)
+        illum = np.ones((gh, gw, 3), np.float32) * amb * (np.mean(light_cols, axis=0) if light_cols else 1.0)
+        for lx, ly, rad, col in self.lights:
+            d2 = ((gx - lx) ** 2 + (gy - ly - 0.2 * rh) ** 2) / (rad * rad)
+            illum += (0.9 * np.exp(-d2))[..., None] * col
+        if outdoor:
+            illum = illum * 0.5 + 0.6
+        illum *= _u(rng, 0.8, 1.05) / float(illum.mean())  # overall exposure stays in a sane band
+        illum_full = cv2.resize(illum, (rw, rh), interpolation=cv2.INTER_LINEAR)
+        # shadows soften with distance from contact
+        shadow_s = cv2.GaussianBlur(shadow, (0, 0), max(1.0, rw / 250))
+        img *= illum_full * shadow_s[..., None]
+        # glossy floor: mirror of what is above the wall base + streaks under the lights
+        if gloss > 0.05:
+            y0r = min(rh - 1, max(0, int(min(yb, cam.yh))))  # only floor rows can reflect
+            src = np.clip(2 * int(yb) - np.arange(y0r, rh), 0, rh - 1)
+            refl = cv2.GaussianBlur(img[src], (0, 0), sigmaX=1.0, sigmaY=max(1.0, rh / 120))
+            k = (gloss * 0.35 * fade[y0r:])[..., None] * self.free[y0r:, :, None]
+            img[y0r:] += (refl - img[y0r:]) * k
+        if not outdoor:
+            for lx, ly, _rad, col in self.lights:
+                self._fixture(img, lx, ly, col, gloss, yb)
+        # global colour cast + camera model (exposure, vignetting, blur, gamma), one pass each
+        cast = np.array([_u(rng, 0.92, 1.08), 1.0, _u(rng, 0.9, 1.08)], np.float32)
+        exposure = _u(rng, 0.85, 1.35)
+        vig = _u(rng, 0.0, 0.45)
+        img *= (1 - vig * 0.5 * _radius2(rh, rw))[..., None] * (cast * exposure)
+        sig = _u(rng, 0.3, 0.9)
+        img = np.asarray(cv2.GaussianBlur(img, (0, 0), sig), np.float32)
+        gamma = _u(rng, 0.85, 1.15)
+        small = cv2.convertScaleAbs(img, alpha=255.0)  # saturating, rounding (values are >= 0)
+        if abs(gamma - 1) > 0.02:
+            small = cv2.LUT(small, _gamma_lut(round(gamma, 3)))
+        out = cv2.resize(small, (self.W, self.H), interpolation=cv2.INTER_LINEAR) if (rw, rh) != (self.W, self.H) else small
+        level = int(rng.integers(3))
+        out = add_sensor_noise(out, level, rng)
+        q = int(_pick(rng, (65, 72, 80, 85, 88, 92, 95)))
+        self.params.update(noise_level=level, jpeg_quality=q, exposure=round(exposure, 3), blur=round(sig * self.sx, 3),
+                           vignette=round(vig, 3), lights=len(self.lights))
+        fpoly_img = _clip_poly_to_image(fpoly, rw, rh, cam.yh)
+        layout = {
+            "horizon": round(cam.yh * self.sy, 2), "cam_height": round(cam.h, 3), "focal": round(cam.f * self.sy, 2), "vp_x": round(cam.vx * self.sx, 2),
+            "wall_base": round(min(yb, rh) * self.sy, 2),
+            "floor": [[round(x * self.sx, 1), round(y * self.sy, 1)] for x, y in fpoly_img],
+            "equipment": self.equipment, "params": self.params,
+            "floor_grid": ["".join("1" if v else "0" for v in row) for row in grid],
+        }
+        return out, layout
+
+    # -- parts ----------------------------------------------------------------------------
+    def _fixture(self, img: np.ndarray, lx: float, ly: float, col: np.ndarray, gloss: float, yb: float) -> None:
+        import cv2
+
+        rng = self.rng
+        w, h = _u(rng, 0.03, 0.1) * self.rw, _u(rng, 0.006, 0.02) * self.rh
+        c = np.clip(col * 1.5, 0, 3).tolist()
+        cv2.rectangle(img, (int(lx - w / 2), int(ly)), (int(lx + w / 2), int(ly + h)), c, -1)
+        if gloss > 0.05:  # the fixture's reflection: a vertical streak on the glossy floor (not a spill)
+            y0 = int(max(yb, self.cam.yh + 2))
+            y1 = min(self.rh, int(y0 + _u(rng, 0.1, 0.5) * self.rh))
+            x0, x1 = int(max(0, lx - w)), int(min(self.rw, lx + w))
+            if y1 > y0 and x1 > x0:
+                xs = np.linspace(-1, 1, x1 - x0, dtype=np.float32)
+                ys = np.linspace(0, 1, y1 - y0, dtype=np.float32)
+                streak = np.exp(-(xs * 2.2) ** 2)[None, :] * np.exp(-ys * 3)[:, None] * gloss * 0.9
+                streak *= self.free[y0:y1, x0:x1]
+                img[y0:y1, x0:x1] += streak[..., None] * col
+
+    def _floor_decor(self, img: np.ndarray, cam: _Cam, xl: float, xr: float, zb: float, fcol: np.ndarray) -> None:
+        import cv2
+
+        rng = self.rng
+        z0 = cam.f * cam.h / (self.rh - cam.yh)  # depth at the bottom row
+        xmin, xmax = max(-xl, -30.0), min(xr, 30.0)
+
+        def quad(x: float, z: float, w: float, d: float) -> np.ndarray:
+            return np.array([cam.floor(x, z), cam.floor(x + w, z), cam.floor(x + w, z + d), cam.floor(x, z + d)], np.float64)
+
+        # repair patches: slightly different tone, straight edges
+        for _ in range(int(rng.integers(0, 3))):
+            z = _u(rng, z0, min(zb, z0 + 15))
+            q = quad(_u(rng, xmin, xmax - 1), z, _u(rng, 0.5, 3), _u(rng, 0.5, 3))
+            cv2.fillPoly(img, [q.astype(np.int32)], (fcol * _u(rng, 0.8, 1.1) * 0.75).tolist())
+        # rubber mats / steel plates (dark, not spills)
+        for _ in range(int(rng.integers(0, 3))):
+            z = _u(rng, z0, min(zb, z0 + 12))
+            q = quad(_u(rng, xmin, xmax - 1), z, _u(rng, 0.6, 1.5), _u(rng, 0.6, 1.2))
+            col = _pick(rng, ([0.07, 0.07, 0.07], [0.35, 0.36, 0.38], [0.12, 0.1, 0.09]))
+            cv2.fillPoly(img, [q.astype(np.int32)], col)
+            cv2.polylines(img, [q.astype(np.int32)], True, (np.array(col) * 1.6).tolist(), 1)
+        # drains: grating slots
+        for _ in range(int(rng.integers(0, 3))):
+            z = _u(rng, z0, min(zb, z0 + 10))
+            x = _u(rng, xmin, xmax - 1)
+            w, d = _u(rng, 0.3, 0.6), _u(rng, 0.3, 0.6)
+            q = quad(x, z, w, d)
+            cv2.fillPoly(img, [q.astype(np.int32)], [0.3, 0.3, 0.32])
+            for k in range(1, 6):
+                s = quad(x + w * k / 6 - 0.01, z + 0.03, 0.025, d - 0.06)
+                cv2.fillPoly(img, [s.astype(np.int32)], [0.03, 0.03, 0.03])
+            bx = q[:, 0].min(), q[:, 1].min(), q[:, 0].max(), q[:, 1].max()
+            self._rec("drain", bx, ((bx[0] + bx[2]) / 2, bx[3]))
+        # markings: lane lines toward the vanishing point and stop boxes
+        if rng.random() < 0.7:
+            col = _pick(rng, ([0.85, 0.7, 0.1], [0.85, 0.85, 0.82], [0.2, 0.5, 0.25]))
+            for x in rng.uniform(xmin, xmax, int(rng.integers(1, 3))):
+                w = _u(rng, 0.08, 0.15)
+                q = np.array([cam.floor(x, z0 * 0.5), cam.floor(x + w, z0 * 0.5), cam.floor(x + w, zb), cam.floor(x, zb)])
+                cv2.fillPoly(img, [np.clip(q, -1e5, 1e5).astype(np.int32)], (np.array(col) * _u(rng, 0.7, 1.0)).tolist())
+        if rng.random() < 0.3:
+            z = _u(rng, z0, min(zb, z0 + 8))
+            x, w, d = _u(rng, xmin, xmax - 2), _u(rng, 1, 3), _u(rng, 1, 3)
+            col = [0.85, 0.7, 0.1]
+            for a_, b_ in (((x, z), (x + w, z)), ((x + w, z), (x + w, z + d)), ((x + w, z + d), (x, z + d)), ((x, z + d), (x, z))):
+                p1, p2 = cam.floor(*a_), cam.floor(*b_)
+                t = max(1, int(0.08 * cam.f / (z + d / 2)))
+                cv2.line(img, (int(p1[0]), int(p1[1])), (int(p2[0]), int(p2[1])), col, t)
+
+    def _wall_equipment(self, img: np.ndarray, cam: _Cam, zb: float, yb: float, yt: float, c0: int, c1: int) -> None:
+        import cv2
+
+        rng, p = self.rng, self.p
+        ppm = cam.f / zb
+        n = int(rng.integers(p["pipes"][0], p["pipes"][1] + 1))
+        for _ in range(n):
+            hgt = _u(rng, 0.4, 4.0)
+            yc = yb - hgt * ppm
+            r = max(1.5, _u(rng, 0.05, 0.25) * ppm)
+            if yc - r < 0:
+                continue
+            col = PAINT[int(rng.integers(len(PAINT)))] * _u(rng, 0.8, 1.1)
+            metal = rng.random() < 0.3
+            if metal:
+                col = np.array([0.75, 0.76, 0.78], np.float32)
+            self._hcyl(img, c0, c1, yc, r, col, metal)
+            # flanges and valves along the run
+            x = c0 + _u(rng, 0.5, 3) * ppm
+            while x < c1:
+                fw = max(2.0, 0.08 * ppm)
+                self._vcyl(img, x, fw / 2, yc - r * 1.45, yc + r * 1.45, col * 0.8)
+                kind = "flange"
+                if rng.random() < 0.35:  # valve: body + handwheel or lever
+                    kind = "valve"
+                    bw = r * 2.2
+                    self._vcyl(img, x + fw + bw / 2, bw / 2, yc - r * 1.3, yc + r * 1.3, col * 0.9)
+                    wheel = _pick(rng, ([0.75, 0.1, 0.08], [0.9, 0.75, 0.1], [0.15, 0.3, 0.7], [0.2, 0.2, 0.2]))
+                    cx, cy, rr = int(x + fw + bw / 2), int(yc - r * 2.6), max(2, int(r * 1.6))
+                    cv2.line(img, (cx, int(yc)), (cx, cy), [0.3, 0.3, 0.3], max(1, int(r * 0.3)))
+                    cv2.circle(img, (cx, cy), rr, wheel, max(1, int(rr * 0.25)))
+                    for a in range(0, 180, 60):
+                        ca, sa = math.cos(math.radians(a)), math.sin(math.radians(a))
+                        cv2.line(img, (int(cx - rr * ca), int(cy - rr * sa)), (int(cx + rr * ca), int(cy + rr * sa)), wheel, 1)
+                self._rec(kind, (x - r * 1.5, yc - r * 3, x + r * 3, yc + r * 1.6), (x, yb))
+                x += _u(rng, 1.0, 5.0) * ppm
+            # a drop to the floor
+            if rng.random() < 0.5:
+                xd = _u(rng, c0, c1)
+                self._vcyl(img, xd, r, yc, yb, col, metal)
+                self._vcyl(img, xd, r * 1.45, yb - 0.5 * ppm, yb - 0.5 * ppm + max(2, 0.08 * ppm), col * 0.8)
+                self._rec("joint", (xd - r * 1.5, yb - 0.8 * ppm, xd + r * 1.5, yb), (xd, yb))
+        # cable tray
+        if rng.random() < 0.6:
+            yc = yb - _u(rng, 2.0, 4.5) * ppm
+            h = max(2, int(0.12 * ppm))
+            if yc > 0:
+                col = [0.5, 0.52, 0.55]
+                cv2.rectangle(img, (c0, int(yc)), (c1, int(yc) + h), [0.15, 0.15, 0.17], -1)
+                cv2.line(img, (c0, int(yc)), (c1, int(yc)), col, 1)
+                cv2.line(img, (c0, int(yc) + h), (c1, int(yc) + h), col, 1)
+        # doors / roller shutter
+        if rng.random() < (0.8 if self.scene_type == "loading-bay" else 0.3):
+            dw, dh = _u(rng, 1.0, 4.0) * ppm, _u(rng, 2.1, 4.0) * ppm
+            x = _u(rng, c0, max(c0 + 1, c1 - dw))
+            col = np.array(_pick(rng, ([0.6, 0.62, 0.63], [0.3, 0.4, 0.55], [0.7, 0.55, 0.2])), np.float32)
+            x1, y1 = int(x), int(yb - dh)
+            cv2.rectangle(img, (x1, y1), (int(x + dw), int(yb)), col.tolist(), -1)
+            for yy in range(y1, int(yb), max(2, int(0.1 * ppm))):
+                cv2.line(img, (x1, yy), (int(x + dw), yy), (col * 0.75).tolist(), 1)
+
+    def _floor_objects(self, img: np.ndarray, shadow: np.ndarray, cam: _Cam, xl: float, xr: float, zb: float, outdoor: bool) -> None:
+        import cv2
+
+        rng, p = self.rng, self.p
+        z0 = cam.f * cam.h / (self.rh - cam.yh)
+        objs: list[tuple[str, float, float]] = []
+        for kind in ("tanks", "pumps", "drums", "cabinets", "columns"):
+            for _ in range(int(rng.integers(p[kind][0], p[kind][1] + 1))):
+                z = _u(rng, z0 * 1.3, zb * 0.95)
+                objs.append((kind, _u(rng, max(-xl, -z * 0.6) + 0.3, min(xr, z * 0.6) - 1.5), z))
+        objs.sort(key=lambda o: -o[2])
+        for kind, x, z in objs:
+            ppm = cam.f / z
+            bx, by = cam.floor(x, z)
+            if kind == "tanks":
+                w, h = _u(rng, 1.2, 4.0), _u(rng, 1.8, 6.0)
+                self._shadow(shadow, bx, by, w * ppm, ppm)
+                col = np.array(_pick(rng, ([0.85, 0.85, 0.83], [0.6, 0.62, 0.64], [0.55, 0.65, 0.55], [0.75, 0.7, 0.6])), np.float32)
+                metal = rng.random() < 0.4
+                self._vcyl(img, bx + w * ppm / 2, w * ppm / 2, by - h * ppm, by, col, metal)
+                for k in range(1, int(h)):  # weld seams
+                    yk = int(by - k * ppm)
+                    cv2.line(img, (int(bx), yk), (int(bx + w * ppm), yk), (col * 0.7).tolist(), 1)
+                # outlet nozzle + valve near the bottom
+                ny = by - _u(rng, 0.3, 0.6) * ppm
+                nx = bx + w * ppm * _u(rng, 0.2, 0.8)
+                rr = max(1.5, 0.06 * ppm)
+                self._hcyl(img, nx - 0.4 * ppm, nx + 0.4 * ppm, ny, rr, col * 0.7)
+                self._vcyl(img, nx, max(1.0, 0.03 * ppm), ny - rr * 1.6, ny + rr * 1.6, col * 0.55)
+                self._rec("tank", (bx, by - h * ppm, bx + w * ppm, by), (bx + w * ppm / 2, by))
+                self._rec("valve", (nx - 0.3 * ppm, ny - 2 * rr, nx + 0.3 * ppm, ny + 2 * rr), (nx, by))
+            elif kind == "pumps":
+                L, hs = _u(rng, 1.2, 2.2), _u(rng, 0.15, 0.3)
+                self._shadow(shadow, bx, by, L * ppm, ppm * 0.7)
+                cv2.rectangle(img, (int(bx), int(by - hs * ppm)), (int(bx + L * ppm), int(by)), [0.18, 0.18, 0.2], -1)
+                col = PAINT[int(rng.integers(len(PAINT)))] * _u(rng, 0.8, 1.1)
+                mr = _u(rng, 0.2, 0.35) * ppm
+                yc = by - hs * ppm - mr
+                self._hcyl(img, bx + 0.05 * L * ppm, bx + 0.55 * L * ppm, yc, mr, col)
+                guard = np.array(_pick(rng, ([0.9, 0.6, 0.1], [0.85, 0.75, 0.1], [0.4, 0.4, 0.42])), np.float32)
+                cv2.rectangle(img, (int(bx + 0.55 * L * ppm), int(yc - mr * 0.6)), (int(bx + 0.68 * L * ppm), int(yc + mr * 0.6)), guard.tolist(), -1)
+                cx, cr = bx + 0.82 * L * ppm, mr * 1.2
+                cv2.circle(img, (int(cx), int(yc)), int(cr), (col * 0.85).tolist(), -1)
+                cv2.circle(img, (int(cx), int(yc)), int(cr), (col * 0.55).tolist(), 1)
+                # discharge pipe upward with a flange
+                pr = max(1.5, 0.07 * ppm)
+                self._vcyl(img, cx, pr, 0, yc - cr * 0.5, PAINT[int(rng.integers(len(PAINT)))])
+                fy = yc - cr - 0.25 * ppm
+                self._hcyl(img, cx - pr * 1.6, cx + pr * 1.6, fy, max(1.0, 0.03 * ppm), col * 0.6)
+                self._rec("pump", (bx, yc - cr, bx + L * ppm, by), (cx, by))
+                self._rec("joint", (cx - cr, yc - cr, cx + cr, yc + cr), (cx, by))
+            elif kind == "drums":
+                n = int(rng.integers(1, 4))
+                col = np.array(_pick(rng, ([0.1, 0.2, 0.5], [0.08, 0.08, 0.08], [0.6, 0.1, 0.08], [0.2, 0.4, 0.2], [0.5, 0.5, 0.5])), np.float32)
+                for k in range(n):
+                    dx = bx + k * 0.62 * ppm
+                    self._shadow(shadow, dx, by, 0.6 * ppm, ppm * 0.5)
+                    self._vcyl(img, dx + 0.3 * ppm, 0.3 * ppm, by - 0.9 * ppm, by, col, rng.random() < 0.3)
+                    for hh in (0.3, 0.6):
+                        cv2.line(img, (int(dx), int(by - hh * ppm)), (int(dx + 0.6 * ppm), int(by - hh * ppm)), (col * 0.6).tolist(), 1)
+                self._rec("drum", (bx, by - 0.9 * ppm, bx + n * 0.62 * ppm, by), (bx + 0.3 * ppm, by))
+            elif kind == "cabinets":
+                w, h = _u(rng, 0.6, 2.0), _u(rng, 1.2, 2.2)
+                self._shadow(shadow, bx, by, w * ppm, ppm * 0.6)
+                col = np.array(_pick(rng, ([0.78, 0.78, 0.75], [0.6, 0.62, 0.65], [0.85, 0.82, 0.7], [0.35, 0.4, 0.45])), np.float32)
+                x1, y1, x2, y2 = int(bx), int(by - h * ppm), int(bx + w * ppm), int(by)
+                cv2.rectangle(img, (x1, y1), (x2, y2), col.tolist(), -1)
+                cv2.line(img, ((x1 + x2) // 2, y1), ((x1 + x2) // 2, y2), (col * 0.6).tolist(), 1)
+                cv2.rectangle(img, (x1, y1), (x2, y2), (col * 0.5).tolist(), 1)
+                if rng.random() < 0.6:
+                    cv2.rectangle(img, (x1 + (x2 - x1) // 5, y1 + (y2 - y1) // 6), (x1 + (x2 - x1) // 2 - 2, y1 + (y2 - y1) // 3), [0.05, 0.07, 0.08], -1)
+                for _ in range(int(rng.integers(0, 5))):
+                    led = _pick(rng, ([0.2, 1.5, 0.2], [1.5, 0.2, 0.1], [1.5, 1.2, 0.2]))
+                    cv2.circle(img, (int(_u(rng, x1 + 2, max(x1 + 3, x2 - 2))), int(_u(rng, y1 + 2, y1 + (y2 - y1) / 2))), 1, led, -1)
+                self._rec("cabinet", (x1, y1, x2, y2), ((x1 + x2) / 2, y2))
+            else:  # columns: floor to top of the image, hazard stripes at the base
+                w = _u(rng, 0.3, 0.6) * ppm
+                col = np.array(_pick(rng, ([0.7, 0.7, 0.68], [0.25, 0.35, 0.55], [0.6, 0.25, 0.1])), np.float32)
+                self._shadow(shadow, bx, by, w, ppm * 0.3)
+                self._vcyl(img, bx + w / 2, w / 2, 0, by, col)
+                if rng.random() < 0.6:
+                    sh = int(1.0 * ppm)
+                    for k in range(0, sh, max(2, sh // 6)):
+                        c = [0.9, 0.75, 0.1] if (k // max(2, sh // 6)) % 2 == 0 else [0.05, 0.05, 0.05]
+                        cv2.rectangle(img, (int(bx), int(by - k - sh // 6)), (int(bx + w), int(by - k)), c, -1)
+        if outdoor:  # pipe racks across the sky
+            for _ in range(int(rng.integers(1, 4))):
+                yc = _u(rng, 0.05, 0.3) * self.rh
+                self._hcyl(img, 0, self.rw, yc, _u(rng, 2, 8), PAINT[int(rng.integers(len(PAINT)))])
+
+    def _shadow(self, shadow: np.ndarray, x: float, y: float, w: float, depth: float) -> None:
+        import cv2
+
+        rng = self.rng
+        c = (int(x + w / 2 + _u(rng, -0.1, 0.1) * w), int(y))
+        ax = (max(1, int(w * _u(rng, 0.55, 0.8))), max(1, int(depth * _u(rng, 0.1, 0.3))))
+        cv2.ellipse(shadow, c, ax, 0, 0, 360, _u(rng, 0.45, 0.75), -1)
+
+
+@cache
+def _radius2(h: int, w: int) -> np.ndarray:
+    """Squared normalised distance from the image centre (1 at the edge midpoints), float32."""
+    ii, jj = np.ogrid[0:h, 0:w]
+    return (((ii - h / 2) / (h / 2)) ** 2 + ((jj - w / 2) / (w / 2)) ** 2).astype(np.float32)
+
+
+@cache
+def _gamma_lut(gamma: float) -> np.ndarray:
+    return np.clip(((np.arange(256) / 255.0) ** (1.0 / gamma)) * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _clip_poly_to_image(poly: np.ndarray, w: int, h: int, yh: float) -> list[tuple[float, float]]:
+    """The visible part of the floor polygon (render pixels), clipped to the image."""
+    import cv2
+
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [np.clip(poly, -1e5, 1e5).astype(np.int32)], 1)
+    mask[: int(math.ceil(yh)) + 1] = 0
+    cs, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not cs:
+        return []
+    c = max(cs, key=cv2.contourArea)
+    c = cv2.approxPolyDP(c, 1.5, True)
+    return [(float(x), float(y)) for x, y in c[:, 0, :]]
+
+
+def add_sensor_noise(img: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
+    """Add precomputed sensor noise (level 0-2) at a random offset; uint8 in, uint8 out."""
+    import cv2
+
+    h, w = img.shape[:2]
+    bank = tx.sensor_noise(level)
+    if h > bank.shape[0] or w > bank.shape[1]:
+        sigma = (1.5, 3.0, 5.0)[level]
+        noise = np.round(rng.normal(0, sigma, img.shape)).astype(np.int16)
+    else:
+        oy = int(rng.integers(0, bank.shape[0] - h + 1))
+        ox = int(rng.integers(0, bank.shape[1] - w + 1))
+        noise = bank[oy:oy + h, ox:ox + w]
+    return cv2.add(img, noise, dtype=cv2.CV_8U)
+
+
+# ==================================================================================
+# Spills
+# ==================================================================================
+
+#: Shape families and material parameters per taxonomy class id.
+#: alpha: peak coverage at opacity 0.75; edge: edge softness factor; gloss: mirror strength.
+MATERIALS: dict[int, dict[str, Any]] = {
+    1: dict(name="oil", shapes=("puddle", "puddle", "runs", "drips"), alpha=(0.8, 0.97), edge=0.4, gloss=(0.08, 0.3),
+            colours=([0.05, 0.04, 0.03], [0.1, 0.07, 0.04], [0.18, 0.12, 0.06], [0.03, 0.03, 0.03]), sheen=True, darken=None),
+    2: dict(name="water", shapes=("puddle", "runs", "drips", "puddle"), alpha=(0.85, 1.0), edge=0.35, gloss=(0.1, 0.3),
+            colours=None, sheen=False, darken=(0.45, 0.72)),
+    3: dict(name="chemical", shapes=("puddle", "stain", "runs"), alpha=(0.55, 0.85), edge=0.5, gloss=(0.0, 0.15),
+            colours=([0.85, 0.8, 0.2], [0.3, 0.7, 0.35], [0.25, 0.45, 0.85], [0.92, 0.92, 0.88], [0.7, 0.4, 0.75]), sheen=False, darken=None),
+    4: dict(name="stain", shapes=("stain", "stain", "puddle"), alpha=(0.6, 0.9), edge=1.0, gloss=(0.0, 0.0),
+            colours=([0.3, 0.24, 0.18], [0.25, 0.25, 0.25], [0.4, 0.33, 0.22], [0.2, 0.17, 0.14]), sheen=False, darken=None),
+    5: dict(name="coolant", shapes=("puddle", "runs", "drips"), alpha=(0.75, 0.95), edge=0.35, gloss=(0.15, 0.35),
+            colours=([0.2, 0.75, 0.3], [0.9, 0.35, 0.6], [0.95, 0.5, 0.1], [0.2, 0.6, 0.85]), sheen=False, darken=(0.6, 0.8)),
+    6: dict(name="rust", shapes=("streaks", "stain", "streaks"), alpha=(0.7, 0.95), edge=0.8, gloss=(0.0, 0.0),
+            colours=([0.55, 0.25, 0.08], [0.45, 0.2, 0.08], [0.65, 0.35, 0.12], [0.4, 0.22, 0.12]), sheen=False, darken=None),
+    7: dict(name="grease", shapes=("smear", "smear", "puddle"), alpha=(0.8, 0.97), edge=0.45, gloss=(0.05, 0.15),
+            colours=([0.08, 0.07, 0.05], [0.2, 0.16, 0.08], [0.12, 0.1, 0.08], [0.3, 0.25, 0.1]), sheen=False, darken=None),
+    8: dict(name="powder", shapes=("scatter", "scatter", "puddle"), alpha=(0.7, 0.95), edge=0.6, gloss=(0.0, 0.0),
+            colours=([0.9, 0.9, 0.88], [0.8, 0.75, 0.65], [0.7, 0.7, 0.72], [0.95, 0.93, 0.85]), sheen=False, darken=None),
+}
+
+VISIBLE_FRACTION = 0.3  # a pixel is "visible spill" where its alpha >= this fraction of the peak
+
+
+class ProceduralSpillBackend:
+    """Procedural spills painted into any RGB image (synthetic or real).
+
+    Deterministic per :class:`SpillSpec` seed. Every painted pixel lies inside its spec's
+    box; the reported mask is where the spill's coverage is at least
+    :data:`VISIBLE_FRACTION` of its peak, and the reported box is tight around that mask.
+    """
+
+    name = "procedural"
+
+    def inpaint(self, image: np.ndarray, spills: list[SpillSpec]) -> SpillResult:
+        """Paint ``spills`` (in order) into a copy of ``image`` (``(H, W, 3)`` uint8 RGB).
+
+        Returns:
+            :class:`SpillResult` with one full-size bool mask, tight ``xyxy`` box (or None
+            when nothing visible remains, e.g. a box outside the image) and parameter dict
+            per spill. A later spill covers an earlier one where they overlap; masks are
+            reduced accordingly.
+        """
+        import cv2
+
+        cv2.setNumThreads(1)
+        img = np.ascontiguousarray(image[..., :3]).copy()
+        h, w = img.shape[:2]
+        ctx = _SceneStats.of(img)
+        masks: list[np.ndarray] = []
+        params: list[dict[str, Any]] = []
+        for s in spills:
+            m, prm = _paint(img, s, ctx)
+            for prev in masks:  # later spills hide earlier ones
+                prev &= ~m
+            masks.append(m)
+            params.append(prm)
+        boxes = [_tight_box(m) for m in masks]
+        del h, w
+        return SpillResult(image=img, masks=masks, boxes=boxes, params=params)
+
+
+@dataclass
+class _SceneStats:
+    """Global cues the spill must agree with: colour cast and mean brightness."""
+
+    cast: np.ndarray  # (3,) per-channel factor, mean 1
+    mean: float
+
+    @classmethod
+    def of(cls, img: np.ndarray) -> _SceneStats:
+        small = img[::16, ::16].reshape(-1, 3).astype(np.float32)
+        m = small.mean(axis=0) + 1.0
+        cast = m / m.mean()
+        cast = 1.0 + 0.6 * (cast - 1.0)  # partial: the scene's albedo also tints the mean
+        return cls(cast.astype(np.float32), float(m.mean()) / 255.0)
+
+
+def _tight_box(m: np.ndarray) -> tuple[float, float, float, float] | None:
+    ys = np.flatnonzero(m.any(axis=1))
+    if ys.size == 0:
+        return None
+    xs = np.flatnonzero(m.any(axis=0))
+    return (float(xs[0]), float(ys[0]), float(xs[-1] + 1), float(ys[-1] + 1))
+
+
+def _shape(rng: np.random.Generator, kind: str, gw: int, gh: int) -> np.ndarray:
+    """A scalar field on a small ``(gh, gw)`` grid; the spill is where it is > 0.5."""
+    import cv2
+
+    ys, xs = np.mgrid[0:gh, 0:gw].astype(np.float32)
+    xs = (xs + 0.5) / gw
+    ys = (ys + 0.5) / gh
+    field = np.zeros((gh, gw), np.float32)
+    noise = tx.shape_noise(int(rng.integers(4)))
+    nz = cv2.resize(noise[int(rng.integers(0, 128)):][:128, int(rng.integers(0, 128)):][:, :128], (gw, gh))
+    ang = _u(rng, 0, 2 * np.pi)
+    d = np.array([math.cos(ang), math.sin(ang)], np.float32)
+    if kind in ("puddle", "runs", "drips", "stain"):
+        n = int(rng.integers(3, 10))
+        p = np.array([_u(rng, 0.35, 0.65), _u(rng, 0.35, 0.65)], np.float32) - d * 0.15
+        r = _u(rng, 0.16, 0.28)
+        for _ in range(n):
+            field += (r * r) / ((xs - p[0]) ** 2 + (ys - p[1]) ** 2 + 1e-3)
+            step = d + rng.normal(0, 0.6, 2).astype(np.float32)
+            p = np.clip(p + step / (np.linalg.norm(step) + 1e-6) * r * _u(rng, 0.6, 1.3), 0.15, 0.85)
+            r *= _u(rng, 0.65, 1.05)
+        field = field / (field.max() + 1e-6)
+        field = field * 1.3 + (nz - 0.5) * (0.9 if kind == "stain" else 0.6)
+        thr = np.quantile(field, 1 - _u(rng, 0.3, 0.6))
+        field = 0.5 + (field - thr)
+        if kind in ("runs", "drips"):
+            thin = np.zeros((gh, gw), np.uint8)
+            for _ in range(int(rng.integers(1, 4))):
+                q = np.array([_u(rng, 0.3, 0.7) * gw, _u(rng, 0.3, 0.7) * gh])
+                a = ang + rng.normal(0, 0.5)
+                pts = [q.copy()]
+                for _ in range(int(rng.integers(4, 12))):
+                    a += rng.normal(0, 0.35)
+                    q = q + np.array([math.cos(a), math.sin(a)]) * gw * 0.06
+                    pts.append(q.copy())
+                cv2.polylines(thin, [np.array(pts, np.int32)], False, 1, max(1, gw // 40))
+            field = np.maximum(field, thin.astype(np.float32) * 0.9)
+        if kind == "drips":
+            for _ in range(int(rng.integers(3, 12))):
+                c = (int(_u(rng, 0.08, 0.92) * gw), int(_u(rng, 0.08, 0.92) * gh))
+                rr = max(1, int(_u(rng, 0.01, 0.04) * gw))
+                cv2.ellipse(field, c, (rr, max(1, int(rr * gh / gw * 1.0))), 0, 0, 360, 1.0, -1)
+    elif kind == "streaks":  # vertical run-off streaks, strongest at the top
+        cols = cv2.resize(noise[:8, int(rng.integers(0, 200)):][:, :48], (gw, gh), interpolation=cv2.INTER_LINEAR)
+        top = np.clip(1.2 - ys * _u(rng, 0.6, 1.1), 0, 1)
+        field = cols * top + (nz - 0.5) * 0.3
+        thr = np.quantile(field, 1 - _u(rng, 0.3, 0.55))
+        field = 0.5 + (field - thr) * 1.5
+    elif kind == "smear":  # thick brush strokes along a direction
+        canvas = np.zeros((gh, gw), np.float32)
+        for _ in range(int(rng.integers(2, 6))):
+            cen = np.array([_u(rng, 0.25, 0.75) * gw, _u(rng, 0.25, 0.75) * gh])
+            half = d * np.array([gw, gh]) * _u(rng, 0.15, 0.4)
+            t = max(2, int(_u(rng, 0.08, 0.2) * min(gw, gh)))
+            p1, p2 = (cen - half).astype(int), (cen + half).astype(int)
+            cv2.line(canvas, (int(p1[0]), int(p1[1])), (int(p2[0]), int(p2[1])), 1.0, t)
+        blurred = cv2.GaussianBlur(canvas, (0, 0), max(1.0, gw / 40))
+        field = blurred + (nz - 0.5) * 0.7
+        field = 0.5 + (field - 0.45)
+    else:  # scatter: powder heap with grainy fringe and loose particles
+        cx, cy = _u(rng, 0.4, 0.6), _u(rng, 0.4, 0.6)
+        dist = np.sqrt(((xs - cx) / _u(rng, 0.25, 0.4)) ** 2 + ((ys - cy) / _u(rng, 0.25, 0.4)) ** 2)
+        grain = rng.random((gh, gw), dtype=np.float32)
+        field = 1.0 - dist * 0.6 + (nz - 0.5) * 0.8 + (grain - 0.5) * 0.35
+        thr = np.quantile(field, 1 - _u(rng, 0.3, 0.55))
+        field = 0.5 + (field - thr)
+        loose = (grain > 0.985 - 0.02 * np.clip(1 - dist, 0, 1)).astype(np.float32)
+        field = np.maximum(field, loose * 0.8)
+    # stay inside the box: a smooth window pulls the shape away from the edges
+    # stay inside the box: an elliptical window roughened by its own noise, so that where it
+    # limits a large field the outline is an irregular curve, never the box's straight edge
+    n2 = cv2.resize(noise[128:192, 128:192], (gw, gh))
+    r = np.sqrt(((xs - 0.5) / 0.5) ** 2 + ((ys - 0.5) / 0.5) ** 2) + (n2 - 0.5) * 0.5
+    return np.minimum(field, 0.5 + (0.92 - r) * 3)
+
+
+def _paint(img: np.ndarray, s: SpillSpec, ctx: _SceneStats) -> tuple[np.ndarray, dict[str, Any]]:
+    """Paint one spill in place; returns its full-size visible mask and parameters."""
+    import cv2
+
+    H, W = img.shape[:2]
+    full = np.zeros((H, W), bool)
+    x1, y1, x2, y2 = (float(v) for v in s.box)
+    a, b = max(0, int(math.ceil(x1 - 1e-6))), max(0, int(math.ceil(y1 - 1e-6)))
+    c, d = min(W, int(math.floor(x2 + 1e-6))), min(H, int(math.floor(y2 + 1e-6)))
+    mat = MATERIALS.get(s.class_id, MATERIALS[1])
+    prm: dict[str, Any] = {"material": mat["name"], "seed": s.seed}
+    if c - a < 2 or d - b < 2:
+        prm["skipped"] = "box outside the image or under 2 px"
+        return full, prm
+    rng = np.random.default_rng(s.seed)
+    bw, bh = c - a, d - b
+    kind = _pick(rng, mat["shapes"])
+    g = 96
+    gw, gh = (g, max(8, int(g * bh / bw))) if bw >= bh else (max(8, int(g * bw / bh)), g)
+    field = _shape(rng, kind, gw, gh)
+    field = cv2.resize(field, (bw, bh), interpolation=cv2.INTER_LINEAR)
+    binary = (field > 0.5).astype(np.float32)
+    # edge softness: the feather, scaled to the spill size and the material (liquids are crisp)
+    sigma = max(0.6, min(s.feather / 3.0, 0.06 * min(bw, bh)) * mat["edge"])
+    alpha = cv2.GaussianBlur(binary, (0, 0), sigma)
+    thick = cv2.GaussianBlur(binary, (0, 0), max(1.0, 0.08 * min(bw, bh)))  # liquid thickness: thin at the rim
+    peak = float(np.clip(_u(rng, *mat["alpha"]) * s.opacity / 0.75, 0.0, 1.0))
+    nz = tx.shape_noise(int(rng.integers(4)))
+    var = cv2.resize(nz[:64, :64], (bw, bh), interpolation=cv2.INTER_LINEAR)
+    alpha = alpha * peak * (0.85 + 0.3 * (var - 0.5))
+    # the paper's soft mask, inset so that it reaches exactly 0 at the box edge: a spill that
+    # reaches its box fades out instead of being cut straight
+    f = min(float(s.feather), 0.15 * min(bw, bh))
+    if f >= 0.5:
+        alpha *= soft_mask(bh, bw, (f, f, bw - f, bh - f), feather=f, opacity=1.0)
+    np.clip(alpha, 0, 1, out=alpha)
+
+    bg = img[b:d, a:c].astype(np.float32) / 255.0
+    # local light: the background's low-pass brightness relative to its albedo-ish median
+    lum = bg.mean(axis=2)
+    small = cv2.resize(lum, (max(2, bw // 16), max(2, bh // 16)), interpolation=cv2.INTER_AREA)
+    light = cv2.resize(cv2.GaussianBlur(small, (0, 0), 1.0), (bw, bh), interpolation=cv2.INTER_LINEAR)
+    light = np.clip(light / max(ctx.mean, 0.05), 0.25, 2.0)[..., None]
+    cast = ctx.cast[None, None, :]
+    # what a mirror-like film would reflect: the image just above the spill, flipped
+    gloss = _u(rng, *mat["gloss"])
+    refl = None
+    if gloss > 0:
+        top = max(0, b - bh)
+        src = img[top:b, a:c] if b > top else img[b:d, a:c]
+        src = cv2.resize(src, (bw, bh), interpolation=cv2.INTER_LINEAR)[::-1].astype(np.float32) / 255.0
+        refl = cv2.GaussianBlur(src, (0, 0), _u(rng, 1.0, 4.0))
+    name = mat["name"]
+    th = np.clip(thick, 0, 1)[..., None]
+    if name == "water":  # wet floor: darker and more saturated, a darker meniscus at the rim
+        k = _u(rng, *mat["darken"])
+        g_ = bg.mean(axis=2, keepdims=True)
+        col = np.clip(g_ + (bg - g_) * 1.3, 0, 1) * (k - 0.12 * (1 - th))
+        prm["darken"] = round(k, 3)
+    else:
+        base = np.array(_pick(rng, mat["colours"]), np.float32) * _u(rng, 0.8, 1.15)
+        tex = 0.9 + 0.2 * var[..., None]
+        tint = base / max(float(base.max()), 1e-3)
+        if name in ("oil", "grease"):  # film: translucent brown at the thin rim, opaque black where thick
+            rim_col = bg * (0.35 + 0.5 * tint) * _u(rng, 0.5, 0.8)
+            body = base * tex * light * cast
+            col = rim_col + (body - rim_col) * np.clip(th * 1.6, 0, 1)
+            if name == "grease":  # lumpy, matte-ish paste
+                col = col * (0.8 + 0.4 * cv2.resize(nz[64:96, 64:96], (bw, bh))[..., None])
+        elif name == "coolant":  # coloured translucent liquid over a darkened floor
+            col = bg * _u(rng, *mat["darken"]) * (0.45 + 0.55 * tint) + base * light * cast * 0.25 * th
+        elif name in ("stain", "rust", "chemical"):  # discolouration: the floor shows through (multiply)
+            strength = _u(rng, 0.6, 0.95)
+            mult = (1.0 - strength) + strength * tint * _u(rng, 0.35, 0.7)
+            col = bg * mult * tex
+            if name == "rust":
+                grain = rng.random((bh, bw), dtype=np.float32)[..., None]
+                col = col * (0.85 + 0.3 * grain)
+            if name == "stain":  # tide mark: darker rim where it dried
+                rim = np.clip(binary - cv2.GaussianBlur(binary, (0, 0), max(1.0, 0.03 * min(bw, bh))), 0, 1)[..., None]
+                col = col * (1 - 0.35 * rim)
+            if name == "chemical" and rng.random() < 0.5:  # crust: opaque pale rim / residue
+                rim = np.clip(binary - cv2.GaussianBlur(binary, (0, 0), max(1.0, 0.02 * min(bw, bh))), 0, 1)[..., None]
+                col = col + (base * light - col) * 0.6 * rim
+        else:  # powder: opaque grains, brighter than most floors, sparse at the fringe
+            gs = rng.random((max(2, bh // 2), max(2, bw // 2)), dtype=np.float32)  # grains of ~2 px
+            grain = cv2.resize(gs, (bw, bh), interpolation=cv2.INTER_LINEAR)[..., None]
+            col = base * tex * (0.8 + 0.4 * grain) * light * cast
+            alpha = alpha * np.clip(0.6 + 0.8 * th[..., 0] + 0.3 * (grain[..., 0] - 0.5), 0, 1)
+        prm["colour"] = [round(float(v), 3) for v in base]
+    if refl is not None:
+        f = gloss * (0.5 + 0.5 * np.clip(thick, 0, 1))[..., None]
+        col = col * (1 - f) + refl * f
+        # specular rim: thickness gradient facing the lights (which are above, -y)
+        gy = cv2.Sobel(thick, cv2.CV_32F, 0, 1, ksize=3)
+        spec = np.clip(-gy * _u(rng, 2.0, 6.0), 0, 1) ** 2
+        col = col + (spec * gloss * 1.2)[..., None] * light * cast
+        prm["gloss"] = round(gloss, 3)
+    if mat["sheen"] and rng.random() < 0.7:  # thin-film interference: faint rainbow bands
+        phase = var * _u(rng, 6, 14) + _u(rng, 0, 6.28)
+        rainbow = 0.5 + 0.5 * np.stack([np.cos(phase), np.cos(phase + 2.09), np.cos(phase + 4.19)], axis=-1)
+        band = np.clip(thick * (1 - thick) * 4, 0, 1)[..., None]
+        col = col + rainbow * band * _u(rng, 0.04, 0.12) * light
+        prm["sheen"] = True
+    # the scene's sensor noise, so that the spill is not smoother than its surroundings
+    lap = cv2.Laplacian(lum, cv2.CV_32F)
+    sig = float(np.clip(np.median(np.abs(lap)) * 1.4826 / math.sqrt(20) * 0.8, 0.002, 0.03))
+    col = col + rng.normal(0, sig, (bh, bw, 1)).astype(np.float32)
+    out = bg + (col - bg) * alpha[..., None]
+    img[b:d, a:c] = np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8)
+    vis = alpha >= VISIBLE_FRACTION * peak
+    full[b:d, a:c] = vis
+    prm.update(shape=kind, peak_alpha=round(peak, 3), edge_sigma=round(sigma, 2))
+    return full, prm
+
+
+class BackgroundSceneBackend:
+    """Real photos as scenes: each spec picks one image and cover-crops it to size.
+
+    Args:
+        folder: Folder of ``.jpg/.jpeg/.png/.webp/.bmp`` photos (searched recursively).
+
+    Raises:
+        DatasetError: The folder does not exist or holds no images.
+    """
+
+    name = "backgrounds"
+    EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+    def __init__(self, folder: str) -> None:
+        from pathlib import Path
+
+        from synspill.errors import DatasetError
+
+        root = Path(folder)
+        if not root.is_dir():
+            raise DatasetError(f"{root}: --backgrounds folder does not exist; pass a folder of plant photos")
+        self.root = root
+        self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in self.EXTS and p.is_file())
+        if not self.files:
+            raise DatasetError(f"{root}: no images (.jpg/.png/.webp/.bmp) found; pass a folder of plant photos")
+
+    def generate(self, specs: list[SceneSpec]) -> list[np.ndarray]:
+        """One cover-cropped ``(H, W, 3)`` uint8 RGB photo per spec."""
+        return [self.render(s)[0] for s in specs]
+
+    def render(self, spec: SceneSpec) -> tuple[np.ndarray, dict[str, Any]]:
+        """A photo resized/cropped to the spec size; layout has only ``source`` and ``params``."""
+        import cv2
+        from PIL import Image
+
+        from synspill.errors import DatasetError
+
+        rng = np.random.default_rng(spec.seed)
+        path = self.files[int(rng.integers(len(self.files)))]
+        try:
+            with Image.open(path) as im:
+                arr = np.asarray(im.convert("RGB"))
+        except OSError as e:
+            raise DatasetError(f"{path}: not a readable image ({e}); remove it from the --backgrounds folder") from None
+        h, w = arr.shape[:2]
+        zoom = _u(rng, 1.0, 1.25)
+        s = max(spec.width / w, spec.height / h) * zoom
+        nw, nh = max(spec.width, int(round(w * s))), max(spec.height, int(round(h * s)))
+        arr = cv2.resize(arr, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        ox, oy = int(rng.integers(0, nw - spec.width + 1)), int(rng.integers(0, nh - spec.height + 1))
+        arr = arr[oy:oy + spec.height, ox:ox + spec.width]
+        flip = bool(rng.random() < 0.5)
+        if flip:
+            arr = arr[:, ::-1]
+        rel = str(path.relative_to(self.root))
+        return np.ascontiguousarray(arr), {"source": rel, "params": {"source": rel, "zoom": round(zoom, 3), "flip": flip,
+                                                                        "crop": [ox, oy], "jpeg_quality": 92}}

@@ -1,0 +1,184 @@
+"""Automatic spill-box proposals: where a leak would plausibly show, at a plausible size.
+
+Two sources of places, both in the scene's own geometry:
+
+* **beneath equipment** (valves, flanges, pipe joints, pumps, tanks, drums): the floor
+  point where a drip would land (``layout["equipment"][k]["drip"]``), for liquids that
+  leak (oil, water, coolant, grease, chemicals); rust streaks start *on* the equipment
+  and run down from it;
+* **on the floor plane** anywhere (``layout["floor"]`` polygon), for every class.
+
+Sizes come from real spill sizes in metres (per class) turned into pixels with the floor's
+perspective: a floor patch ``w`` m wide and ``d`` m deep at image row ``y`` spans
+``w * ppm`` by ``d * ppm * (y - horizon) / focal`` pixels, where
+``ppm = (y - horizon) / cam_height``. For real photos without a layout, the lower part of
+the image is taken as floor with a generic camera (horizon at 45 % of the height).
+
+Proposals are marked ``{"auto": true}`` in the COCO annotations. Boxes are absolute
+``xyxy`` internally and COCO ``xywh`` in files.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from synspill import taxonomy
+
+# Real-world spill extent (metres): (width lo, hi), depth/width ratio (lo, hi).
+SIZES: dict[int, tuple[tuple[float, float], tuple[float, float]]] = {
+    1: ((0.4, 2.8), (0.5, 1.6)),   # oil
+    2: ((0.5, 3.5), (0.5, 1.8)),   # water
+    3: ((0.3, 2.0), (0.6, 1.4)),   # chemical
+    4: ((0.4, 2.0), (0.6, 1.5)),   # floor stain
+    5: ((0.3, 1.8), (0.5, 1.6)),   # coolant
+    6: ((0.2, 0.9), (0.7, 1.4)),   # rust (on the floor); streaks on equipment are tall
+    7: ((0.15, 0.8), (0.5, 1.5)),  # grease
+    8: ((0.4, 2.2), (0.6, 1.4)),   # powder
+}
+LEAKING = {1, 2, 3, 5, 6, 7}  # classes that come from a source above
+SOURCES = {"valve", "flange", "joint", "pump", "tank", "drum"}
+
+
+def default_layout(width: int, height: int) -> dict[str, Any]:
+    """Generic layout for a photo without one: floor = lower 55 %, camera 2.5 m high."""
+    hz = 0.45 * height
+    return {"horizon": hz, "cam_height": 2.5, "focal": 0.8 * width,
+            "floor": [[0, hz + 0.05 * height], [width, hz + 0.05 * height], [width, height], [0, height]],
+            "equipment": [], "heuristic": True}
+
+
+def _in_poly(poly: np.ndarray, x: float, y: float) -> bool:
+    import cv2
+
+    return cv2.pointPolygonTest(poly.astype(np.float32), (float(x), float(y)), False) >= 0
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    u = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / u if u > 0 else 0.0
+
+
+def _grid_fraction(grid: np.ndarray, box: tuple[float, ...], width: int, height: int) -> float:
+    """Fraction of the grid cells under ``box`` (xyxy px) that are visible floor."""
+    gh, gw = grid.shape
+    c1, r1 = int(box[0] / width * gw), int(box[1] / height * gh)
+    c2, r2 = max(c1 + 1, int(math.ceil(box[2] / width * gw))), max(r1 + 1, int(math.ceil(box[3] / height * gh)))
+    cells = grid[r1:r2, c1:c2]
+    return float(cells.mean()) if cells.size else 0.0
+
+
+def propose_boxes(width: int, height: int, layout: dict[str, Any] | None, rng: np.random.Generator,
+                  n: int, classes: list[int] | None = None) -> list[tuple[tuple[float, float, float, float], int]]:
+    """Propose up to ``n`` non-overlapping spill boxes for one image.
+
+    Args:
+        width: Image width (px).
+        height: Image height (px).
+        layout: Scene layout from :meth:`ProceduralSceneBackend.render` (``horizon``,
+            ``cam_height``, ``focal``, ``floor``, ``equipment``), or None for a photo.
+        rng: Random generator (the caller seeds it per image).
+        n: How many boxes to try for.
+        classes: Taxonomy ids to draw from (default all eight).
+
+    Returns:
+        ``[((x1, y1, x2, y2), class_id), ...]`` absolute pixels, inside the image, pairwise
+        IoU below 0.1. Fewer than ``n`` when the floor is too small.
+    """
+    lay = dict(default_layout(width, height))
+    if layout and layout.get("floor"):
+        lay.update({k: v for k, v in layout.items() if v is not None})
+    classes = classes or [c.id for c in taxonomy.CLASSES]
+    hz = float(lay["horizon"])
+    camh = float(lay["cam_height"])
+    focal = float(lay.get("focal") or 0.8 * width)
+    poly = np.array(lay["floor"], np.float64).reshape(-1, 2)
+    ys_floor = poly[:, 1] if len(poly) else np.array([height])
+    y_lo = max(hz + 0.04 * height, float(ys_floor.min()))
+    sources = [e for e in lay.get("equipment", []) if e.get("kind") in SOURCES]
+    min_px = max(6.0, 0.012 * min(width, height))
+    grid = None
+    if lay.get("floor_grid"):
+        grid = np.array([[c == "1" for c in row] for row in lay["floor_grid"]], bool)
+    out: list[tuple[tuple[float, float, float, float], int]] = []
+    for _ in range(n):
+        for _attempt in range(25):
+            cls = int(classes[int(rng.integers(len(classes)))])
+            (wlo, whi), (rlo, rhi) = SIZES[cls]
+            src = None
+            if sources and cls in LEAKING and rng.random() < 0.6:
+                src = sources[int(rng.integers(len(sources)))]
+            if src is not None and cls == 6 and rng.random() < 0.6:
+                # rust streak running down from the equipment: narrow and tall
+                ex1, ey1, ex2, ey2 = src["box"]
+                cx = rng.uniform(ex1, ex2)
+                bw = max(min_px, (ex2 - ex1) * rng.uniform(0.3, 0.9))
+                top = rng.uniform(ey1, ey2)
+                bh = max(min_px, bw * rng.uniform(1.5, 4.0))
+                box = (cx - bw / 2, top, cx + bw / 2, top + bh)
+            else:
+                if src is not None:
+                    x, y = src["drip"]
+                    y = float(y) + rng.uniform(-0.01, 0.04) * height
+                else:
+                    y = y_lo + (height - y_lo) * math.sqrt(rng.random())  # more floor area is near the camera
+                    xs = poly[:, 0] if len(poly) else np.array([0, width])
+                    x = rng.uniform(max(0, xs.min()), min(width, xs.max()))
+                    if len(poly) >= 3 and not _in_poly(poly, x, y):
+                        continue
+                if y <= hz + 2:
+                    continue
+                ppm = (y - hz) / camh
+                wm = math.exp(rng.uniform(math.log(wlo), math.log(whi)))
+                bw = wm * ppm
+                bh = wm * rng.uniform(rlo, rhi) * ppm * (y - hz) / focal
+                bh = max(bh, 0.12 * bw)
+                # a drip lands at the object's foot and spreads toward the camera and sideways
+                cy = y + bh * (0.45 if src is not None else 0.0)
+                box = (x - bw / 2, cy - bh / 2, x + bw / 2, cy + bh / 2)
+            x1, y1, x2, y2 = max(0.0, box[0]), max(0.0, box[1]), min(float(width), box[2]), min(float(height), box[3])
+            if x2 - x1 < min_px or y2 - y1 < min_px or (x2 - x1) > 0.6 * width or (y2 - y1) > 0.6 * height:
+                continue
+            b = (round(x1, 1), round(y1, 1), round(x2, 1), round(y2, 1))
+            on_equipment = src is not None and cls == 6 and b[1] < float(src["drip"][1]) - 1
+            if grid is not None and not on_equipment and _grid_fraction(grid, b, width, height) < 0.7:
+                continue  # mostly hidden behind equipment or off the floor
+            if any(_iou(b, o[0]) > 0.1 for o in out):
+                continue
+            out.append((b, cls))
+            break
+    return out
+
+
+def propose_dataset(scenes: Any, per_image: tuple[int, int] = (1, 3), classes: list[int] | None = None,
+                    seed: int = 0) -> Any:
+    """Proposals for every image of a scenes dataset.
+
+    Args:
+        scenes: :class:`~synspill.coco.dataset.CocoDataset` of scenes; an image's
+            ``extra["layout"]`` (written by ``synspill scenes``) is used when present.
+        per_image: ``(lo, hi)`` inclusive range of boxes per image.
+        classes: Taxonomy ids to draw from (default all).
+        seed: Base seed; image ``id`` gives each image its own stream.
+
+    Returns:
+        A new :class:`CocoDataset` over the same images with ``{"auto": true}`` boxes
+        (COCO ``xywh`` absolute).
+    """
+    from synspill.coco.dataset import Annotation, CocoDataset, ImageRecord
+
+    anns: list[Annotation] = []
+    for im in scenes.images:
+        rng = np.random.default_rng([seed, im.id, 7])
+        k = int(rng.integers(per_image[0], per_image[1] + 1))
+        for (x1, y1, x2, y2), cls in propose_boxes(im.width, im.height, im.extra.get("layout"), rng, k, classes):
+            anns.append(Annotation(len(anns) + 1, im.id, cls, [x1, y1, x2 - x1, y2 - y1], extra={"auto": True}))
+    images = [ImageRecord(im.id, im.file_name, im.width, im.height) for im in scenes.images]
+    return CocoDataset(images=images, annotations=anns, root=scenes.root,
+                       info={"description": "synspill automatic spill-box proposals", "seed": seed,
+                             "per_image": list(per_image), "classes": classes or "all"})
