@@ -19,6 +19,9 @@ from synspill import __version__
 #: Command modules, in the order ``--help`` lists them.
 COMMANDS: list[str] = [
     "env",
+    "predict",
+    "finetune_yolo",
+    "finetune_detr",
 ]
 
 _state = {"debug": os.environ.get("SYNSPILL_DEBUG", "") not in ("", "0")}
