@@ -248,9 +248,6 @@ def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
 
     configure_offline()
     variant, ckpt = resolve_model(cfg.model, cfg.variant)
-    device = resolve_device(cfg.device)
-    if variant == "base" and ckpt is None:
-        _check_dinov2()
     train_ds = load_coco(cfg.data)
     if cfg.val:
         val_ds, val_src = load_coco(cfg.val), str(cfg.val)
@@ -258,6 +255,9 @@ def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         train_ds, val_ds = split_off_val(train_ds, cfg.val_fraction, cfg.seed)
         val_src = f"{cfg.data} (seeded {cfg.val_fraction:.0%} split, seed {cfg.seed})"
     export = export_rfdetr({"train": train_ds, "val": val_ds}, sources={"train": str(cfg.data), "val": val_src})
+    device = resolve_device(cfg.device)
+    if variant == "base" and ckpt is None:
+        _check_dinov2()
     log.info("RF-DETR data: %s (%s)", export.root, "cached" if export.cached else f"new export, {export.link_mode}")
 
     model_kw, train_kw = _split_options(variant, cfg.options)
@@ -294,7 +294,8 @@ def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         "class_names": list(getattr(model.model, "class_names", None) or taxonomy.NAMES),
         "from_scratch": ckpt is None,
         "model_source": ckpt or f"RF-DETR {variant} (random init)",
-        "config": asdict(cfg),
+        "config": {**asdict(cfg), "data": str(Path(cfg.data).absolute()), "out": str(out),
+                   "val": str(Path(cfg.val).absolute()) if cfg.val else None},
         "metrics": metrics,
         "data": {"export": str(export.root), "counts": export.counts, "boxes": export.boxes, "train": str(cfg.data), "val": val_src},
         "resumed": resume is not None,
@@ -517,8 +518,9 @@ class DetrPredictor:
         out: list[Detections] = []
         for i in range(0, len(images), self.batch):
             chunk = list(images[i:i + self.batch])
-            res = self.model.predict(chunk, threshold=self.conf, include_source_image=False,
-                                     **({"shape": self.shape} if self.shape else {}))
+            with _logger_level("rf-detr", logging.ERROR):  # "not optimized for inference" on every first call
+                res = self.model.predict(chunk, threshold=self.conf, include_source_image=False,
+                                         **({"shape": self.shape} if self.shape else {}))
             if not isinstance(res, list):
                 res = [res]
             for d in res:
@@ -531,6 +533,17 @@ class DetrPredictor:
                 score = np.asarray(d.confidence if d.confidence is not None else np.full(len(cls), np.nan))
                 out.append(Detections(np.asarray(d.xyxy)[keep], ids[keep], score[keep]))
         return out
+
+
+@contextlib.contextmanager
+def _logger_level(name: str, level: int) -> Iterator[None]:
+    lg = logging.getLogger(name)
+    saved = lg.level
+    lg.setLevel(level)
+    try:
+        yield
+    finally:
+        lg.setLevel(saved)
 
 
 def load_predictor(cfg: Any) -> DetrPredictor:
@@ -546,7 +559,7 @@ def load_predictor(cfg: Any) -> DetrPredictor:
     device = resolve_device(cfg.device)
     import rfdetr
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _logger_level("rf-detr", logging.ERROR):
         warnings.simplefilter("ignore")
         model = rfdetr.from_checkpoint(str(weights), device=device)
     shape = (int(cfg.imgsz), int(cfg.imgsz)) if cfg.imgsz else None

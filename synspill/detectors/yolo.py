@@ -98,6 +98,7 @@ def _import_ultralytics() -> Any:
     with contextlib.redirect_stdout(sys.stderr):
         import ultralytics
         from ultralytics.utils import SETTINGS
+    _route_logger()
 
     try:  # no telemetry; pretrained files looked up in a folder synspill controls
         wdir = str(Path(os.environ["YOLO_CONFIG_DIR"]) / "weights")
@@ -108,25 +109,40 @@ def _import_ultralytics() -> Any:
     return ultralytics
 
 
-@contextmanager
-def _ultralytics_output(verbose: bool):
-    """Route ultralytics' logger to stderr (it writes to stdout); quiet unless ``verbose``."""
+class _CurrentStderr:
+    """A stream that always writes to the *current* ``sys.stderr`` (which tests and notebooks swap)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _route_logger() -> None:
     from ultralytics.utils import LOGGER
 
-    saved = [(h, getattr(h, "stream", None)) for h in LOGGER.handlers]
+    for h in LOGGER.handlers:
+        if isinstance(h, logging.StreamHandler) and not isinstance(h.stream, _CurrentStderr):
+            h.setStream(_CurrentStderr())  # type: ignore[arg-type]
+
+
+@contextmanager
+def _ultralytics_output(verbose: bool):
+    """Route ultralytics' logging and bars to stderr (it writes to stdout); quiet unless ``verbose``."""
+    import contextlib
+
+    from ultralytics.utils import LOGGER
+
+    _route_logger()
     level = LOGGER.level
-    for h, _ in saved:
-        if isinstance(h, logging.StreamHandler):
-            h.setStream(sys.stderr)
     if not verbose:
         LOGGER.setLevel(logging.WARNING)  # also disables ultralytics' tqdm bars
     try:
-        yield
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
     finally:
         LOGGER.setLevel(level)
-        for h, s in saved:
-            if isinstance(h, logging.StreamHandler) and s is not None:
-                h.setStream(s)
 
 
 # ---- model and device specs -------------------------------------------------------------
@@ -286,7 +302,6 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         shutil.rmtree(out)
 
     source, from_scratch = resolve_model(cfg.model)
-    device = ultralytics_device(cfg.device)
     train_ds = load_coco(cfg.data)
     if cfg.val:
         val_ds, val_src = load_coco(cfg.val), str(cfg.val)
@@ -294,6 +309,7 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         train_ds, val_ds = split_off_val(train_ds, cfg.val_fraction, cfg.seed)
         val_src = f"{cfg.data} (seeded {cfg.val_fraction:.0%} split, seed {cfg.seed})"
     export = export_yolo({"train": train_ds, "val": val_ds}, sources={"train": str(cfg.data), "val": val_src})
+    device = ultralytics_device(cfg.device)
     log.info("YOLO data: %s (%s)", export.data, "cached" if export.cached else f"new export, {export.link_mode}")
 
     _import_ultralytics()
@@ -327,7 +343,8 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         "classes": list(taxonomy.NAMES),
         "from_scratch": from_scratch,
         "model_source": source,
-        "config": asdict(cfg),
+        "config": {**asdict(cfg), "data": str(Path(cfg.data).absolute()), "out": str(out),
+                   "val": str(Path(cfg.val).absolute()) if cfg.val else None},
         "metrics": _final_metrics(trainer, out),
         "data": {"export": str(export.root), "counts": export.counts, "boxes": export.boxes, "train": str(cfg.data), "val": val_src},
         "resumed": resume,
