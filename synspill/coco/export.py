@@ -198,6 +198,9 @@ class _Linker:
     ORDER = ("hardlink", "symlink", "copy")
 
     def __init__(self, mode: LinkMode = "auto") -> None:
+        import threading
+
+        self._lock = threading.Lock()
         if mode not in ("auto", *self.ORDER):
             raise UsageError(f"link mode {mode!r} is unknown; use auto, hardlink, symlink or copy")
         self.modes = list(self.ORDER) if mode == "auto" else [mode]
@@ -216,10 +219,13 @@ class _Linker:
                 self.used.add(mode)
                 return
             except OSError as e:
-                if len(self.modes) == 1:
-                    raise DatasetError(f"cannot place image {str(src)!r} in the export ({mode}: {e}); check disk space and permissions") from None
-                log.debug("%s failed for %s (%s); falling back", mode, src, e)
-                self.modes.pop(0)
+                with self._lock:
+                    if self.modes[0] != mode:  # another thread already fell back
+                        continue
+                    if len(self.modes) == 1:
+                        raise DatasetError(f"cannot place image {str(src)!r} in the export ({mode}: {e}); check disk space and permissions") from None
+                    log.debug("%s failed for %s (%s); falling back", mode, src, e)
+                    self.modes.pop(0)
 
 
 def _export_name(im: ImageRecord, src: Path) -> str:
@@ -291,6 +297,7 @@ def export_yolo(
     shutil.rmtree(tmp, ignore_errors=True)
     linker = _Linker(link)
     counts, nboxes = {}, {}
+    jobs: list[tuple[Path, str, str, bytes]] = []
     for split, (ds, files) in prepared.items():
         for suffix in {p.suffix.lower() for _, p, _ in files} - YOLO_IMAGE_SUFFIXES:
             raise DatasetError(f"{sources.get(split, split)}: image files with suffix {suffix!r} are not readable by ultralytics; convert them to .jpg or .png")
@@ -302,12 +309,11 @@ def export_yolo(
         n = 0
         for im, src, _ in files:
             name = _export_name(im, src)
-            linker.place(src, str(img_dir / name))
-            lines = [_yolo_row(a, im, cmap) for a in anns.get(im.id, ())]
-            with open(lbl_dir / (name.rsplit(".", 1)[0] + ".txt"), "w", encoding="ascii") as f:
-                f.write("".join(r for r in lines if r))
-            n += len(lines)
+            rows = [r for r in (_yolo_row(a, im, cmap) for a in anns.get(im.id, ())) if r]
+            jobs.append((src, str(img_dir / name), str(lbl_dir / (name.rsplit(".", 1)[0] + ".txt")), "".join(rows).encode("ascii")))
+            n += len(rows)
         counts[split], nboxes[split] = len(files), n
+    _run_jobs(jobs, linker)
     yaml = [f"# written by synspill (export v{EXPORT_VERSION}); class index = taxonomy id - 1",
             f"path: {json.dumps(str(dest.absolute()))}"]
     yaml += [f"{s}: images/{s}" for s in ("train", "val", "test") if s in prepared]
@@ -319,6 +325,39 @@ def export_yolo(
     _finish(tmp, dest)
     log.info("exported %s to the YOLO layout at %s (%s)", counts, dest, mode)
     return ExportResult(dest.absolute(), (dest / "data.yaml").absolute(), False, counts, nboxes, mode)
+
+
+def _write_new(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _run_jobs(jobs: list[tuple[Path, str, str, bytes]], linker: _Linker) -> None:
+    """Link images and write label files; a few threads hide filesystem latency (syscalls drop the GIL)."""
+    if not jobs:
+        return
+    src, img, lbl, data = jobs[0]
+    linker.place(src, img)  # settles the link mode before going parallel
+    _write_new(lbl, data)
+
+    def work(chunk: list[tuple[Path, str, str, bytes]]) -> None:
+        for src, img, lbl, data in chunk:
+            linker.place(src, img)
+            _write_new(lbl, data)
+
+    chunks = [jobs[i:i + 500] for i in range(1, len(jobs), 500)]
+    if len(chunks) <= 1:
+        for c in chunks:
+            work(c)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for f in [pool.submit(work, c) for c in chunks]:
+            f.result()
 
 
 def _yolo_row(a: Annotation, im: ImageRecord, cmap: dict[int, int]) -> str:
