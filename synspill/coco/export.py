@@ -249,12 +249,16 @@ def _prepare(splits: Mapping[str, CocoDataset], kind: str, sources: Mapping[str,
 
 
 def _finish(tmp: Path, dest: Path) -> None:
-    if dest.exists():  # an incomplete leftover (no marker) or a concurrent identical export
+    """Move a finished export into place; another process may have finished the same one first."""
+    if (dest / "export.json").exists():  # identical content already exported (e.g. another DDP rank)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    if dest.exists():  # an incomplete leftover without its marker
         shutil.rmtree(dest, ignore_errors=True)
     try:
         os.replace(tmp, dest)
     except OSError:
-        if (dest / "export.json").exists():  # another process won the race with the same content
+        if (dest / "export.json").exists():  # lost the race to an identical export
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             raise

@@ -237,7 +237,10 @@ def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
     t0 = time.time()
     out = Path(cfg.out).absolute()
     resume: Path | None = None
-    if (out / "run.json").exists() and not cfg.force:
+    main = _is_main_process()
+    if not main:  # other DDP ranks (torchrun): rank 0 owns the folder checks and run.json
+        resume = out / "last.ckpt" if (out / "last.ckpt").exists() and not cfg.force else None
+    elif (out / "run.json").exists() and not cfg.force:
         raise OutputExists(f"{out} already holds a finished run (run.json); pass --force to replace it or choose another --out")
     if (out / "last.ckpt").exists() and not (out / "run.json").exists() and not cfg.force:
         resume = out / "last.ckpt"
@@ -256,6 +259,8 @@ def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         val_src = f"{cfg.data} (seeded {cfg.val_fraction:.0%} split, seed {cfg.seed})"
     export = export_rfdetr({"train": train_ds, "val": val_ds}, sources={"train": str(cfg.data), "val": val_src})
     device = resolve_device(cfg.device)
+    if device.startswith("cuda") and (cfg.device.strip().lower() == "cuda" or _world_size() > 1):
+        device = "cuda"  # no index: Lightning uses every visible GPU (one per torchrun process)
     if variant == "base" and ckpt is None:
         _check_dinov2()
     log.info("RF-DETR data: %s (%s)", export.root, "cached" if export.cached else f"new export, {export.link_mode}")
@@ -280,10 +285,11 @@ def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         with _progress_hook(on_progress):
             model.train(**kwargs)
     best = out / BEST
-    if not best.exists():
+    if not best.exists() and main:
         raise ModelNotFound(f"{out}: rfdetr finished without writing {BEST}; see {out / 'train.log'}")
     metrics = _metrics(out / "metrics.csv")
-    _plot_curves(out / "metrics.csv", out / "results.png")
+    if main:
+        _plot_curves(out / "metrics.csv", out / "results.png")
     record = {
         "backend": "detr",
         "weights": BEST,
@@ -302,10 +308,19 @@ def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         "time_s": round(time.time() - t0, 1),
         "versions": _versions(),
     }
-    from synspill.io import write_json
+    if main:
+        from synspill.io import write_json
 
-    write_json(out / "run.json", record, indent=2)
+        write_json(out / "run.json", record, indent=2)
     return record
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0
 
 
 def _check_dinov2() -> None:

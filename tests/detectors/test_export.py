@@ -76,6 +76,7 @@ def test_categories_are_mapped_by_name_not_id(tmp_path):
     assert coco["categories"] == taxonomy.coco_categories()
 
 
+@pytest.mark.slow  # imports rfdetr (torch, transformers)
 def test_rfdetr_layout_and_rfdetr_reads_taxonomy_classes(tmp_path):
     ds = _ds(tmp_path / "d")
     r = export_rfdetr({"train": ds, "val": ds, "test": ds}, tmp_path / "cache")
