@@ -240,14 +240,14 @@ def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
     main = _is_main_process()
     if not main:  # other DDP ranks (torchrun): rank 0 owns the folder checks and run.json
         resume = out / "last.ckpt" if (out / "last.ckpt").exists() and not cfg.force else None
-    elif (out / "run.json").exists() and not cfg.force:
-        raise OutputExists(f"{out} already holds a finished run (run.json); pass --force to replace it or choose another --out")
-    if (out / "last.ckpt").exists() and not (out / "run.json").exists() and not cfg.force:
-        resume = out / "last.ckpt"
-    elif out.exists() and any(out.iterdir()):
-        if not cfg.force:
+    elif not cfg.force:
+        if (out / "run.json").exists():
+            raise OutputExists(f"{out} already holds a finished run (run.json); pass --force to replace it or choose another --out")
+        if (out / "last.ckpt").exists():
+            resume = out / "last.ckpt"
+        elif out.exists() and any(out.iterdir()):
             raise OutputExists(f"{out} exists and is not empty; rfdetr needs a fresh folder per run: choose another --out or pass --force")
-        shutil.rmtree(out)
+    wipe = main and cfg.force and out.exists()  # done once the inputs are known to be good
 
     configure_offline()
     variant, ckpt = resolve_model(cfg.model, cfg.variant)
@@ -263,6 +263,8 @@ def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         device = "cuda"  # no index: Lightning uses every visible GPU (one per torchrun process)
     if variant == "base" and ckpt is None:
         _check_dinov2()
+    if wipe:
+        shutil.rmtree(out)
     log.info("RF-DETR data: %s (%s)", export.root, "cached" if export.cached else f"new export, {export.link_mode}")
 
     model_kw, train_kw = _split_options(variant, cfg.options)

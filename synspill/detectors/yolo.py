@@ -290,16 +290,15 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
     out = Path(cfg.out).absolute()
     last = out / "weights" / "last.pt"
     resume = False
-    if (out / "run.json").exists():
-        if not cfg.force:
-            raise OutputExists(f"{out} already holds a finished run (run.json); pass --force to replace it or choose another --out")
-        shutil.rmtree(out)
+    wipe = out.exists() and cfg.force  # done once the inputs are known to be good
+    if wipe:
+        pass
+    elif (out / "run.json").exists():
+        raise OutputExists(f"{out} already holds a finished run (run.json); pass --force to replace it or choose another --out")
     elif last.exists():
         resume = True
-    elif out.exists() and any(out.iterdir()) and not cfg.force:
+    elif out.exists() and any(out.iterdir()):
         raise OutputExists(f"{out} exists and is not a synspill YOLO run; choose another --out or pass --force")
-    elif out.exists() and cfg.force:
-        shutil.rmtree(out)
 
     source, from_scratch = resolve_model(cfg.model)
     train_ds = load_coco(cfg.data)
@@ -310,6 +309,8 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         val_src = f"{cfg.data} (seeded {cfg.val_fraction:.0%} split, seed {cfg.seed})"
     export = export_yolo({"train": train_ds, "val": val_ds}, sources={"train": str(cfg.data), "val": val_src})
     device = ultralytics_device(cfg.device)
+    if wipe:
+        shutil.rmtree(out)
     log.info("YOLO data: %s (%s)", export.data, "cached" if export.cached else f"new export, {export.link_mode}")
 
     _import_ultralytics()

@@ -128,3 +128,26 @@ def test_detr_trains_and_beats_untrained(tmp_path, monkeypatch):
     # a second run into the same folder is refused (rfdetr would keep a stale best checkpoint)
     r = CliRunner().invoke(app, ["finetune", "detr", "--data", str(train), "--out", str(run), "--device", "cpu"])
     assert r.exit_code == 1 and "already holds a finished run" in r.output
+
+
+def test_yolo_interrupted_run_resumes(tmp_path, monkeypatch):
+    from synspill.detectors import yolo
+
+    monkeypatch.setenv("SYNSPILL_CACHE", str(tmp_path / "cache"))
+    train = make_blobs(tmp_path / "train", 8, size=64, seed=3)
+    cfg = yolo.YoloTrainConfig(data=str(train), out=str(tmp_path / "run"), model="yolo11n", epochs=3, imgsz=64, batch=4,
+                               device="cpu", workers=0, options={"plots": False, "nbs": 4})
+    seen = []
+
+    def stop_in_epoch_2(done, total, info):
+        seen.append(info["epoch"])
+        if info["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        yolo.train(cfg, on_progress=stop_in_epoch_2)
+    assert (tmp_path / "run" / "weights" / "last.pt").exists() and not (tmp_path / "run" / "run.json").exists()
+    epochs = []
+    rec = yolo.train(cfg, on_progress=lambda d, t, i: epochs.append(i["epoch"]))
+    assert rec["resumed"] is True and min(epochs) == 2, epochs  # epoch 1 was not redone
+    assert rec["metrics"]["epochs_run"] == 3 and (tmp_path / "run" / "weights" / "best.pt").exists()
