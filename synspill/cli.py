@@ -27,6 +27,9 @@ COMMANDS: list[str] = [
     "scenes",
     "propose",
     "inpaint",
+    "predict",
+    "finetune_yolo",
+    "finetune_detr",
 ]
 
 _state = {"debug": os.environ.get("SYNSPILL_DEBUG", "") not in ("", "0")}

@@ -1,0 +1,41 @@
+"""Rich progress for detector training callbacks (shared by ``finetune yolo`` and ``finetune detr``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+@contextmanager
+def training_progress(title: str) -> Iterator[Callable[[int, int, dict[str, Any]], None]]:
+    """Yield an ``on_progress(done, total, info)`` callback drawing one bar with epoch, mAP and ETA."""
+    from synspill.console import make_progress
+
+    with make_progress() as progress:
+        task = progress.add_task(title, total=None)
+
+        def on_progress(done: int, total: int, info: dict[str, Any]) -> None:
+            parts = [f"epoch {info['epoch']}"] if "epoch" in info else []
+            parts += [f"{k} {v:.3f}" for k, v in info.items() if k in ("mAP50", "mAP50-95")]
+            progress.update(task, completed=done, total=total or None, description=f"{title} [{', '.join(parts)}]")
+
+        yield on_progress
+
+
+def parse_options(items: list[str] | None) -> dict[str, Any]:
+    """Parse repeated ``--option key=value`` (values as JSON when they parse, else strings)."""
+    import json
+
+    from synspill.errors import UsageError
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UsageError(f"--option {item!r} must look like key=value (e.g. --option mosaic=0.0)")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out

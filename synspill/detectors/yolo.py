@@ -1,0 +1,539 @@
+"""YOLO backend (ultralytics): offline fine-tuning from COCO and batched inference.
+
+Self-contained: everything YOLO-specific lives in this file. Training exports the COCO data
+once to the ultralytics layout (:func:`synspill.coco.export.export_yolo`, cached by
+content), runs ultralytics' own trainer and writes a run folder::
+
+    RUN_DIR/
+      weights/best.pt, weights/last.pt   ultralytics checkpoints
+      results.csv, results.png ...       training curves and plots (ultralytics)
+      run.json                           {"backend": "yolo", "weights": "weights/best.pt", ...}
+
+Fully offline: :func:`configure_offline` points ``YOLO_CONFIG_DIR`` at a folder synspill
+controls, sets ``YOLO_OFFLINE=1`` (no DNS probe) and puts a TTF font where ultralytics'
+``check_font`` looks first (else it sends a request to GitHub while plotting). Pretrained
+``.pt`` weights are only read from local paths.
+
+Class indices are taxonomy ids minus one (the export writes all eight names), so a
+prediction's taxonomy id is ``cls + 1``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synspill import taxonomy
+from synspill.coco.export import cache_dir, export_yolo, split_off_val
+from synspill.detections import Detections
+from synspill.errors import DeviceError, ModelNotFound, OutputExists, UsageError
+
+log = logging.getLogger(__name__)
+
+#: ``yolo11n``, ``yolov8s``, ``yolo26m``, ``yolo11n-p2`` ...: architecture names ultralytics ships as YAML.
+ARCH_RE = re.compile(r"^yolo(v?\d+)([nsmlx])?(-[\w-]+)?$", re.IGNORECASE)
+ASSETS_URL = "https://github.com/ultralytics/assets/releases/download/v8.3.0"
+
+ProgressFn = Callable[[int, int, dict[str, Any]], None]
+
+
+# ---- offline set-up -------------------------------------------------------------------
+def configure_offline(home: str | os.PathLike | None = None) -> Path:
+    """Make ultralytics work without network; call before (or after) importing it.
+
+    Sets ``YOLO_CONFIG_DIR`` to ``home`` (default ``<synspill cache>/ultralytics``), so the
+    user-wide ultralytics settings (which may hold another project's ``datasets_dir``) are
+    not used, ``YOLO_OFFLINE=1`` and places matplotlib's DejaVu Sans as ``Arial.ttf`` and
+    ``Arial.Unicode.ttf`` where ``check_font`` looks before downloading.
+
+    Returns:
+        The ultralytics user config folder (``home/Ultralytics``).
+    """
+    home = Path(home) if home is not None else cache_dir() / "ultralytics"
+    os.environ["YOLO_CONFIG_DIR"] = str(home)
+    os.environ["YOLO_OFFLINE"] = "1"
+    dirs = [home / "Ultralytics"]
+    mod = sys.modules.get("ultralytics.utils")
+    if mod is not None and getattr(mod, "USER_CONFIG_DIR", None) is not None:
+        dirs.append(Path(mod.USER_CONFIG_DIR))  # already imported with another config dir
+    font = _bundled_font()
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+        for name in ("Arial.ttf", "Arial.Unicode.ttf"):
+            if not (d / name).exists() and font is not None:
+                tmp = d / f".{name}.{os.getpid()}.tmp"
+                shutil.copyfile(font, tmp)
+                os.replace(tmp, d / name)
+    return dirs[0]
+
+
+def _bundled_font() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is None or not spec.origin:
+        return None
+    p = Path(spec.origin).parent / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
+    return p if p.exists() else None
+
+
+def _import_ultralytics() -> Any:
+    configure_offline()
+    import contextlib
+
+    # ultralytics' log handler binds sys.stdout at import; stdout is for data, so give it stderr
+    with contextlib.redirect_stdout(sys.stderr):
+        import ultralytics
+        from ultralytics.utils import SETTINGS
+    _route_logger()
+
+    try:  # no telemetry; pretrained files looked up in a folder synspill controls
+        wdir = str(Path(os.environ["YOLO_CONFIG_DIR"]) / "weights")
+        if SETTINGS.get("sync") or SETTINGS.get("weights_dir") != wdir:
+            SETTINGS.update({"sync": False, "weights_dir": wdir})
+    except Exception as e:  # settings are a convenience; never fail training over them
+        log.debug("could not update ultralytics settings: %s", e)
+    return ultralytics
+
+
+class _CurrentStderr:
+    """A stream that always writes to the *current* ``sys.stderr`` (which tests and notebooks swap)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _route_logger() -> None:
+    from ultralytics.utils import LOGGER
+
+    for h in LOGGER.handlers:
+        if isinstance(h, logging.StreamHandler) and not isinstance(h.stream, _CurrentStderr):
+            h.setStream(_CurrentStderr())  # type: ignore[arg-type]
+
+
+@contextmanager
+def _ultralytics_output(verbose: bool):
+    """Route ultralytics' logging and bars to stderr (it writes to stdout); quiet unless ``verbose``."""
+    import contextlib
+
+    from ultralytics.utils import LOGGER
+
+    _route_logger()
+    level = LOGGER.level
+    if not verbose:
+        LOGGER.setLevel(logging.WARNING)  # also disables ultralytics' tqdm bars
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        LOGGER.setLevel(level)
+
+
+# ---- model and device specs -------------------------------------------------------------
+def resolve_model(spec: str) -> tuple[str, bool]:
+    """Turn ``--model`` into what ``ultralytics.YOLO`` should load, and whether it trains from scratch.
+
+    Args:
+        spec: A local ``.pt`` file (fine-tune), a ``.yaml`` model file, or an architecture
+            name (``yolo11n``, ``yolo11s``, ``yolov8m`` ... -> ``<name>.yaml``, random init).
+
+    Returns:
+        ``(source, from_scratch)``.
+
+    Raises:
+        ModelNotFound: A ``.pt`` that is not on disk; the message says where to put it.
+    """
+    p = Path(spec).expanduser()
+    if p.suffix == ".pt":
+        if p.is_file():
+            return str(p), False
+        cached = cache_dir() / "ultralytics" / "weights" / p.name
+        if not p.is_absolute() and len(p.parts) == 1 and cached.is_file():
+            return str(cached), False
+        raise ModelNotFound(
+            f"--model {spec!r}: weights file not found; synspill never downloads at run time. "
+            f"Download it once ({ASSETS_URL}/{p.name}) and pass its path, or put it in {cached.parent}/; "
+            f"to train from scratch pass an architecture name such as {p.stem}"
+        )
+    if p.suffix in (".yaml", ".yml"):
+        return str(p) if p.exists() else p.name, True
+    if ARCH_RE.match(spec):
+        return f"{spec.lower()}.yaml", True
+    raise UsageError(f"--model {spec!r} is neither a .pt weights file nor a YOLO architecture name (yolo11n, yolo11s, yolov8m ...)")
+
+
+def ultralytics_device(spec: str) -> str:
+    """Map ``--device`` to ultralytics' syntax; ``0,1,2`` or ``cuda:0,1`` selects several GPUs (DDP).
+
+    Returns:
+        ``"cpu"``, ``"mps"``, ``"0"`` or ``"0,1,..."``.
+    """
+    s = spec.strip().lower().replace(" ", "")
+    multi = re.fullmatch(r"(?:cuda:)?(\d+(?:,\d+)+)", s)
+    if multi or re.fullmatch(r"\d+", s):
+        ids = [int(i) for i in (multi.group(1) if multi else s).split(",")]
+        import torch
+
+        n = torch.cuda.device_count()
+        bad = [i for i in ids if i >= n]
+        if bad:
+            raise DeviceError(f"--device {spec!r}: GPU {bad[0]} does not exist ({n} CUDA device(s) here); use --device cpu or fewer GPUs")
+        return ",".join(map(str, ids))
+    from synspill.runtime import resolve_device
+
+    d = resolve_device(spec)
+    return d.split(":")[1] if d.startswith("cuda") else d
+
+
+# ---- training ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class YoloTrainConfig:
+    """One YOLO fine-tuning job (saved in ``run.json``).
+
+    Attributes:
+        data: Training COCO file, or a dataset folder holding ``annotations.json``.
+        out: The run folder to create.
+        val: Validation COCO; None splits ``val_fraction`` off ``data`` (seeded).
+        model: Local ``.pt`` to fine-tune, or an architecture name (``yolo11n``) to train from scratch.
+        epochs: Maximum epochs.
+        imgsz: Training image size (multiple of 32).
+        batch: Images per batch (``-1``: ultralytics AutoBatch on CUDA).
+        device: ``auto``, ``cpu``, ``cuda[:N]``, ``mps`` or ``0,1,...`` for several GPUs (DDP).
+        seed: Random seed (data split, initialisation, augmentation order).
+        patience: Stop after this many epochs without validation improvement.
+        val_fraction: Share held out when ``val`` is None.
+        workers: Data-loader worker processes.
+        force: Replace an existing finished run in ``out``.
+        verbose: Show ultralytics' own log output.
+        options: Extra ultralytics train arguments (e.g. ``{"lr0": 0.005, "mosaic": 0.0}``);
+            each key is checked against ultralytics' configuration.
+    """
+
+    data: str
+    out: str
+    val: str | None = None
+    model: str = "yolo11n"
+    epochs: int = 100
+    imgsz: int = 640
+    batch: int = 16
+    device: str = "auto"
+    seed: int = 0
+    patience: int = 50
+    val_fraction: float = 0.2
+    workers: int = 2
+    force: bool = False
+    verbose: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise UsageError(f"--epochs {self.epochs} must be at least 1")
+        if self.imgsz < 32 or self.imgsz % 32:
+            raise UsageError(f"--imgsz {self.imgsz} must be a positive multiple of 32 (e.g. 640)")
+        if self.batch == 0 or self.batch < -1:
+            raise UsageError(f"--batch {self.batch} must be at least 1 (or -1 for AutoBatch on a GPU)")
+        if self.patience < 0:
+            raise UsageError(f"--patience {self.patience} must be 0 or more")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise UsageError(f"validation fraction {self.val_fraction} must be between 0 and 1")
+        if self.workers < 0:
+            raise UsageError(f"--workers {self.workers} must be 0 or more")
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    reserved = {"data", "model", "epochs", "imgsz", "batch", "device", "seed", "patience", "project", "name", "exist_ok", "resume", "workers"}
+    for k in options:
+        if k in reserved:
+            raise UsageError(f"option {k!r} is set by synspill's own flags; use --{k.replace('_', '-')} instead")
+        if k not in DEFAULT_CFG_DICT:
+            raise UsageError(f"option {k!r} is not an ultralytics training argument; see https://docs.ultralytics.com/modes/train/#train-settings")
+
+
+def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Fine-tune (or train from scratch) a YOLO detector on COCO data; returns the run record.
+
+    A folder with ``weights/last.pt`` but no ``run.json`` is an interrupted run: it is
+    resumed (ultralytics ``resume=True``) instead of started over.
+
+    Args:
+        cfg: The job.
+        on_progress: Called as ``on_progress(done_batches, total_batches, info)`` after every
+            training batch; ``info`` holds ``epoch`` and, after validation, ``mAP50``/``mAP50-95``.
+
+    Returns:
+        The ``run.json`` contents (also written to ``cfg.out/run.json``).
+
+    Raises:
+        DatasetError, ModelNotFound, OutputExists, DeviceError, UsageError: bad inputs, before training starts.
+    """
+    from synspill.coco.dataset import load_coco
+
+    t0 = time.time()
+    out = Path(cfg.out).absolute()
+    last = out / "weights" / "last.pt"
+    resume = False
+    wipe = out.exists() and cfg.force  # done once the inputs are known to be good
+    if wipe:
+        pass
+    elif (out / "run.json").exists():
+        raise OutputExists(f"{out} already holds a finished run (run.json); pass --force to replace it or choose another --out")
+    elif last.exists():
+        resume = True
+    elif out.exists() and any(out.iterdir()):
+        raise OutputExists(f"{out} exists and is not a synspill YOLO run; choose another --out or pass --force")
+
+    source, from_scratch = resolve_model(cfg.model)
+    train_ds = load_coco(cfg.data)
+    if cfg.val:
+        val_ds, val_src = load_coco(cfg.val), str(cfg.val)
+    else:
+        train_ds, val_ds = split_off_val(train_ds, cfg.val_fraction, cfg.seed)
+        val_src = f"{cfg.data} (seeded {cfg.val_fraction:.0%} split, seed {cfg.seed})"
+    export = export_yolo({"train": train_ds, "val": val_ds}, sources={"train": str(cfg.data), "val": val_src})
+    device = ultralytics_device(cfg.device)
+    if wipe:
+        shutil.rmtree(out)
+    log.info("YOLO data: %s (%s)", export.data, "cached" if export.cached else f"new export, {export.link_mode}")
+
+    _import_ultralytics()
+    _check_options(cfg.options)
+    from ultralytics import YOLO
+
+    with _ultralytics_output(cfg.verbose):
+        if resume:
+            log.info("resuming the interrupted run in %s from %s", out, last)
+            model = YOLO(str(last))
+        else:
+            log.info("%s", f"training {source} from scratch (random init)" if from_scratch else f"fine-tuning {source}")
+            model = YOLO(source)
+        _add_progress(model, on_progress)
+        args = dict(data=str(export.data), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch, device=device, seed=cfg.seed,
+                    deterministic=True, patience=cfg.patience, workers=cfg.workers, project=str(out.parent), name=out.name,
+                    exist_ok=True, plots=True, verbose=cfg.verbose)
+        args.update(cfg.options)
+        if resume:
+            model.train(resume=True, **({"device": device} if device else {}))
+        else:
+            model.train(**args)
+        trainer = model.trainer
+    best = out / "weights" / "best.pt"
+    if not best.exists():
+        best = last
+    record = {
+        "backend": "yolo",
+        "weights": str(best.relative_to(out)),
+        "imgsz": cfg.imgsz,
+        "classes": list(taxonomy.NAMES),
+        "from_scratch": from_scratch,
+        "model_source": source,
+        "config": {**asdict(cfg), "data": str(Path(cfg.data).absolute()), "out": str(out),
+                   "val": str(Path(cfg.val).absolute()) if cfg.val else None},
+        "metrics": _final_metrics(trainer, out),
+        "data": {"export": str(export.root), "counts": export.counts, "boxes": export.boxes, "train": str(cfg.data), "val": val_src},
+        "resumed": resume,
+        "time_s": round(time.time() - t0, 1),
+        "versions": _versions(),
+    }
+    from synspill.io import write_json
+
+    write_json(out / "run.json", record, indent=2)
+    return record
+
+
+def _add_progress(model: Any, on_progress: ProgressFn | None) -> None:
+    if on_progress is None:
+        return
+    state = {"done": 0, "info": {}}
+
+    def on_batch(trainer: Any) -> None:
+        nb = len(trainer.train_loader)
+        state["done"] = trainer.epoch * nb + min(state.get("i", 0) + 1, nb)
+        state["i"] = state.get("i", 0) + 1
+        on_progress(state["done"], trainer.epochs * nb, {"epoch": trainer.epoch + 1, **state["info"]})
+
+    def on_epoch_start(trainer: Any) -> None:
+        state["i"] = 0
+
+    def on_fit_epoch_end(trainer: Any) -> None:
+        m = _clean_metrics(trainer.metrics or {})
+        state["info"] = {k: m[k] for k in ("mAP50", "mAP50-95") if k in m}
+        nb = len(trainer.train_loader) if trainer.train_loader is not None else 1
+        on_progress(min(state["done"], trainer.epochs * nb), trainer.epochs * nb, {"epoch": min(trainer.epoch + 1, trainer.epochs), **state["info"]})
+
+    model.add_callback("on_train_epoch_start", on_epoch_start)
+    model.add_callback("on_train_batch_end", on_batch)
+    model.add_callback("on_fit_epoch_end", on_fit_epoch_end)
+
+
+def _clean_metrics(m: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for k, v in m.items():
+        name = k.split("/", 1)[-1].replace("(B)", "")
+        try:
+            out[name] = round(float(v), 5)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def _final_metrics(trainer: Any, out: Path) -> dict[str, Any]:
+    """Validation metrics of the best weights (ultralytics' final evaluation), plus epochs run."""
+    m = _clean_metrics(getattr(trainer, "metrics", None) or {})
+    rows = []
+    if (out / "results.csv").exists():
+        with open(out / "results.csv", encoding="utf-8") as f:
+            rows = [{k.strip(): v for k, v in r.items()} for r in csv.DictReader(f)]
+    if not m and rows:
+        m = _clean_metrics({k: v for k, v in rows[-1].items() if k.startswith("metrics/")})
+    m["epochs_run"] = len(rows)
+    if rows and "metrics/mAP50-95(B)" in rows[0]:
+        best = max(rows, key=lambda r: float(r["metrics/mAP50-95(B)"] or 0))
+        m["best_epoch"] = int(float(best.get("epoch", 0)))
+    return m
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for p in ("synspill", "ultralytics", "torch"):
+        try:
+            out[p] = md.version(p)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+# ---- inference -------------------------------------------------------------------------------
+def resolve_weights(model: str) -> tuple[Path, dict[str, Any] | None]:
+    """Find the ``.pt`` file of a run folder or a weights path; returns ``(weights, run.json or None)``.
+
+    Raises:
+        ModelNotFound: No such file, or a run folder without its weights.
+    """
+    from synspill.predictors import read_run
+
+    p = Path(model).expanduser()
+    if p.is_dir():
+        run = read_run(p)
+        if run is None or run.get("backend") != "yolo":
+            raise ModelNotFound(f"{p}: not a YOLO run folder (no run.json with backend 'yolo'); pass the run folder of `synspill finetune yolo` or a .pt file")
+        w = Path(run["_dir"]) / run["weights"]
+        if not w.is_file():
+            raise ModelNotFound(f"{p}: run.json names weights {run['weights']!r} but {w} is missing; re-run training or pass a .pt file")
+        return w, run
+    if p.is_file():
+        run = read_run(p)
+        return p, run if run and run.get("backend") == "yolo" else None
+    source, _ = resolve_model(model)  # raises ModelNotFound with the download hint for .pt names
+    raise ModelNotFound(f"{model!r}: inference needs trained weights (a .pt file or a run folder), not the architecture {source}")
+
+
+class YoloPredictor:
+    """Batched YOLO inference returning :class:`~synspill.detections.Detections`.
+
+    Attributes:
+        name: ``yolo:<weights file>``.
+        index_to_id: Taxonomy id per model class index (0 = not a taxonomy class, dropped).
+    """
+
+    def __init__(self, model: Any, weights: Path, device: str, imgsz: int, conf: float, batch: int,
+                 classes: tuple[int, ...] | None = None, half: bool = False, max_det: int = 300) -> None:
+        self.model = model
+        self.name = f"yolo:{weights}"
+        self.weights = weights
+        self.device = device
+        self.imgsz = imgsz
+        self.conf = conf
+        self.batch = batch
+        self.half = half
+        self.max_det = max_det
+        names = model.names if isinstance(model.names, dict) else dict(enumerate(model.names))
+        self.index_to_id = np.zeros(max(names) + 1 if names else 0, dtype=np.int64)
+        unmapped = []
+        for i, n in names.items():
+            t = taxonomy.normalize_name(str(n))
+            if t is not None:
+                self.index_to_id[i] = taxonomy.BY_NAME[t].id
+            else:
+                self.index_to_id[i] = i + 1 if i < len(taxonomy.NAMES) else 0
+                unmapped.append(str(n))
+        if unmapped:
+            log.warning("%s: %d class name(s) are not synspill classes (e.g. %r); index k is read as taxonomy id k+1 and k >= 8 is dropped",
+                        weights, len(unmapped), unmapped[0])
+        self.classes = tuple(sorted(classes)) if classes else None
+        wanted = [i for i, t in enumerate(self.index_to_id) if t > 0 and (self.classes is None or t in self.classes)]
+        self._cls_arg = wanted if (self.classes is not None or len(wanted) < len(self.index_to_id)) else None
+
+    def predict(self, images: list[np.ndarray]) -> list[Detections]:
+        """Detect spills.
+
+        Args:
+            images: RGB ``uint8`` arrays ``(H, W, 3)``, any sizes.
+
+        Returns:
+            One :class:`Detections` per image: ``xyxy`` absolute pixels of the original
+            image, taxonomy ids, scores.
+        """
+        out: list[Detections] = []
+        for i in range(0, len(images), self.batch):
+            # ultralytics reads numpy arrays as BGR (OpenCV order)
+            chunk = [np.ascontiguousarray(im[..., ::-1]) for im in images[i:i + self.batch]]
+            results = self.model.predict(chunk, imgsz=self.imgsz, conf=self.conf, device=self.device,
+                                         classes=self._cls_arg, max_det=self.max_det, verbose=False,
+                                         **({"half": True} if self.half else {}))
+            for r in results:
+                b = r.boxes
+                cls = b.cls.cpu().numpy().astype(np.int64)
+                ids = self.index_to_id[cls] if len(cls) else cls
+                keep = ids > 0
+                out.append(Detections(b.xyxy.cpu().numpy()[keep], ids[keep], b.conf.cpu().numpy()[keep]))
+        return out
+
+
+def load_predictor(cfg: Any) -> YoloPredictor:
+    """Build a :class:`YoloPredictor` from a :class:`~synspill.predictors.PredictorConfig`.
+
+    ``cfg.model`` is a run folder of ``synspill finetune yolo`` or a ``.pt`` file;
+    ``cfg.imgsz`` defaults to the size the run trained at (else 640);
+    ``cfg.options["max_det"]`` caps detections per image (default 300).
+    """
+    weights, run = resolve_weights(cfg.model)
+    _import_ultralytics()
+    from ultralytics import YOLO
+
+    from synspill.runtime import resolve_device
+
+    device = resolve_device(cfg.device)
+    imgsz = cfg.imgsz or (run or {}).get("imgsz") or 640
+    half = device.startswith("cuda") and cfg.dtype in ("float16", "bfloat16")
+    with _ultralytics_output(False):
+        model = YOLO(str(weights))
+    return YoloPredictor(model, weights, device, int(imgsz), cfg.conf, cfg.batch, cfg.classes, half,
+                         int(cfg.options.get("max_det", 300)))
+
+
+def run_summary(run: dict[str, Any]) -> str:
+    """One line describing a finished run (for the CLI)."""
+    m = run.get("metrics", {})
+    return (f"{'trained from scratch' if run.get('from_scratch') else 'fine-tuned'} {run.get('model_source')}: "
+            f"val mAP50 {m.get('mAP50', float('nan')):.3f}, mAP50-95 {m.get('mAP50-95', float('nan')):.3f} "
+            f"after {m.get('epochs_run', '?')} epochs -> {json.dumps(run.get('weights'))}")

@@ -1,0 +1,258 @@
+"""Run any predictor over a folder of images or a COCO file and write COCO results.
+
+``synspill predict`` is a thin shell over :func:`predict_to_results`. The model comes from
+:func:`synspill.predictors.load_predictor` (YOLO, RF-DETR or the VLM), so every backend is
+driven the same way. Images are decoded in a background thread while the model works on
+the previous batch.
+
+Outputs, next to ``OUT`` (a ``.json`` path):
+
+- ``OUT``: COCO results, a list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``
+  (absolute pixels of the original image, taxonomy ids; ``score`` omitted when a model gives none);
+- ``OUT.meta.json``: ``{"model", "backend", "n_images", "n_detections", "unscored",
+  "parse_dropped": {reason: count}, ...}`` -- what ``synspill eval`` reports beside the scores;
+- ``<stem>.images.json`` when the images came from a folder: the generated COCO image list
+  (ids, file names, sizes) that the results' ``image_id`` refer to.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synspill.coco.dataset import CocoDataset, ImageRecord, load_coco
+from synspill.detections import Detections, Predictor, write_results
+from synspill.errors import DatasetError, OutputExists
+from synspill.io import write_json
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def image_source(path: str | Path) -> tuple[CocoDataset, bool]:
+    """The images to run on: a COCO file / dataset folder, or a plain folder of images.
+
+    Args:
+        path: A COCO JSON, a folder with ``annotations.json``, or a folder of image files
+            (searched recursively, sorted by path; ids 1..N in that order).
+
+    Returns:
+        ``(dataset, generated)``; ``generated`` is True when the image list was made here.
+
+    Raises:
+        DatasetError: Missing path, or a folder with neither a COCO file nor images.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DatasetError(f"{p}: no such file or folder; pass a folder of images or a COCO file (--images)")
+    if p.is_file() or any((p / n).exists() for n in ("annotations.json", "_annotations.coco.json", "instances.json", "coco.json")):
+        return load_coco(p), False
+    files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+    if not files:
+        raise DatasetError(f"{p}: folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))}) and no annotations.json")
+    from PIL import Image, UnidentifiedImageError
+
+    images = []
+    for i, f in enumerate(files, 1):
+        try:
+            with Image.open(f) as im:
+                w, h = im.size
+        except (UnidentifiedImageError, OSError) as e:
+            raise DatasetError(f"{f}: not a readable image ({e}); remove it from {p}") from None
+        images.append(ImageRecord(i, str(f.relative_to(p)), w, h))
+    return CocoDataset(images=images, annotations=[], root=p.absolute()), True
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Decode an image file to an RGB ``uint8`` ``(H, W, 3)`` array (EXIF orientation not applied, as COCO tools do)."""
+    import cv2
+
+    a = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if a is None:  # formats OpenCV lacks: fall back to PIL
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as im:
+                return np.asarray(im.convert("RGB"))
+        except (UnidentifiedImageError, OSError) as e:
+            raise DatasetError(f"{path}: not a readable image ({e})") from None
+    return a[..., ::-1]
+
+
+def iter_predictions(predictor: Predictor, ds: CocoDataset, batch: int = 8,
+                     keep_images: bool = False) -> Iterator[tuple[ImageRecord, Detections, np.ndarray | None]]:
+    """Run ``predictor`` over every image of ``ds`` in batches, decoding the next batch meanwhile.
+
+    Yields:
+        ``(image record, detections, RGB image or None)`` in dataset order; the image is
+        kept only when ``keep_images`` (for drawing).
+
+    Raises:
+        DatasetError: A file is missing/unreadable, or its size differs from the record
+            (boxes would be in the wrong coordinates).
+    """
+    records = ds.images
+    chunks = [records[i:i + batch] for i in range(0, len(records), batch)]
+
+    def load(chunk: list[ImageRecord]) -> list[np.ndarray]:
+        out = []
+        for im in chunk:
+            p = ds.image_path(im)
+            if not p.exists():
+                raise DatasetError(f"image {im.id} file {str(p)!r} does not exist; fix file_name or the image folder")
+            a = read_rgb(p)
+            if a.shape[1] != im.width or a.shape[0] != im.height:
+                raise DatasetError(f"image {im.id} {str(p)!r} is {a.shape[1]}x{a.shape[0]} but the COCO record says {im.width}x{im.height}; fix the record")
+            out.append(a)
+        return out
+
+    if not chunks:
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        fut = pool.submit(load, chunks[0])
+        for k, chunk in enumerate(chunks):
+            arrays = fut.result()
+            if k + 1 < len(chunks):
+                fut = pool.submit(load, chunks[k + 1])
+            dets = predictor.predict(arrays)
+            if len(dets) != len(arrays):
+                raise RuntimeError(f"{predictor.name} returned {len(dets)} results for {len(arrays)} images")
+            for im, d, a in zip(chunk, dets, arrays, strict=True):
+                yield im, d, (a if keep_images else None)
+
+
+@dataclass
+class PredictSummary:
+    """What :func:`predict_to_results` wrote and how it went."""
+
+    results: Path
+    meta: Path
+    images_list: Path | None
+    n_images: int
+    n_detections: int
+    seconds: float
+    meta_data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def images_per_s(self) -> float:
+        return self.n_images / self.seconds if self.seconds > 0 else float("nan")
+
+
+def predict_to_results(
+    predictor: Predictor,
+    images: str | Path,
+    out: str | Path,
+    batch: int = 8,
+    backend: str = "",
+    model: str = "",
+    save_images: str | Path | None = None,
+    force: bool = True,
+    extra_meta: dict[str, Any] | None = None,
+    on_item: Callable[[ImageRecord, Detections], None] | None = None,
+) -> PredictSummary:
+    """Predict on every image and write COCO results plus the ``.meta.json`` sidecar.
+
+    Args:
+        predictor: Any :class:`~synspill.detections.Predictor`.
+        images: Folder of images, or a COCO file (its image ids are used).
+        out: Results path (``.json``).
+        batch: Images per ``predictor.predict`` call.
+        backend: Backend name for the sidecar.
+        model: Model spec for the sidecar.
+        save_images: Folder for annotated copies of the images (None: none).
+        force: Overwrite existing results.
+        extra_meta: More keys for the sidecar (thresholds, sizes ...).
+        on_item: Called after each image (progress).
+
+    Raises:
+        OutputExists: ``out`` exists and not ``force``.
+    """
+    out = Path(out)
+    if out.exists() and not force:
+        raise OutputExists(f"{out} exists; pass --force to overwrite it or choose another --out")
+    ds, generated = image_source(images)
+    if not ds.images:
+        raise DatasetError(f"{images}: no images to predict on")
+    t0 = time.perf_counter()
+    records: list[dict[str, Any]] = []
+    dropped: Counter[str] = Counter()
+    unscored = 0
+    n_det = 0
+    drawer = _Drawer(Path(save_images)) if save_images else None
+    for im, d, arr in iter_predictions(predictor, ds, batch, keep_images=drawer is not None):
+        records.extend(d.to_results(im.id))
+        n_det += len(d)
+        unscored += int(np.isnan(d.score).sum())
+        for reason, n in (d.meta.get("dropped") or {}).items():
+            dropped[str(reason)] += int(n)
+        if drawer is not None and arr is not None:
+            drawer.draw(im, arr, d)
+        if on_item is not None:
+            on_item(im, d)
+    seconds = time.perf_counter() - t0
+    images_list = None
+    if generated:
+        images_list = out.with_name(out.name.removesuffix(".json") + ".images.json")
+        from synspill import taxonomy
+
+        doc = {"info": {"description": f"image list for {out.name}", "image_root": str(ds.root)}, "licenses": [],
+               "images": [im.to_dict() for im in ds.images], "annotations": [], "categories": taxonomy.coco_categories()}
+        write_json(images_list, doc)
+    write_results(out, records)
+    meta = {
+        "model": model or predictor.name,
+        "backend": backend,
+        "predictor": predictor.name,
+        "n_images": len(ds.images),
+        "n_detections": n_det,
+        "unscored": unscored > 0,
+        "n_unscored": unscored,
+        "parse_dropped": dict(sorted(dropped.items())),
+        "images": str(Path(images).absolute()),
+        "images_list": str(images_list) if images_list else None,
+        "seconds": round(seconds, 3),
+        **(extra_meta or {}),
+    }
+    meta_path = out.with_name(out.name + ".meta.json")
+    write_json(meta_path, meta, indent=2)
+    return PredictSummary(out, meta_path, images_list, len(ds.images), n_det, seconds, meta)
+
+
+class _Drawer:
+    """Draws boxes, class names and scores on RGB images with supervision; writes ``<id>_<name>.jpg``."""
+
+    def __init__(self, folder: Path) -> None:
+        import supervision as sv
+
+        from synspill import taxonomy
+
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.sv = sv
+        self.names = {c.id: c.name for c in taxonomy.CLASSES}
+        self.box = sv.BoxAnnotator(thickness=2)
+        self.label = sv.LabelAnnotator(text_scale=0.4, text_padding=3)
+
+    def draw(self, im: ImageRecord, rgb: np.ndarray, d: Detections) -> Path:
+        from synspill.io import save_image
+
+        sv = self.sv
+        scene = np.ascontiguousarray(rgb).copy()
+        if len(d):
+            det = sv.Detections(xyxy=d.xyxy.astype(np.float32), class_id=d.class_id.astype(int),
+                                confidence=np.nan_to_num(d.score, nan=1.0))
+            labels = [f"{self.names.get(int(c), c)}" + ("" if np.isnan(s) else f" {s:.2f}") for c, s in zip(d.class_id, d.score, strict=True)]
+            scene = self.box.annotate(scene=scene, detections=det)
+            scene = self.label.annotate(scene=scene, detections=det, labels=labels)
+        path = self.folder / f"{im.id}_{Path(im.file_name).stem}.jpg"
+        save_image(path, scene)
+        return path
