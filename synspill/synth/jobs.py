@@ -24,7 +24,8 @@ the command again with ``--merge-only``). Items, seeds and file names do not dep
 ``n``, so a sharded run produces the same dataset as a single one.
 
 **Workers.** ``workers > 1`` renders in a pool of processes (procedural backends; each
-worker builds its backend once). Diffusion backends run in the calling process.
+worker builds its backend once; forked on Linux, spawned elsewhere). Diffusion backends run
+in the calling process.
 """
 
 from __future__ import annotations
@@ -284,8 +285,12 @@ def _run_items(worker: Callable[[list[Any]], list[dict[str, Any]]], batches: lis
                 on_progress(len(recs))
         return n
     import multiprocessing as mp
+    import sys
 
-    ctx = mp.get_context("spawn")
+    # fork on Linux: workers start in ~0.1 s instead of re-importing everything (~1 s each
+    # with spawn). They only run NumPy/OpenCV and write files -- no console, no logging --
+    # so the parent's progress-bar thread cannot leave them a held lock. Elsewhere: spawn.
+    ctx = mp.get_context("fork" if sys.platform == "linux" else "spawn")
     pool = ctx.Pool(processes=workers, initializer=initializer, initargs=init_args)
     try:
         for recs in pool.imap_unordered(worker, batches):
