@@ -674,6 +674,7 @@ class InpaintJob:
         boxes: COCO file of boxes over the scenes (None with ``propose``).
         propose: Propose boxes on the fly (:mod:`synspill.synth.propose`) instead.
         per_image: ``(lo, hi)`` proposals per image.
+        spill_scale: With ``propose``: multiplier on real-world spill sizes.
         classes: Taxonomy ids for proposals (None: all).
         seed: Base seed; spill ``k`` of image ``id`` uses :func:`derive_seed` ``(seed, "spill", id, k)``.
         backend: ``procedural`` or ``sdxl``.
@@ -693,6 +694,7 @@ class InpaintJob:
     boxes: Path | None = None
     propose: bool = False
     per_image: tuple[int, int] = (1, 3)
+    spill_scale: float = 1.0
     classes: tuple[int, ...] | None = None
     seed: int = 0
     backend: str = "procedural"
@@ -713,6 +715,8 @@ class InpaintJob:
             raise UsageError(f"--feather {self.feather} must be >= 0")
         if not 0 < self.opacity <= 1:
             raise UsageError(f"--opacity {self.opacity} must be in (0, 1]")
+        if not 0.1 <= self.spill_scale <= 10:
+            raise UsageError(f"--spill-scale {self.spill_scale} must be within 0.1-10 (1 = life-size)")
         if not (0 <= self.per_image[0] <= self.per_image[1]):
             raise UsageError(f"--per-image {self.per_image}: need 0 <= LOW <= HIGH")
         if self.backend not in ("procedural", "sdxl"):
@@ -730,6 +734,8 @@ class InpaintJob:
         if self.diffusion is not None:
             d["diffusion"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.diffusion).items()
                               if k not in ("device", "dtype", "batch_size")}
+        if self.spill_scale != 1.0:
+            d["spill_scale"] = self.spill_scale
         return d
 
 
@@ -843,7 +849,8 @@ def _inpaint_items(job: InpaintJob) -> tuple[list[dict[str, Any]], Any]:
             rng = np.random.default_rng([job.seed, im.id, 7])
             k = int(rng.integers(job.per_image[0], job.per_image[1] + 1))
             boxes_ = [(b, c, True) for b, c in propose_boxes(im.width, im.height, im.extra.get("layout"), rng, k,
-                                                               list(job.classes) if job.classes else None)]
+                                                               list(job.classes) if job.classes else None,
+                                                               job.spill_scale)]
         else:
             boxes_ = per_scene.get(im.id, [])
         img_seed = derive_seed(job.seed, "image", im.id)

@@ -74,7 +74,8 @@ def _grid_fraction(grid: np.ndarray, box: tuple[float, ...], width: int, height:
 
 
 def propose_boxes(width: int, height: int, layout: dict[str, Any] | None, rng: np.random.Generator,
-                  n: int, classes: list[int] | None = None) -> list[tuple[tuple[float, float, float, float], int]]:
+                  n: int, classes: list[int] | None = None,
+                  scale: float = 1.0) -> list[tuple[tuple[float, float, float, float], int]]:
     """Propose up to ``n`` non-overlapping spill boxes for one image.
 
     Args:
@@ -85,6 +86,8 @@ def propose_boxes(width: int, height: int, layout: dict[str, Any] | None, rng: n
         rng: Random generator (the caller seeds it per image).
         n: How many boxes to try for.
         classes: Taxonomy ids to draw from (default all eight).
+        scale: Multiplier on the real-world spill sizes (1: life-size as CCTV sees them;
+            2-3: close-up views like most photos of spills, and easier to learn quickly).
 
     Returns:
         ``[((x1, y1, x2, y2), class_id), ...]`` absolute pixels, inside the image, pairwise
@@ -134,7 +137,7 @@ def propose_boxes(width: int, height: int, layout: dict[str, Any] | None, rng: n
                 if y <= hz + 2:
                     continue
                 ppm = (y - hz) / camh
-                wm = math.exp(rng.uniform(math.log(wlo), math.log(whi)))
+                wm = scale * math.exp(rng.uniform(math.log(wlo), math.log(whi)))
                 bw = wm * ppm
                 bh = wm * rng.uniform(rlo, rhi) * ppm * (y - hz) / focal
                 bh = max(bh, 0.12 * bw)
@@ -156,7 +159,7 @@ def propose_boxes(width: int, height: int, layout: dict[str, Any] | None, rng: n
 
 
 def propose_dataset(scenes: Any, per_image: tuple[int, int] = (1, 3), classes: list[int] | None = None,
-                    seed: int = 0) -> Any:
+                    seed: int = 0, scale: float = 1.0) -> Any:
     """Proposals for every image of a scenes dataset.
 
     Args:
@@ -165,6 +168,7 @@ def propose_dataset(scenes: Any, per_image: tuple[int, int] = (1, 3), classes: l
         per_image: ``(lo, hi)`` inclusive range of boxes per image.
         classes: Taxonomy ids to draw from (default all).
         seed: Base seed; image ``id`` gives each image its own stream.
+        scale: Multiplier on real-world spill sizes (see :func:`propose_boxes`).
 
     Returns:
         A new :class:`CocoDataset` over the same images with ``{"auto": true}`` boxes
@@ -176,9 +180,9 @@ def propose_dataset(scenes: Any, per_image: tuple[int, int] = (1, 3), classes: l
     for im in scenes.images:
         rng = np.random.default_rng([seed, im.id, 7])
         k = int(rng.integers(per_image[0], per_image[1] + 1))
-        for (x1, y1, x2, y2), cls in propose_boxes(im.width, im.height, im.extra.get("layout"), rng, k, classes):
+        for (x1, y1, x2, y2), cls in propose_boxes(im.width, im.height, im.extra.get("layout"), rng, k, classes, scale):
             anns.append(Annotation(len(anns) + 1, im.id, cls, [x1, y1, x2 - x1, y2 - y1], extra={"auto": True}))
     images = [ImageRecord(im.id, im.file_name, im.width, im.height) for im in scenes.images]
     return CocoDataset(images=images, annotations=anns, root=scenes.root,
                        info={"description": "synspill automatic spill-box proposals", "seed": seed,
-                             "per_image": list(per_image), "classes": classes or "all"})
+                             "per_image": list(per_image), "classes": classes or "all", "scale": scale})

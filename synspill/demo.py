@@ -1,0 +1,244 @@
+"""``synspill demo``: the whole pipeline end to end on built-in defaults, CPU only.
+
+Stages (each reused when re-run with the same settings, see :mod:`synspill.stages`):
+
+1. ``data``  — procedural scenes -> automatic spill proposals -> procedural inpainting ->
+   a COCO dataset with a seeded, class-stratified train/val/test split;
+2. ``train`` — YOLO11n from scratch on the synthetic train split (RF-DETR Nano optionally);
+3. ``eval``  — predict on the held-out synthetic test split; hit rate over IoU 0.5-0.9,
+   mAP@50, the comparison table and the plots;
+4. ``watch`` — a short video from a test scene with a spill appearing and growing, run
+   through ``watch --once``: the confirmed alert, its severity and the SQLite event log;
+5. a summary of where everything is and what to run next.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synspill.errors import UsageError
+from synspill.stages import StageRunner
+
+log = logging.getLogger(__name__)
+
+#: Callback used by the CLI to draw progress: ``(stage, done, total, info)``.
+StageProgress = Callable[[str, int, int | None, str], None]
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Settings of one demo run (saved as ``OUT/demo.json``).
+
+    Attributes:
+        out: Output folder.
+        n_images: Synthetic images to make (split 80/10/10).
+        size: Scene size in pixels (square).
+        per_image: Spills per image ``(lo, hi)``.
+        epochs: YOLO training epochs.
+        imgsz: YOLO training/inference size.
+        batch: YOLO batch size.
+        model: YOLO architecture (from scratch) or a local ``.pt``.
+        detr: Also fine-tune RF-DETR Nano.
+        detr_epochs: RF-DETR epochs.
+        seed: Seed of everything.
+        workers: Processes for synthesis.
+        device: Training device.
+        force: Ignore finished stages and redo everything.
+    """
+
+    out: Path = Path("synspill-demo")
+    n_images: int = 400
+    size: int = 512
+    per_image: tuple[int, int] = (1, 3)
+    epochs: int = 30
+    imgsz: int = 320
+    batch: int = 16
+    model: str = "yolo11n"
+    detr: bool = False
+    detr_epochs: int = 6
+    seed: int = 0
+    workers: int = 2
+    device: str = "auto"
+    force: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.n_images < 20:
+            raise UsageError(f"--n-images {self.n_images}: the demo needs at least 20 images to split into train/val/test")
+        if self.epochs < 1:
+            raise UsageError(f"--epochs {self.epochs} must be at least 1")
+        if self.size < 64 or self.size % 32:
+            raise UsageError(f"--size {self.size} must be a multiple of 32, at least 64")
+
+
+@dataclass
+class DemoResult:
+    """Where the demo put things and what it measured."""
+
+    paths: dict[str, str]
+    metrics: dict[str, Any]
+    reused: list[str]
+    watch: dict[str, Any] = field(default_factory=dict)
+
+
+def _data_stage(cfg: DemoConfig, progress: StageProgress | None) -> dict[str, Any]:
+    from synspill.coco.dataset import load_coco, save_coco
+    from synspill.coco.tools import split
+    from synspill.synth import jobs
+
+    out = cfg.out
+    total = {"n": cfg.n_images}
+
+    def cb(stage: str) -> tuple[Callable[[int, int], None], Callable[[int], None]]:
+        done = [0]
+
+        def on_start(prev: int, todo: int) -> None:
+            total["n"] = todo
+            if progress:
+                progress(stage, 0, todo, "")
+
+        def on_progress(n: int) -> None:
+            done[0] += n
+            if progress:
+                progress(stage, done[0], total["n"], "")
+
+        return on_start, on_progress
+
+    s_start, s_prog = cb("scenes")
+    jobs.run_scenes(jobs.ScenesJob(out=out / "scenes", n=cfg.n_images, seed=cfg.seed, width=cfg.size, height=cfg.size,
+                                   workers=cfg.workers), on_progress=s_prog, on_start=s_start)
+    i_start, i_prog = cb("inpaint")
+    ann = jobs.run_inpaint(jobs.InpaintJob(scenes=out / "scenes", out=out / "dataset", propose=True, per_image=cfg.per_image,
+                                           seed=cfg.seed, workers=cfg.workers), on_progress=i_prog, on_start=i_start)
+    assert ann is not None  # single process: this shard merges
+    ds = load_coco(ann)
+    parts = split(ds, (0.8, 0.1, 0.1), seed=cfg.seed)
+    paths = {}
+    for name, sub in parts.items():
+        p = out / "dataset" / f"{name}.json"
+        save_coco(sub, p)
+        paths[name] = str(p)
+    return {"annotations": str(ann), "contact_sheet": str(out / "dataset" / "contact_sheet.png"), "splits": paths,
+            "stats": ds.stats(), "split_sizes": {k: len(v.images) for k, v in parts.items()}}
+
+
+def _train_yolo(cfg: DemoConfig, data: dict[str, Any], progress: StageProgress | None) -> dict[str, Any]:
+    from synspill.detectors import yolo
+
+    run_dir = cfg.out / "runs" / "yolo"
+
+    def on_progress(done: int, total: int, info: dict[str, Any]) -> None:
+        if progress:
+            bits = [f"epoch {info['epoch']}"] if "epoch" in info else []
+            bits += [f"mAP50 {info['mAP50']:.3f}"] if "mAP50" in info else []
+            progress("train yolo", done, total or None, ", ".join(bits))
+
+    run = yolo.train(yolo.YoloTrainConfig(data=data["splits"]["train"], val=data["splits"]["val"], out=str(run_dir),
+                                          model=cfg.model, epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
+                                          device=cfg.device, seed=cfg.seed, patience=cfg.epochs, workers=cfg.workers,
+                                          force=True), on_progress=on_progress)
+    return {"run_dir": str(run_dir), "weights": str(run_dir / run["weights"]), "metrics": run.get("metrics", {}),
+            "from_scratch": run.get("from_scratch")}
+
+
+def _train_detr(cfg: DemoConfig, data: dict[str, Any], progress: StageProgress | None) -> dict[str, Any]:
+    from synspill.detectors import detr
+
+    run_dir = cfg.out / "runs" / "detr"
+
+    def on_progress(done: int, total: int, info: dict[str, Any]) -> None:
+        if progress:
+            progress("train rf-detr", done, total or None, f"epoch {info['epoch']}" if "epoch" in info else "")
+
+    run = detr.train(detr.DetrTrainConfig(data=data["splits"]["train"], val=data["splits"]["val"], out=str(run_dir),
+                                          model="nano", epochs=cfg.detr_epochs, device=cfg.device, seed=cfg.seed,
+                                          force=True), on_progress=on_progress)
+    return {"run_dir": str(run_dir), "metrics": run.get("metrics", {})}
+
+
+def _eval_stage(cfg: DemoConfig, data: dict[str, Any], runs: dict[str, dict[str, Any]],
+                progress: StageProgress | None) -> dict[str, Any]:
+    from synspill.evaluation import evaluate_files
+    from synspill.inference import predict_to_results
+    from synspill.predictors import PredictorConfig, load_predictor
+
+    ev = cfg.out / "eval"
+    test = data["splits"]["test"]
+    preds, names = [], []
+    for name, run in runs.items():
+        predictor = load_predictor(PredictorConfig(model=run["run_dir"], device=cfg.device, conf=0.001, imgsz=cfg.imgsz))
+        n_test = data["split_sizes"]["test"]
+        done = [0]
+
+        def on_item(*_: Any, _name: str = name, _n: int = n_test, done: list[int] = done) -> None:
+            done[0] += 1
+            if progress:
+                progress(f"predict {_name}", done[0], _n, "")
+
+        p = ev / f"{name}.preds.json"
+        predict_to_results(predictor, test, p, batch=8, backend=name, model=run["run_dir"],
+                           save_images=ev / f"{name}-annotated", on_item=on_item)
+        preds.append(p)
+        names.append(name)
+    report = evaluate_files(test, preds, names=names, iou_thresholds="0.5:0.9:0.1")
+    files = report.write(ev, force=True) + report.plot(ev, force=True)
+    rows = {}
+    for r in report.results:
+        m = r.metrics
+        rows[r.name] = {"map50": float(m.map50), "map50_95": float(m.map50_95),
+                        "hit_rate": {f"{t:.1f}": float(h) for t, h in zip(m.iou_thresholds, m.hit_rate, strict=True)}}
+    return {"files": [str(f) for f in files], "table": report.to_markdown(), "methods": rows,
+            "n_test_images": report.n_images, "n_test_boxes": report.n_gt}
+
+
+def run_demo(cfg: DemoConfig, progress: StageProgress | None = None,
+             on_stage: Callable[[str, bool], None] | None = None) -> DemoResult:
+    """Run (or resume) the demo.
+
+    Args:
+        cfg: Settings.
+        progress: ``(stage, done, total, info)`` callback for progress bars.
+        on_stage: Called with ``(stage, reused)`` as each stage finishes.
+
+    Returns:
+        Paths, metrics and which stages were reused.
+    """
+    from synspill.io import write_json
+
+    out = cfg.out
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "demo.json", {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}, indent=2)
+    runner = StageRunner(out, force=cfg.force)
+    reused: list[str] = []
+
+    def stage(name: str, conf: dict[str, Any], fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        res, was = runner.run(name, conf, fn)
+        if was:
+            reused.append(name)
+        if on_stage:
+            on_stage(name, was)
+        return res
+
+    data_conf = {"n": cfg.n_images, "size": cfg.size, "per_image": list(cfg.per_image), "seed": cfg.seed, "v": 1}
+    data = stage("data", data_conf, lambda: _data_stage(cfg, progress))
+    train_conf = {"data": data_conf, "model": cfg.model, "epochs": cfg.epochs, "imgsz": cfg.imgsz, "batch": cfg.batch, "seed": cfg.seed}
+    runs = {"yolo11n" if cfg.model == "yolo11n" else Path(cfg.model).stem: stage("train-yolo", train_conf,
+                                                                                 lambda: _train_yolo(cfg, data, progress))}
+    if cfg.detr:
+        detr_conf = {"data": data_conf, "epochs": cfg.detr_epochs, "seed": cfg.seed}
+        runs["rf-detr-nano"] = stage("train-detr", detr_conf, lambda: _train_detr(cfg, data, progress))
+    eval_conf = {"train": train_conf, "detr": cfg.detr, "detr_epochs": cfg.detr_epochs}
+    ev = stage("eval", eval_conf, lambda: _eval_stage(cfg, data, runs, progress))
+    paths = {
+        "dataset": str(out / "dataset"),
+        "contact_sheet": data["contact_sheet"],
+        "splits": ", ".join(data["splits"].values()),
+        **{f"weights ({k})": v.get("weights", v["run_dir"]) for k, v in runs.items()},
+        "report": str(out / "eval" / "eval.md"),
+        "plots": str(out / "eval" / "hit_rate_vs_iou.png"),
+    }
+    return DemoResult(paths=paths, metrics=ev, reused=reused)
