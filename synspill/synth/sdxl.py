@@ -17,8 +17,9 @@ Weights come only from local folders or the local Hugging Face cache
 spec's seed, so a spec always regenerates the same image on the same hardware/dtype.
 
 Labels. A spill's visible mask is measured from the change actually made: the per-pixel
-maximum over RGB of ``|new - old|`` (uint8 levels), averaged over a 3 x 3 neighbourhood,
-above ``visible_threshold`` (default 10 levels), inside the soft mask's support. Its
+maximum over RGB of ``|new - old|`` (uint8 levels) above ``visible_threshold`` (default 10
+levels) with a 3 x 3 neighbourhood mean above half of it (no isolated specks), inside the
+soft mask's support. Its
 tight ``xyxy`` box is the bounding box of that mask (None if nothing visibly changed).
 Later spills occlude earlier ones: pixels a later spill visibly changed are removed from
 the earlier spills' masks before their boxes are computed.
@@ -207,7 +208,10 @@ def _load_ip_adapter(pipe: Any, opts: DiffusionOptions, dtype: Any) -> None:
                             f"{', '.join(str(c) for c in enc_cands)}); the plus adapters need the ViT-H encoder; {hint}")
     try:
         encoder = CLIPVisionModelWithProjection.from_pretrained(str(enc), torch_dtype=dtype, local_files_only=True)
-        pipe.register_modules(image_encoder=encoder, feature_extractor=CLIPImageProcessor())
+        size = int(encoder.config.image_size)  # 224 for the ViT-H encoder of the plus adapters
+        processor = (CLIPImageProcessor.from_pretrained(str(enc)) if (enc / "preprocessor_config.json").is_file()
+                     else CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}))
+        pipe.register_modules(image_encoder=encoder, feature_extractor=processor)
         pipe.load_ip_adapter(str(weight.parent), subfolder="", weight_name=weight.name, image_encoder_folder=None,
                              local_files_only=True)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
@@ -434,20 +438,24 @@ def visible_mask(before: np.ndarray, after: np.ndarray, support: np.ndarray,
                  threshold: float = VISIBLE_THRESHOLD) -> np.ndarray:
     """Pixels a spill visibly changed.
 
+    A pixel is visible when its change (max over RGB of ``|after - before|``, uint8 levels)
+    exceeds ``threshold`` and the mean change of its 3 x 3 neighbourhood exceeds
+    ``threshold / 2`` (drops isolated specks), inside ``support``.
+
     Args:
         before: ``(H, W, 3)`` uint8 RGB before the spill.
         after: ``(H, W, 3)`` uint8 RGB after.
         support: ``(H, W)`` bool, where the change map was > 0.
-        threshold: Minimum change in uint8 levels (max over RGB, 3 x 3 mean).
+        threshold: Minimum change in uint8 levels.
 
     Returns:
         ``(H, W)`` bool mask.
     """
     d = np.abs(after.astype(np.int16) - before.astype(np.int16)).max(axis=-1).astype(np.float32)
-    p = np.pad(d, 1, mode="edge")
+    p = np.pad(d, 1)
     h, w = d.shape
     mean = sum(p[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)) / 9.0
-    return (mean > threshold) & support
+    return (d > threshold) & (mean > threshold / 2) & support
 
 
 def tight_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
