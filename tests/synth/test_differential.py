@@ -14,7 +14,12 @@ from synspill.synth.differential import (
     steps_run,
 )
 from synspill.synth.masks import soft_mask
-from tests.synth.conftest import scene_image
+from tests.synth.tiny_sdxl import scene_image, tiny_sdxl_dirs
+
+
+@pytest.fixture(scope="module")
+def sdxl_dirs(tmp_path_factory):
+    return tiny_sdxl_dirs(tmp_path_factory.getbasetemp() / "tiny-sdxl")
 
 STEPS, STRENGTH = 8, 0.5  # 4 steps run -> thresholds 0.75, 0.5, 0.25, 0
 

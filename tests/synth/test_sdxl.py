@@ -19,7 +19,12 @@ from synspill.synth.sdxl import (
     tight_box,
     visible_mask,
 )
-from tests.synth.conftest import scene_image
+from tests.synth.tiny_sdxl import scene_image, tiny_sdxl_dirs
+
+
+@pytest.fixture(scope="module")
+def sdxl_dirs(tmp_path_factory):
+    return tiny_sdxl_dirs(tmp_path_factory.getbasetemp() / "tiny-sdxl")
 
 
 def _scene_opts(dirs, **kw) -> DiffusionOptions:

@@ -175,3 +175,43 @@ def save_tiny_lora(folder: Path, rank: int = 4, seed: int = 0) -> Path:
                 p.copy_(torch.randn_like(p) * 0.3)
     StableDiffusionXLPipeline.save_lora_weights(folder, unet_lora_layers=get_peft_model_state_dict(unet))
     return folder
+
+
+_DIRS: dict[str, Path] = {}
+
+
+def tiny_sdxl_dirs(root: Path) -> dict[str, Path]:
+    """Build (once per process) tiny model folders under ``root``.
+
+    Returns:
+        ``base`` (4-channel SDXL pipeline), ``inpaint`` (9-channel), ``ip`` (plus adapter +
+        ``image_encoder/``), ``lora`` (``pytorch_lora_weights.safetensors``), ``refs`` (3 images).
+    """
+    if not _DIRS:
+        import numpy as np
+        import torch
+        from PIL import Image
+
+        torch.set_num_threads(1)
+        save_tiny_pipeline(root / "base")
+        save_tiny_pipeline(root / "inpaint", inpaint=True)
+        (root / "ip").mkdir(parents=True)
+        save_tiny_ip_adapter(root / "ip")
+        save_tiny_lora(root / "lora")
+        rng = np.random.default_rng(0)
+        (root / "refs").mkdir()
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(root / "refs" / f"ref{i}.png")
+        _DIRS.update({k: root / k for k in ("base", "inpaint", "ip", "lora", "refs")})
+    return dict(_DIRS)
+
+
+def scene_image(h: int = 64, w: int = 64, seed: int = 0) -> Any:
+    """A smooth synthetic scene (gradients + stripes + sensor noise), ``(h, w, 3)`` uint8 RGB."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([x / w, y / h, 0.5 + 0.2 * np.sin(x / 5)], -1) * 200 + 20
+    img += rng.normal(0, 3, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
