@@ -145,15 +145,15 @@ class DifferentialDiffusion:
     def __init__(self, pipe: Any) -> None:
         from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLInpaintPipeline
 
+        self.pipe: Any = pipe
         if isinstance(pipe, StableDiffusionXLInpaintPipeline):
             self.kind = "inpaint"
             # The stock processor binarises at 0.5: a feathered mask would lose its feathering.
-            pipe.mask_processor = soft_mask_processor(pipe.vae_scale_factor)
+            self.pipe.mask_processor = soft_mask_processor(self.pipe.vae_scale_factor)
         elif isinstance(pipe, StableDiffusionXLImg2ImgPipeline):
             self.kind = "img2img"
         else:
             raise UsageError(f"differential diffusion needs an SDXL img2img or inpaint pipeline, got {type(pipe).__name__}")
-        self.pipe = pipe
 
     def __call__(self, image: np.ndarray, change_map: np.ndarray, *, strength: float, num_inference_steps: int,
                  generator: Any = None, composite: bool = True, **kwargs: Any) -> DifferentialOutput:
@@ -202,23 +202,22 @@ class DifferentialDiffusion:
         state: dict[str, Any] = {}
         original_prepare = pipe.prepare_latents
 
-        if self.kind == "img2img":
-            def prepare(image, timestep, batch_size, num_images_per_prompt, dtype, device, generator=None,
-                        add_noise=True):
-                # Same draws in the same order as the stock method (VAE sample, then noise),
-                # so an all-ones map reproduces plain img2img bit for bit.
-                clean = original_prepare(image, timestep, batch_size, num_images_per_prompt, dtype, device,
-                                         generator, add_noise=False)
-                noise = randn_tensor(clean.shape, generator=generator, device=device, dtype=dtype)
-                state.update(clean=clean, noise=noise)
-                return pipe.scheduler.add_noise(clean, noise, timestep) if add_noise else clean
-        else:
-            def prepare(*args, **kw):
-                want_noise, want_image = kw.get("return_noise", False), kw.get("return_image_latents", False)
-                kw.update(return_noise=True, return_image_latents=True)
-                latents, noise, image_latents = original_prepare(*args, **kw)
-                state.update(clean=image_latents, noise=noise)
-                return (latents,) + ((noise,) if want_noise else ()) + ((image_latents,) if want_image else ())
+        def prepare_img2img(image: Any, timestep: Any, batch_size: int, num_images_per_prompt: int, dtype: Any,
+                            device: Any, generator: Any = None, add_noise: bool = True) -> Any:
+            # Same draws in the same order as the stock method (VAE sample, then noise),
+            # so an all-ones map reproduces plain img2img bit for bit.
+            clean = original_prepare(image, timestep, batch_size, num_images_per_prompt, dtype, device,
+                                     generator, add_noise=False)
+            noise = randn_tensor(clean.shape, generator=generator, device=device, dtype=dtype)
+            state.update(clean=clean, noise=noise)
+            return pipe.scheduler.add_noise(clean, noise, timestep) if add_noise else clean
+
+        def prepare_inpaint(*args: Any, **kw: Any) -> tuple:
+            want_noise, want_image = kw.get("return_noise", False), kw.get("return_image_latents", False)
+            kw.update(return_noise=True, return_image_latents=True)
+            latents, noise, image_latents = original_prepare(*args, **kw)
+            state.update(clean=image_latents, noise=noise)
+            return (latents,) + ((noise,) if want_noise else ()) + ((image_latents,) if want_image else ())
 
         def on_step_end(p: Any, i: int, t: Any, cb_kwargs: dict[str, Any]) -> dict[str, Any]:
             lat = cb_kwargs["latents"]
@@ -249,7 +248,7 @@ class DifferentialDiffusion:
             nine = pipe.unet.config.in_channels == 9
             call["mask_image"] = torch.from_numpy(cmap.copy())[:, None] if nine else torch.ones(b, 1, h, w)
             call.update(height=h, width=w)
-        pipe.prepare_latents = prepare
+        pipe.prepare_latents = prepare_img2img if self.kind == "img2img" else prepare_inpaint
         try:
             result = pipe(image=pix, strength=strength, num_inference_steps=num_inference_steps, generator=generator,
                           output_type="np", callback_on_step_end=on_step_end,

@@ -139,6 +139,7 @@ def load_pipeline(opts: DiffusionOptions, task: str) -> tuple[Any, str, Any]:
             f"or its folder with --model; see docs/synth-sdxl.md")
     what = "SDXL scene model" if task == "text2img" else "SDXL inpainting model"
     folder = _pipeline_folder(opts.model, what, hint)
+    cls: Any
     if task == "text2img":
         cls = StableDiffusionXLPipeline
     elif task == "edit":
@@ -192,22 +193,20 @@ def _load_ip_adapter(pipe: Any, opts: DiffusionOptions, dtype: Any) -> None:
         root = Path(resolve_weights(opts.ip_adapter, "IP-Adapter"))
     except ModelNotFound as e:
         raise ModelNotFound(f"{e}; {hint}") from None
+    cands = [root] if root.is_file() else [root / opts.ip_weight_name, root / "sdxl_models" / opts.ip_weight_name]
+    weight = next((c for c in cands if c.is_file()), None)
     if root.is_file():
-        weight = root
         root = root.parent
-    else:
-        cands = [root / opts.ip_weight_name, root / "sdxl_models" / opts.ip_weight_name]
-        weight = next((c for c in cands if c.is_file()), None)
-        if weight is None:
-            raise ModelNotFound(f"IP-Adapter weight {opts.ip_weight_name!r} not found in {root} (looked at "
-                                f"{', '.join(str(c) for c in cands)}); pass the file or set the weight name; {hint}")
+    if weight is None:
+        raise ModelNotFound(f"IP-Adapter weight {opts.ip_weight_name!r} not found in {root} (looked at "
+                            f"{', '.join(str(c) for c in cands)}); pass the file or set the weight name; {hint}")
     enc_cands = [weight.parent / "image_encoder", root / "image_encoder", root / "models" / "image_encoder"]
     enc = next((c for c in enc_cands if (c / "config.json").is_file()), None)
     if enc is None:
         raise ModelNotFound(f"IP-Adapter image encoder not found (looked for image_encoder/config.json in "
                             f"{', '.join(str(c) for c in enc_cands)}); the plus adapters need the ViT-H encoder; {hint}")
     try:
-        encoder = CLIPVisionModelWithProjection.from_pretrained(str(enc), torch_dtype=dtype, local_files_only=True)
+        encoder: Any = CLIPVisionModelWithProjection.from_pretrained(str(enc), torch_dtype=dtype, local_files_only=True)
         size = int(encoder.config.image_size)  # 224 for the ViT-H encoder of the plus adapters
         processor = (CLIPImageProcessor.from_pretrained(str(enc)) if (enc / "preprocessor_config.json").is_file()
                      else CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}))
