@@ -123,7 +123,6 @@ def load_pipeline(opts: DiffusionOptions, task: str) -> tuple[Any, str, Any]:
         ModelNotFound: Weights (model, IP-Adapter, image encoder, LoRA) are not local.
         UsageError: An option is invalid.
     """
-    import torch
     from diffusers import (
         StableDiffusionXLImg2ImgPipeline,
         StableDiffusionXLInpaintPipeline,
@@ -151,6 +150,24 @@ def load_pipeline(opts: DiffusionOptions, task: str) -> tuple[Any, str, Any]:
                                    add_watermarker=False)
     except (OSError, ValueError) as e:
         raise ModelNotFound(f"{what} {opts.model!r}: loading {folder} failed ({type(e).__name__}: {e}). {hint}") from None
+    configure_pipeline(pipe, opts, device, dtype)
+    log.info("loaded %s from %s on %s (%s), scheduler %s", cls.__name__, folder, device, dtype,
+             type(pipe.scheduler).__name__)
+    return pipe, device, dtype
+
+
+def configure_pipeline(pipe: Any, opts: DiffusionOptions, device: str, dtype: Any) -> Any:
+    """Apply the options to a loaded (or in-memory) SDXL pipeline, in place.
+
+    Scheduler, IP-Adapter + image encoder, LoRA, VAE slicing/tiling, device; on CUDA
+    TF32 matmuls and a channels-last UNet; optionally ``torch.compile`` of the UNet.
+    Attention uses PyTorch SDPA (diffusers' default processor on torch 2).
+
+    Returns:
+        ``pipe``.
+    """
+    import torch
+
     sched = make_scheduler(opts.scheduler, pipe.scheduler.config)
     if sched is not None:
         pipe.scheduler = sched
@@ -162,7 +179,7 @@ def load_pipeline(opts: DiffusionOptions, task: str) -> tuple[Any, str, Any]:
         pipe.vae.enable_slicing()
     if opts.vae_tiling:
         pipe.vae.enable_tiling()
-    pipe.to(device)
+    pipe.to(device=device, dtype=dtype)
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -170,11 +187,9 @@ def load_pipeline(opts: DiffusionOptions, task: str) -> tuple[Any, str, Any]:
     if opts.compile:
         if opts.lora:
             log.warning("--compile with a LoRA: every new sampled LoRA strength may recompile the UNet")
-        pipe.unet.compile()
+        pipe.unet.compile(dynamic=False)
     pipe.set_progress_bar_config(disable=True)
-    log.info("loaded %s from %s on %s (%s), scheduler %s", cls.__name__, folder, device, dtype,
-             type(pipe.scheduler).__name__)
-    return pipe, device, dtype
+    return pipe
 
 
 def _load_ip_adapter(pipe: Any, opts: DiffusionOptions, dtype: Any) -> None:
