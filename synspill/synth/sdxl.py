@@ -179,7 +179,9 @@ def configure_pipeline(pipe: Any, opts: DiffusionOptions, device: str, dtype: An
         pipe.vae.enable_slicing()
     if opts.vae_tiling:
         pipe.vae.enable_tiling()
-    pipe.to(device=device, dtype=dtype)
+    if pipe.unet.dtype != dtype:
+        pipe.to(dtype=dtype)
+    pipe.to(device)
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
