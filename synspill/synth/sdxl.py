@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,21 @@ def _unet_in_channels(folder: Path) -> int:
         raise ModelNotFound(f"{cfg}: unreadable UNet config ({e}); re-download the model folder") from None
 
 
+def process_device(spec: str) -> str:
+    """Resolve ``--device``; under ``accelerate launch``/``torchrun`` ``auto``/``cuda`` mean this process's GPU.
+
+    Each launched process has ``LOCAL_RANK``; without this every process would pick
+    ``cuda:0``. An explicit ``cuda:N`` is kept as given.
+    """
+    from synspill.runtime import resolve_device
+
+    device = resolve_device(spec)
+    rank = os.environ.get("LOCAL_RANK")
+    if rank is not None and rank.isdigit() and spec.strip().lower() in ("auto", "cuda") and device.startswith("cuda"):
+        device = resolve_device(f"cuda:{rank}")
+    return device
+
+
 def load_pipeline(opts: DiffusionOptions, task: str) -> tuple[Any, str, Any]:
     """Load and configure a stock diffusers SDXL pipeline from local weights.
 
@@ -129,9 +145,9 @@ def load_pipeline(opts: DiffusionOptions, task: str) -> tuple[Any, str, Any]:
         StableDiffusionXLPipeline,
     )
 
-    from synspill.runtime import resolve_device, resolve_dtype
+    from synspill.runtime import resolve_dtype
 
-    device = resolve_device(opts.device)
+    device = process_device(opts.device)
     dtype = resolve_dtype(opts.dtype, device)
     default = SCENE_MODEL if task == "text2img" else SPILL_MODEL
     hint = (f"Fetch it once on a machine with network (`huggingface-cli download {default}`) and pass the model id "
@@ -217,7 +233,12 @@ def _load_ip_adapter(pipe: Any, opts: DiffusionOptions, dtype: Any) -> None:
     if weight is None:
         raise ModelNotFound(f"IP-Adapter weight {opts.ip_weight_name!r} not found in {root} (looked at "
                             f"{', '.join(str(c) for c in cands)}); pass the file or set the weight name; {hint}")
-    enc_cands = [weight.parent / "image_encoder", root / "image_encoder", root / "models" / "image_encoder"]
+    # h94/IP-Adapter keeps the ViT-H encoder in models/image_encoder and the bigG one in
+    # sdxl_models/image_encoder: "vit-h" and the (ViT-H) composition adapters need the former.
+    vit_h = "vit-h" in weight.name.lower() or "composition" in weight.name.lower()
+    enc_cands = [root / "image_encoder", weight.parent / "image_encoder", root / "models" / "image_encoder"]
+    if vit_h:
+        enc_cands = [root / "image_encoder", root / "models" / "image_encoder", weight.parent / "image_encoder"]
     enc = next((c for c in enc_cands if (c / "config.json").is_file()), None)
     if enc is None:
         raise ModelNotFound(f"IP-Adapter image encoder not found (looked for image_encoder/config.json in "

@@ -220,3 +220,11 @@ def test_spill_errors(sdxl_dirs):
 def test_replace_keeps_options_frozen():
     o = DiffusionOptions(model="m")
     assert replace(o, compile=True).compile and not o.compile and o.min_levels == 8
+
+
+def test_process_device_follows_local_rank(monkeypatch):
+    from synspill.synth.sdxl import process_device
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert process_device("cpu") == "cpu"  # no GPU here: auto stays on the CPU
+    assert process_device("auto") in ("cpu", "cuda:1", "mps")
