@@ -23,8 +23,9 @@ two thresholds, so a 50 px feather collapses into ~2 hard rings. Two choices, bo
 applied here: the thresholds are spread over the steps actually *run* (not over the
 scheduler's full schedule), and :func:`steps_for_levels` raises the step count until at
 least ``min_levels`` steps run (the SDXL spill backend uses 8 levels, i.e. 15 scheduler
-steps at strength 0.55). Turbo's trailing-spaced Euler schedule stays well behaved at
-these step counts; the price is a few more UNet calls (no CFG for Turbo).
+steps at strength 0.55). The price is a few more UNet calls (no CFG for Turbo); Turbo was
+distilled for 1-4 steps, so ``min_levels`` trades feather resolution against staying
+close to its training regime.
 
 Decoding. The VAE round trip is not the identity and its decoder mixes neighbouring
 latents, so even with ``c == 0`` latents exactly restored, decoded pixels drift slightly.
