@@ -313,8 +313,26 @@ class _Conditioning:
     def ref(self, seed: int) -> Path | None:
         return prompting.choose(self.refs, seed, "ip-ref") if self.refs else None
 
+    def call(self, refs: list[Path | None], cfg: bool, **kwargs: Any) -> Any:
+        """Call the pipeline with one IP-Adapter reference per image of the batch.
+
+        The stock pipelines repeat precomputed ``ip_adapter_image_embeds`` ``batch_size``
+        times (they expect one reference for the whole batch), and the IP attention then
+        folds the extra rows into the token axis: every image would attend to every
+        reference of the batch. So for the duration of the call the pipeline's
+        ``prepare_ip_adapter_image_embeds`` returns our per-image embeddings unchanged.
+        """
+        emb = self.embeds(refs, cfg)
+        if emb is None:
+            return self.pipe(**kwargs)
+        self.pipe.prepare_ip_adapter_image_embeds = lambda *a, **k: emb
+        try:
+            return self.pipe(ip_adapter_image_embeds=emb, **kwargs)
+        finally:
+            del self.pipe.prepare_ip_adapter_image_embeds
+
     def embeds(self, refs: list[Path | None], cfg: bool) -> list[Any] | None:
-        """``ip_adapter_image_embeds`` for a batch: one tensor ``(2B if cfg else B, 1, ...)``."""
+        """Per-image ``ip_adapter_image_embeds``: one tensor ``(2B if cfg else B, 1, ...)``, negatives first."""
         if not self.refs:
             return None
         import torch
@@ -400,13 +418,10 @@ class SDXLSceneBackend:
             for k in range(0, len(items), bs):
                 chunk = items[k:k + bs]
                 self.cond.set_lora(scale)
-                kw: dict[str, Any] = {}
-                emb = self.cond.embeds([p[5] for p in chunk], cfg)
-                if emb is not None:
-                    kw["ip_adapter_image_embeds"] = emb
-                res = self.pipe(prompt=[p[2] for p in chunk], negative_prompt=[p[3] for p in chunk], width=w, height=h,
-                                num_inference_steps=self.opts.steps, guidance_scale=self.opts.guidance,
-                                generator=_generators([p[1].seed for p in chunk]), output_type="np", **kw)
+                res = self.cond.call([p[5] for p in chunk], cfg, prompt=[p[2] for p in chunk],
+                                     negative_prompt=[p[3] for p in chunk], width=w, height=h,
+                                     num_inference_steps=self.opts.steps, guidance_scale=self.opts.guidance,
+                                     generator=_generators([p[1].seed for p in chunk]), output_type="np")
                 for p, img in zip(chunk, _to_uint8(res.images), strict=True):
                     out[p[0]] = img
                     p[1].params.update(self._params(p))
