@@ -244,7 +244,7 @@ def _load_ip_adapter(pipe: Any, opts: DiffusionOptions, dtype: Any) -> None:
         raise ModelNotFound(f"IP-Adapter image encoder not found (looked for image_encoder/config.json in "
                             f"{', '.join(str(c) for c in enc_cands)}); the plus adapters need the ViT-H encoder; {hint}")
     try:
-        encoder: Any = CLIPVisionModelWithProjection.from_pretrained(str(enc), torch_dtype=dtype, local_files_only=True)
+        encoder: Any = CLIPVisionModelWithProjection.from_pretrained(str(enc), dtype=dtype, local_files_only=True)
         size = int(encoder.config.image_size)  # 224 for the ViT-H encoder of the plus adapters
         processor = (CLIPImageProcessor.from_pretrained(str(enc)) if (enc / "preprocessor_config.json").is_file()
                      else CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}))

@@ -28,7 +28,7 @@ def sdxl_dirs(tmp_path_factory):
 
 
 def _scene_opts(dirs, **kw) -> DiffusionOptions:
-    return DiffusionOptions(model=str(dirs["base"]), device="cpu", steps=2, guidance=8.0, **kw)
+    return DiffusionOptions(**{"model": str(dirs["base"]), "device": "cpu", "steps": 2, "guidance": 8.0, **kw})
 
 
 def _specs(seeds, w=64, h=64, scene_type="pump-room"):
@@ -137,8 +137,8 @@ def test_missing_models_are_clear_errors(tmp_path, sdxl_dirs):
 
 
 def _spill_opts(dirs, model="base", **kw) -> DiffusionOptions:
-    return DiffusionOptions(model=str(dirs[model]), device="cpu", steps=2, guidance=0.0, scheduler="euler_a",
-                            min_levels=3, **kw)
+    return DiffusionOptions(**{"model": str(dirs[model]), "device": "cpu", "steps": 2, "guidance": 0.0,
+                               "scheduler": "euler_a", "min_levels": 3, **kw})
 
 
 def test_spill_backend_paints_inside_the_soft_mask_with_exact_labels(sdxl_dirs):
@@ -230,3 +230,21 @@ def test_process_device_follows_local_rank(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert process_device("cpu") == "cpu"  # no GPU here: auto stays on the CPU
     assert process_device("auto") in ("cpu", "cuda:1", "mps")
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_batched_scenes_and_spills(sdxl_dirs):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    be = make_scene_backend(_scene_opts(sdxl_dirs, device="cuda", dtype="auto", batch_size=2, vae_slicing=True), {})
+    assert be.pipe.unet.dtype in (torch.bfloat16, torch.float16) and be.device.startswith("cuda")
+    a = be.generate(_specs([1, 2]))
+    b = be.generate(_specs([2]))
+    assert a[0].shape == (64, 64, 3) and np.abs(a[1].astype(int) - b[0]).max() <= 8  # half precision, batched
+    sp = make_spill_backend(_spill_opts(sdxl_dirs, device="cuda"))
+    img = scene_image(seed=5)
+    spill = SpillSpec(box=(14, 16, 40, 36), class_id=1, seed=3, feather=6, strength=0.6)
+    res = sp.inpaint(img, [spill])
+    outside = soft_mask(64, 64, spill.box, spill.feather, spill.opacity) == 0
+    np.testing.assert_array_equal(res.image[outside], img[outside])
