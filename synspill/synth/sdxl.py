@@ -313,6 +313,10 @@ class _Conditioning:
     def ref(self, seed: int) -> Path | None:
         return prompting.choose(self.refs, seed, "ip-ref") if self.refs else None
 
+    def ref_name(self, ref: Path | None) -> str | None:
+        """The reference's path relative to ``opts.refs`` (for the manifest)."""
+        return ref.relative_to(Path(str(self.opts.refs))).as_posix() if ref is not None else None
+
     def call(self, refs: list[Path | None], cfg: bool, **kwargs: Any) -> Any:
         """Call the pipeline with one IP-Adapter reference per image of the batch.
 
@@ -340,7 +344,8 @@ class _Conditioning:
 
         pos, neg = [], []
         for r in refs:
-            assert r is not None
+            if r is None:
+                raise ValueError("a reference is missing for an image of the batch")
             key = (r, cfg)
             if key not in self._embeds:
                 with Image.open(r) as im:
@@ -381,7 +386,7 @@ class SDXLSceneBackend:
 
     ``generate`` fills each spec's ``params`` dict (the manifest record) with what it used:
     ``model``, ``scheduler``, ``steps``, ``guidance``, ``prompt``, ``negative_prompt``,
-    ``lora_scale`` (None without a LoRA), ``ip_ref`` (file name or None), ``ip_scale``.
+    ``lora_scale`` (None without a LoRA), ``ip_ref`` (path relative to ``opts.refs`` or None), ``ip_scale``.
     """
 
     name = "sdxl"
@@ -431,7 +436,7 @@ class SDXLSceneBackend:
         return {"model": self.opts.model, "scheduler": type(self.pipe.scheduler).__name__,
                 "scheduler_option": self.opts.scheduler, "steps": self.opts.steps, "guidance": self.opts.guidance,
                 "prompt": p[2], "negative_prompt": p[3], "lora_scale": p[4],
-                "ip_ref": p[5].name if p[5] is not None else None,
+                "ip_ref": self.cond.ref_name(p[5]),
                 "ip_scale": self.opts.ip_scale if p[5] is not None else None}
 
 
@@ -600,7 +605,7 @@ class SDXLSpillBackend:
             masks.append(vis)
             cur = new
             params.append({**rec, "steps": steps, "steps_run": res.steps_run, "lora_scale": scale,
-                           "ip_ref": ref.name if ref is not None else None, "window": [wx1, wy1, wx2, wy2],
+                           "ip_ref": self.cond.ref_name(ref), "window": [wx1, wy1, wx2, wy2],
                            "visible_threshold": self.visible_threshold})
         for p, m in zip(params, masks, strict=True):
             p["visible_pixels"] = int(m.sum())
