@@ -117,6 +117,12 @@ class DiffusionOptions:
         lora_scale: ``(lo, hi)`` range the LoRA strength is sampled from (paper: 0.2-0.4).
         strength: ``(lo, hi)`` denoise strength range for inpainting (paper: 0.5-0.6).
         batch_size: Images per pipeline call.
+        vae_slicing: Decode a batch one image at a time (less peak memory, same pixels).
+        vae_tiling: Decode/encode in overlapping tiles (large images on small GPUs; may show faint seams).
+        compile: ``torch.compile`` the UNet (pays off after warm-up on CUDA for long runs).
+        min_levels: Inpainting: raise the step count until at least this many steps run, so the
+            differential-diffusion change map has enough release thresholds (see
+            :mod:`synspill.synth.differential`).
     """
 
     model: str
@@ -133,3 +139,7 @@ class DiffusionOptions:
     lora_scale: tuple[float, float] = (0.2, 0.4)
     strength: tuple[float, float] = (0.5, 0.6)
     batch_size: int = 1
+    vae_slicing: bool = False
+    vae_tiling: bool = False
+    compile: bool = False
+    min_levels: int = 8
