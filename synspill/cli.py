@@ -18,6 +18,7 @@ from synspill import __version__
 
 #: Command modules, in the order ``--help`` lists them.
 COMMANDS: list[str] = [
+    "demo",
     "env",
     "annotate_import",
     "dataset",

@@ -48,6 +48,8 @@ class DemoConfig:
         workers: Processes for synthesis.
         device: Training device.
         force: Ignore finished stages and redo everything.
+        skip_watch: Leave out the watch stage.
+        options: Extra ultralytics training arguments.
     """
 
     out: Path = Path("synspill-demo")
@@ -64,7 +66,8 @@ class DemoConfig:
     workers: int = 2
     device: str = "auto"
     force: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    skip_watch: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.n_images < 20:
@@ -233,6 +236,10 @@ def run_demo(cfg: DemoConfig, progress: StageProgress | None = None,
         runs["rf-detr-nano"] = stage("train-detr", detr_conf, lambda: _train_detr(cfg, data, progress))
     eval_conf = {"train": train_conf, "detr": cfg.detr, "detr_epochs": cfg.detr_epochs}
     ev = stage("eval", eval_conf, lambda: _eval_stage(cfg, data, runs, progress))
+    watch: dict[str, Any] = {}
+    if not cfg.skip_watch:
+        first = next(iter(runs.values()))
+        watch = stage("watch", {"train": train_conf, "v": 1}, lambda: _watch_stage(cfg, data, first))
     paths = {
         "dataset": str(out / "dataset"),
         "contact_sheet": data["contact_sheet"],
@@ -241,4 +248,134 @@ def run_demo(cfg: DemoConfig, progress: StageProgress | None = None,
         "report": str(out / "eval" / "eval.md"),
         "plots": str(out / "eval" / "hit_rate_vs_iou.png"),
     }
-    return DemoResult(paths=paths, metrics=ev, reused=reused)
+    if watch:
+        paths.update({"video": watch["video"], "events": watch["db"], "snapshots": watch["snapshots"]})
+    return DemoResult(paths=paths, metrics=ev, reused=reused, watch=watch)
+
+
+# ---- watch stage -----------------------------------------------------------------------
+def _pick_watch_example(cfg: DemoConfig, data: dict[str, Any], run: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """A test image whose spill the trained model finds, with its clean scene and mask.
+
+    Returns ``(image_record, annotation, detection_score)``: the test annotation with the
+    largest box among those the model hits (IoU >= 0.5, right class) at the best score.
+    """
+    import numpy as np
+
+    from synspill.coco.dataset import load_coco
+    from synspill.inference import read_rgb
+    from synspill.metrics import iou_xyxy
+    from synspill.predictors import PredictorConfig, load_predictor
+
+    test = load_coco(data["splits"]["test"])
+    pred = load_predictor(PredictorConfig(model=run["run_dir"], device=cfg.device, conf=0.05, imgsz=cfg.imgsz))
+    by_img = test.anns_by_image()
+    best: tuple[float, Any, Any] | None = None
+    for im in test.images[:40]:
+        anns = by_img.get(im.id) or []
+        if not anns:
+            continue
+        det = pred.predict([read_rgb(test.image_path(im))])[0]
+        for a in anns:
+            gt = np.array([a.xyxy], np.float32)
+            same = det.class_id == a.category_id
+            if not same.any():
+                continue
+            ious = iou_xyxy(gt, det.xyxy[same])[0]
+            ok = ious >= 0.5
+            if not ok.any():
+                continue
+            score = float(det.score[same][ok].max())
+            rank = score * (a.bbox[2] * a.bbox[3]) ** 0.25
+            if best is None or rank > best[0]:
+                best = (rank, im, a)
+    if best is None:  # the model found nothing: still show the machinery on the largest spill
+        a = max(test.annotations, key=lambda a: a.bbox[2] * a.bbox[3])
+        return test.image_by_id()[a.image_id], a, 0.0
+    return best[1], best[2], best[0]
+
+
+def make_spill_video(clean: Any, spilled: Any, mask: Any, path: Path, fps: int = 4, seconds: float = 12.0) -> Path:
+    """Write an MP4 where a spill appears and grows on a static camera view.
+
+    The first quarter shows the clean scene; then the spill's pixels are revealed from its
+    centre outwards until, at three quarters, the full spill is visible; it stays to the end.
+
+    Args:
+        clean: ``(H, W, 3)`` uint8 RGB scene without the spill.
+        spilled: The same scene with the spill.
+        mask: ``(H, W)`` bool: the spill's visible pixels.
+        path: Output ``.mp4``.
+        fps: Frames per second.
+        seconds: Length.
+    """
+    import cv2
+    import numpy as np
+
+    h, w = mask.shape
+    dist = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5)  # 0 inside the mask
+    ys, xs = np.nonzero(mask)
+    cy, cx = ys.mean(), xs.mean()
+    yy, xx = np.mgrid[0:h, 0:w]
+    radial = np.hypot(yy - cy, xx - cx).astype(np.float32)
+    rmax = float(radial[mask].max()) + 1.0
+    n = int(fps * seconds)
+    tmp = path.with_suffix(".tmp.mp4")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    vw = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for i in range(n):
+        t = i / max(1, n - 1)
+        grow = float(np.clip((t - 0.25) / 0.5, 0.0, 1.0))
+        reveal = (radial <= grow * rmax) & (dist == 0) if grow > 0 else np.zeros_like(mask)
+        soft = cv2.GaussianBlur(reveal.astype(np.float32), (0, 0), 1.5)[..., None]
+        frame = (clean.astype(np.float32) * (1 - soft) + spilled.astype(np.float32) * soft).astype(np.uint8)
+        vw.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    vw.release()
+    tmp.replace(path)
+    return path
+
+
+def _watch_stage(cfg: DemoConfig, data: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+    from pycocotools import mask as mask_utils
+
+    from synspill.coco.dataset import load_coco
+    from synspill.inference import read_rgb
+    from synspill.watch.alerts import AlertPolicy
+    from synspill.watch.config import CameraConfig, SinkConfig, WatchConfig
+    from synspill.watch.loop import Watcher
+    from synspill.watch.store import EventStore
+
+    wdir = cfg.out / "watch"
+    im, ann, score = _pick_watch_example(cfg, data, run)
+    ds = load_coco(data["annotations"])
+    scenes = load_coco(cfg.out / "scenes" / "scenes.json")
+    scene = scenes.image_by_id()[im.id]
+    clean = read_rgb(scenes.image_path(scene))
+    spilled = read_rgb(ds.image_path(im))
+    seg = ann.segmentation
+    if isinstance(seg, dict) and "counts" in seg:
+        rle = dict(seg)
+        if isinstance(rle["counts"], str):
+            rle["counts"] = rle["counts"].encode()
+        mask = mask_utils.decode(rle).astype(bool)
+    else:  # fall back to the box
+        mask = np.zeros(spilled.shape[:2], bool)
+        x, y, w, h = (int(round(v)) for v in ann.bbox)
+        mask[y:y + h, x:x + w] = True
+    # Only this spill appears; the image's other spills are present from the first frame.
+    others = np.abs(spilled.astype(np.int16) - clean.astype(np.int16)).max(-1) > 0
+    clean = np.where((others & ~mask)[..., None], spilled, clean)
+    video = make_spill_video(clean, spilled, mask, wdir / "spill.mp4")
+    db = wdir / "events.sqlite"
+    for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        p.unlink(missing_ok=True)
+    threshold = 0.5 if score >= 0.6 else max(0.1, round(score * 0.8, 2)) if score > 0 else 0.25
+    cam = CameraConfig(name="demo-cam", url=str(video), model=run["run_dir"], imgsz=cfg.imgsz, device=cfg.device, fps=2.0,
+                       policy=AlertPolicy(threshold=threshold, k=3, n=5))
+    wc = WatchConfig(cameras=(cam,), db=str(db), sinks=SinkConfig(stdout=False, snapshots=str(wdir / "snapshots")))
+    summary = Watcher(wc, once=True, origin=1_700_000_000.0).run()
+    events = EventStore(str(db)).query()
+    return {"video": str(video), "db": str(db), "snapshots": str(wdir / "snapshots"), "threshold": threshold,
+            "samples": summary.samples, "alerts": summary.alerts, "events": events,
+            "spill": {"image_id": im.id, "class_id": ann.category_id, "bbox": ann.bbox}}

@@ -1,0 +1,89 @@
+"""``synspill demo``: the whole pipeline end to end on built-in defaults (CPU, no downloads)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from synspill.commands.options import DeviceOpt, ForceOpt, SeedOpt
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
+
+
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("synspill-demo"),
+    n_images: Annotated[int, typer.Option("--n-images", help="Synthetic images (split 80/10/10).")] = 400,
+    size: Annotated[int, typer.Option("--size", help="Scene size in pixels.")] = 384,
+    epochs: Annotated[int, typer.Option("--epochs", help="YOLO11n training epochs.")] = 25,
+    imgsz: Annotated[int, typer.Option("--imgsz", help="YOLO training/inference size.")] = 320,
+    detr: Annotated[bool, typer.Option("--detr", help="Also fine-tune RF-DETR Nano (slower on CPU).")] = False,
+    skip_watch: Annotated[bool, typer.Option("--skip-watch", help="Leave out the watch stage.")] = False,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+) -> None:
+    """Run the whole pipeline: synthesise -> train YOLO11n -> evaluate -> watch a video.
+
+    Re-running reuses finished stages; [bold]--force[/] redoes them.
+    """
+    import time
+
+    from rich.table import Table
+
+    from synspill.console import console, make_progress, out_console
+    from synspill.demo import DemoConfig, run_demo
+
+    cfg = DemoConfig(out=out, n_images=n_images, size=size, epochs=epochs, imgsz=imgsz, detr=detr, seed=seed,
+                     device=device, force=force, skip_watch=skip_watch)
+    console.print(f"[bold]synspill demo[/] -> {out}  (procedural data, {cfg.model} from scratch, CPU-friendly defaults)")
+    t0 = time.perf_counter()
+    tasks: dict[str, Any] = {}
+    with make_progress() as progress:
+
+        def on_progress(stage: str, done: int, total: int | None, info: str) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            label = f"{stage} [{info}]" if info else stage
+            progress.update(tasks[stage], completed=done, total=total, description=label)
+
+        def on_stage(stage: str, reused: bool) -> None:
+            progress.console.print(f"  {'[dim]reused[/]' if reused else '[green]done[/]'}  {stage}")
+
+        res = run_demo(cfg, progress=on_progress, on_stage=on_stage)
+
+    t = Table(title="Held-out synthetic test split", show_lines=False)
+    t.add_column("model")
+    for thr in ("0.5", "0.6", "0.7", "0.8", "0.9"):
+        t.add_column(f"HR@{thr}", justify="right")
+    t.add_column("mAP@50", justify="right")
+    t.add_column("mAP@50:95", justify="right")
+    for name, m in res.metrics["methods"].items():
+        hr = m["hit_rate"]
+        t.add_row(name, *(f"{hr.get(k, float('nan')):.3f}" for k in ("0.5", "0.6", "0.7", "0.8", "0.9")),
+                  f"{m['map50']:.3f}", f"{m['map50_95']:.3f}")
+    out_console.print(t)
+    out_console.print(f"test split: {res.metrics['n_test_images']} images, {res.metrics['n_test_boxes']} boxes")
+    if res.watch:
+        w = res.watch
+        out_console.print(f"\n[bold]watch --once[/] on {w['video']}: {w['samples']} samples, {w['alerts']} alert(s), "
+                          f"{len(w['events'])} event(s) logged (threshold {w['threshold']})")
+        for e in w["events"]:
+            out_console.print(f"  event {e.get('id')}: camera {e.get('camera')}, class {e.get('class_name') or e.get('class_id')}, "
+                              f"severity {e.get('severity')}, max confidence {float(e.get('max_conf') or 0):.2f}, "
+                              f"area {float(e.get('area_frac') or 0) * 100:.1f}% of frame")
+    p = Table(title="Where everything is", show_header=False)
+    for k, v in res.paths.items():
+        p.add_row(k, str(v))
+    out_console.print(p)
+    out_console.print(
+        "\n[bold]Next[/], with real weights and a GPU (see README):\n"
+        "  synspill scenes --model /weights/sdxl-base --style-refs plant_photos/ --n 2000 --out scenes/\n"
+        "  synspill inpaint --scenes scenes/ --boxes expert_boxes.json --model /weights/sdxl-turbo --out synspill/\n"
+        "  synspill finetune vlm --model /weights/Qwen2.5-VL-7B-Instruct --lora v+l --data synspill/annotations.json --out runs/vlm\n"
+        "  synspill watch rtsp://camera/stream --model runs/vlm --threshold 0.5 --db events.sqlite"
+    )
+    console.print(f"demo finished in {time.perf_counter() - t0:.0f} s" + (f" (reused: {', '.join(res.reused)})" if res.reused else ""))
