@@ -37,7 +37,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -361,7 +361,10 @@ def _quiet(logfile: Path, verbose: bool) -> Iterator[None]:
             if n in prefixes:
                 lg.propagate = False
         if not verbose:
-            warnings.showwarning = lambda msg, cat, fn, ln, file=None, line=None: f.write(f"{fn}:{ln}: {cat.__name__}: {msg}\n")
+            def to_log(msg: Warning | str, cat: type[Warning], fn: str, ln: int, file: TextIO | None = None, line: str | None = None) -> None:
+                f.write(f"{fn}:{ln}: {cat.__name__}: {msg}\n")
+
+            warnings.showwarning = to_log
         try:
             with contextlib.redirect_stdout(sys.stderr if verbose else f):
                 yield
@@ -380,6 +383,8 @@ def _progress_hook(on_progress: ProgressFn | None) -> Iterator[None]:
     import pytorch_lightning as pl
     import rfdetr.training as rt
 
+    report: ProgressFn = on_progress
+
     class _Progress(pl.Callback):
         def __init__(self) -> None:
             self.done = 0
@@ -391,20 +396,20 @@ def _progress_hook(on_progress: ProgressFn | None) -> Iterator[None]:
 
         def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
             self.done += 1
-            on_progress(self.done, self._total(trainer), {"epoch": trainer.current_epoch + 1, **self.info})
+            report(self.done, self._total(trainer), {"epoch": trainer.current_epoch + 1, **self.info})
 
         def on_validation_end(self, trainer: Any, *args: Any) -> None:
             m = trainer.callback_metrics
             for key, name in (("val/mAP_50", "mAP50"), ("val/mAP_50_95", "mAP50-95")):
                 if key in m:
                     self.info[name] = round(float(m[key]), 4)
-            on_progress(self.done, self._total(trainer), {"epoch": trainer.current_epoch + 1, **self.info})
+            report(self.done, self._total(trainer), {"epoch": trainer.current_epoch + 1, **self.info})
 
     original = rt.build_trainer
 
     def build_trainer(*args: Any, **kwargs: Any) -> Any:
         trainer = original(*args, **kwargs)
-        trainer.callbacks.append(_Progress())
+        trainer.callbacks.append(_Progress())  # type: ignore[attr-defined]
         return trainer
 
     rt.build_trainer = build_trainer
