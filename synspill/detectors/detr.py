@@ -361,8 +361,9 @@ def _quiet(logfile: Path, verbose: bool) -> Iterator[None]:
             if n in prefixes:
                 lg.propagate = False
         if not verbose:
-            def to_log(msg: Warning | str, cat: type[Warning], fn: str, ln: int, file: TextIO | None = None, line: str | None = None) -> None:
-                f.write(f"{fn}:{ln}: {cat.__name__}: {msg}\n")
+            def to_log(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                       file: TextIO | None = None, line: str | None = None) -> None:
+                f.write(f"{filename}:{lineno}: {category.__name__}: {message}\n")
 
             warnings.showwarning = to_log
         try:
