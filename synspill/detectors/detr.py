@@ -127,16 +127,19 @@ def _variant_from_checkpoint(path: Path) -> str | None:
 
 
 def _model_class(variant: str) -> Any:
-    import rfdetr
+    with warnings.catch_warnings():  # import-time deprecation chatter of its dependencies
+        warnings.simplefilter("ignore")
+        import rfdetr
 
     return getattr(rfdetr, VARIANTS[variant][0])
 
 
 def _split_options(variant: str, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split extra options into model-config and train-config keyword arguments (checked by name)."""
+    model_cls = _model_class(variant)
     from rfdetr.config import TrainConfig
 
-    model_fields = set(_model_class(variant)._model_config_class.model_fields)
+    model_fields = set(model_cls._model_config_class.model_fields)
     train_fields = set(TrainConfig.model_fields)
     reserved = {"dataset_dir", "output_dir", "epochs", "batch_size", "grad_accum_steps", "resolution", "device",
                 "pretrain_weights", "resume", "seed", "early_stopping", "early_stopping_patience"}
@@ -346,12 +349,18 @@ def _quiet(logfile: Path, verbose: bool) -> Iterator[None]:
 
     stdout is always kept clean (it is for data): in verbose mode the output goes to stderr.
     """
-    import pytorch_lightning  # noqa: F401  (create the loggers now, to redirect them)
-    import rfdetr  # noqa: F401
-
-    prefixes = ("pytorch_lightning", "lightning", "lightning_fabric", "rfdetr", "rf-detr")
-    names = {n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in prefixes} | set(prefixes)
     with open(logfile, "a", encoding="utf-8") as f, warnings.catch_warnings():
+        if not verbose:
+            def to_log(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                       file: TextIO | None = None, line: str | None = None) -> None:
+                f.write(f"{filename}:{lineno}: {category.__name__}: {message}\n")
+
+            warnings.showwarning = to_log
+        import pytorch_lightning  # noqa: F401  (create the loggers now, to redirect them)
+        import rfdetr  # noqa: F401
+
+        prefixes = ("pytorch_lightning", "lightning", "lightning_fabric", "rfdetr", "rf-detr")
+        names = {n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in prefixes} | set(prefixes)
         handler = logging.StreamHandler(f if not verbose else sys.stderr)
         saved = {}
         for n in names:
@@ -360,12 +369,6 @@ def _quiet(logfile: Path, verbose: bool) -> Iterator[None]:
             lg.handlers[:] = [handler] if lg.handlers or n in prefixes else []
             if n in prefixes:
                 lg.propagate = False
-        if not verbose:
-            def to_log(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                       file: TextIO | None = None, line: str | None = None) -> None:
-                f.write(f"{filename}:{lineno}: {category.__name__}: {message}\n")
-
-            warnings.showwarning = to_log
         try:
             with contextlib.redirect_stdout(sys.stderr if verbose else f):
                 yield
@@ -580,10 +583,10 @@ def load_predictor(cfg: Any) -> DetrPredictor:
     from synspill.runtime import resolve_device
 
     device = resolve_device(cfg.device)
-    import rfdetr
-
     with warnings.catch_warnings(), _logger_level("rf-detr", logging.ERROR):
         warnings.simplefilter("ignore")
+        import rfdetr
+
         model = rfdetr.from_checkpoint(str(weights), device=device)
     shape = (int(cfg.imgsz), int(cfg.imgsz)) if cfg.imgsz else None
     return DetrPredictor(model, weights, cfg.conf, cfg.batch, cfg.classes, shape)
