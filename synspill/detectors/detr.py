@@ -583,11 +583,12 @@ def load_predictor(cfg: Any) -> DetrPredictor:
     from synspill.runtime import resolve_device
 
     device = resolve_device(cfg.device)
-    with warnings.catch_warnings(), _logger_level("rf-detr", logging.ERROR):
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import rfdetr
 
-        model = rfdetr.from_checkpoint(str(weights), device=device)
+        with _logger_level("rf-detr", logging.ERROR):
+            model = rfdetr.from_checkpoint(str(weights), device=device)
     shape = (int(cfg.imgsz), int(cfg.imgsz)) if cfg.imgsz else None
     return DetrPredictor(model, weights, cfg.conf, cfg.batch, cfg.classes, shape)
 
