@@ -122,8 +122,8 @@ class _CurrentStderr:
 def _route_logger() -> None:
     from ultralytics.utils import LOGGER
 
-    for h in LOGGER.handlers:
-        if isinstance(h, logging.StreamHandler) and not isinstance(h.stream, _CurrentStderr):
+    for h in LOGGER.handlers:  # ultralytics' own plain handler only (not e.g. pytest's capture handler)
+        if type(h) is logging.StreamHandler and not isinstance(h.stream, _CurrentStderr):
             h.setStream(_CurrentStderr())  # type: ignore[arg-type]
 
 
