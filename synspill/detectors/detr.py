@@ -37,7 +37,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -127,16 +127,19 @@ def _variant_from_checkpoint(path: Path) -> str | None:
 
 
 def _model_class(variant: str) -> Any:
-    import rfdetr
+    with warnings.catch_warnings():  # import-time deprecation chatter of its dependencies
+        warnings.simplefilter("ignore")
+        import rfdetr
 
     return getattr(rfdetr, VARIANTS[variant][0])
 
 
 def _split_options(variant: str, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split extra options into model-config and train-config keyword arguments (checked by name)."""
+    model_cls = _model_class(variant)
     from rfdetr.config import TrainConfig
 
-    model_fields = set(_model_class(variant)._model_config_class.model_fields)
+    model_fields = set(model_cls._model_config_class.model_fields)
     train_fields = set(TrainConfig.model_fields)
     reserved = {"dataset_dir", "output_dir", "epochs", "batch_size", "grad_accum_steps", "resolution", "device",
                 "pretrain_weights", "resume", "seed", "early_stopping", "early_stopping_patience"}
@@ -346,12 +349,18 @@ def _quiet(logfile: Path, verbose: bool) -> Iterator[None]:
 
     stdout is always kept clean (it is for data): in verbose mode the output goes to stderr.
     """
-    import pytorch_lightning  # noqa: F401  (create the loggers now, to redirect them)
-    import rfdetr  # noqa: F401
-
-    prefixes = ("pytorch_lightning", "lightning", "lightning_fabric", "rfdetr", "rf-detr")
-    names = {n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in prefixes} | set(prefixes)
     with open(logfile, "a", encoding="utf-8") as f, warnings.catch_warnings():
+        if not verbose:
+            def to_log(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                       file: TextIO | None = None, line: str | None = None) -> None:
+                f.write(f"{filename}:{lineno}: {category.__name__}: {message}\n")
+
+            warnings.showwarning = to_log
+        import pytorch_lightning  # noqa: F401  (create the loggers now, to redirect them)
+        import rfdetr  # noqa: F401
+
+        prefixes = ("pytorch_lightning", "lightning", "lightning_fabric", "rfdetr", "rf-detr")
+        names = {n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in prefixes} | set(prefixes)
         handler = logging.StreamHandler(f if not verbose else sys.stderr)
         saved = {}
         for n in names:
@@ -360,8 +369,6 @@ def _quiet(logfile: Path, verbose: bool) -> Iterator[None]:
             lg.handlers[:] = [handler] if lg.handlers or n in prefixes else []
             if n in prefixes:
                 lg.propagate = False
-        if not verbose:
-            warnings.showwarning = lambda msg, cat, fn, ln, file=None, line=None: f.write(f"{fn}:{ln}: {cat.__name__}: {msg}\n")
         try:
             with contextlib.redirect_stdout(sys.stderr if verbose else f):
                 yield
@@ -380,6 +387,8 @@ def _progress_hook(on_progress: ProgressFn | None) -> Iterator[None]:
     import pytorch_lightning as pl
     import rfdetr.training as rt
 
+    report: ProgressFn = on_progress
+
     class _Progress(pl.Callback):
         def __init__(self) -> None:
             self.done = 0
@@ -391,20 +400,20 @@ def _progress_hook(on_progress: ProgressFn | None) -> Iterator[None]:
 
         def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
             self.done += 1
-            on_progress(self.done, self._total(trainer), {"epoch": trainer.current_epoch + 1, **self.info})
+            report(self.done, self._total(trainer), {"epoch": trainer.current_epoch + 1, **self.info})
 
         def on_validation_end(self, trainer: Any, *args: Any) -> None:
             m = trainer.callback_metrics
             for key, name in (("val/mAP_50", "mAP50"), ("val/mAP_50_95", "mAP50-95")):
                 if key in m:
                     self.info[name] = round(float(m[key]), 4)
-            on_progress(self.done, self._total(trainer), {"epoch": trainer.current_epoch + 1, **self.info})
+            report(self.done, self._total(trainer), {"epoch": trainer.current_epoch + 1, **self.info})
 
     original = rt.build_trainer
 
     def build_trainer(*args: Any, **kwargs: Any) -> Any:
         trainer = original(*args, **kwargs)
-        trainer.callbacks.append(_Progress())
+        trainer.callbacks.append(_Progress())  # type: ignore[attr-defined]
         return trainer
 
     rt.build_trainer = build_trainer
@@ -574,11 +583,12 @@ def load_predictor(cfg: Any) -> DetrPredictor:
     from synspill.runtime import resolve_device
 
     device = resolve_device(cfg.device)
-    import rfdetr
-
-    with warnings.catch_warnings(), _logger_level("rf-detr", logging.ERROR):
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = rfdetr.from_checkpoint(str(weights), device=device)
+        import rfdetr
+
+        with _logger_level("rf-detr", logging.ERROR):
+            model = rfdetr.from_checkpoint(str(weights), device=device)
     shape = (int(cfg.imgsz), int(cfg.imgsz)) if cfg.imgsz else None
     return DetrPredictor(model, weights, cfg.conf, cfg.batch, cfg.classes, shape)
 

@@ -122,8 +122,8 @@ class _CurrentStderr:
 def _route_logger() -> None:
     from ultralytics.utils import LOGGER
 
-    for h in LOGGER.handlers:
-        if isinstance(h, logging.StreamHandler) and not isinstance(h.stream, _CurrentStderr):
+    for h in LOGGER.handlers:  # ultralytics' own plain handler only (not e.g. pytest's capture handler)
+        if type(h) is logging.StreamHandler and not isinstance(h.stream, _CurrentStderr):
             h.setStream(_CurrentStderr())  # type: ignore[arg-type]
 
 
@@ -361,12 +361,12 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
 def _add_progress(model: Any, on_progress: ProgressFn | None) -> None:
     if on_progress is None:
         return
-    state = {"done": 0, "info": {}}
+    state: dict[str, Any] = {"done": 0, "i": 0, "info": {}}
 
     def on_batch(trainer: Any) -> None:
         nb = len(trainer.train_loader)
-        state["done"] = trainer.epoch * nb + min(state.get("i", 0) + 1, nb)
-        state["i"] = state.get("i", 0) + 1
+        state["i"] += 1  # batches done in this epoch (ultralytics does not pass the index)
+        state["done"] = trainer.epoch * nb + min(state["i"], nb)
         on_progress(state["done"], trainer.epochs * nb, {"epoch": trainer.epoch + 1, **state["info"]})
 
     def on_epoch_start(trainer: Any) -> None:

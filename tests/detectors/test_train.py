@@ -54,6 +54,14 @@ def score(gt: Path, preds: Path, iou: float = 0.5) -> tuple[float, float]:
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
+    try:  # the project's own evaluator (synspill eval), where this branch has it: must agree with pycocotools
+        from synspill import metrics
+    except ImportError:
+        metrics = None
+    if metrics is not None:
+        m = metrics.evaluate(metrics.GroundTruth.from_dict(json.loads(gt.read_text()), str(gt)),
+                             metrics.Predictions.from_records(res, str(preds)), iou_thresholds=[iou])
+        assert abs(m.map50 - ev.stats[1]) < 1e-6, (m.map50, ev.stats[1])
     return float(np.mean(hits)), float(ev.stats[1])
 
 
