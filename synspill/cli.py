@@ -19,6 +19,8 @@ from synspill import __version__
 #: Command modules, in the order ``--help`` lists them.
 COMMANDS: list[str] = [
     "env",
+    "watch",
+    "events",
 ]
 
 _state = {"debug": os.environ.get("SYNSPILL_DEBUG", "") not in ("", "0")}

@@ -175,6 +175,7 @@ class EventState:
     snapshot: str | None = None
     alerts: int = 0
     closed: bool = False
+    closed_at: float | None = None
 
     @property
     def class_name(self) -> str:
@@ -284,7 +285,7 @@ class EventEngine:
                 ev = self.events.pop(tr.id, None)
                 self._last_alert.pop(tr.id, None)
                 if ev is not None:
-                    ev.closed = True
+                    ev.closed, ev.closed_at = True, t
                     changes.append(EventChange("closed", "unseen", ev))
         return changes
 
@@ -292,7 +293,7 @@ class EventEngine:
         """Close every open event (end of a ``--once`` run)."""
         out = []
         for tid, ev in list(self.events.items()):
-            ev.closed = True
+            ev.closed, ev.closed_at = True, ev.last_seen
             self.tracker.drop(tid)
             out.append(EventChange("closed", "end-of-stream", ev))
         self.events.clear()

@@ -245,7 +245,7 @@ class SnapshotWriter:
     """
 
     def __init__(self, root: str | Path, quality: int = 90) -> None:
-        self.root = Path(root)
+        self.root = Path(root).absolute()
         self.quality = quality
 
     def write(self, image_rgb: np.ndarray, payload: dict[str, Any],

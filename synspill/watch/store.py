@@ -188,7 +188,8 @@ class EventStore:
                      ev.area, ev.area_frac, ev.growth_per_min, ev.severity, ev.severity_score, ev.snapshot,
                      ev.alerts, ev.event_id))
                 if kind == "closed":
-                    c.execute("UPDATE events SET status='closed', closed_at=? WHERE id=?", (time.time(), ev.event_id))
+                    c.execute("UPDATE events SET status='closed', closed_at=? WHERE id=?",
+                              (ev.closed_at if ev.closed_at is not None else time.time(), ev.event_id))
                 elif observations:
                     self._observe(c, ev)
 
