@@ -91,11 +91,12 @@ def read_image(path: Path) -> np.ndarray | None:
     return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def open_capture(url: str, timeout_s: float = 10.0) -> Any:
+def open_capture(url: str, timeout_s: float = 10.0, open_timeout_s: float = 15.0) -> Any:
     """An opened ``cv2.VideoCapture`` for a file, stream or webcam index (or None).
 
     Streams go through FFmpeg with open/read timeouts so a dead camera cannot block
-    its reader forever; RTSP defaults to TCP transport (set
+    its reader forever (``timeout_s`` per read; opening gets ``open_timeout_s`` because
+    FFmpeg probes a few seconds of a live stream first); RTSP defaults to TCP transport (set
     ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` to override).
     """
     import cv2
@@ -105,8 +106,8 @@ def open_capture(url: str, timeout_s: float = 10.0) -> Any:
     else:
         if url.lower().startswith(("rtsp://", "rtsps://")):
             os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
-        ms = int(timeout_s * 1000)
-        cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+        cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(max(open_timeout_s, timeout_s) * 1000),
+                                                     cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(timeout_s * 1000)])
     if not cap.isOpened():
         cap.release()
         return None
@@ -206,7 +207,7 @@ class CameraReader(threading.Thread):
         self.backoff = backoff
         self.wake = wake or threading.Event()
         self.status = SourceStatus()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._lock = threading.Lock()
         self._slot: Frame | None = None
         self._n = 0
@@ -221,10 +222,10 @@ class CameraReader(threading.Thread):
     @property
     def finished(self) -> bool:
         """The source ended (file without ``loop``) or the reader was stopped."""
-        return self.status.state in ("ended", "failed") or (self._stop.is_set() and not self.is_alive())
+        return self.status.state in ("ended", "failed") or (self._halt.is_set() and not self.is_alive())
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     # -- reader side ----------------------------------------------------------------
     def _offer(self, img_rgb: np.ndarray) -> None:
@@ -240,14 +241,14 @@ class CameraReader(threading.Thread):
 
     def run(self) -> None:
         delay = self.backoff[0]
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 got = self._run_folder() if self.kind == "folder" else self._run_capture()
             except Exception as e:  # keep the camera alive whatever FFmpeg/OpenCV throws
                 log.exception("camera %s: reader error", self.camera)
                 self.status.last_error = f"{type(e).__name__}: {e}"
                 got = False
-            if self._stop.is_set() or self.status.state == "ended":
+            if self._halt.is_set() or self.status.state == "ended":
                 break
             if got:
                 delay = self.backoff[0]
@@ -255,10 +256,10 @@ class CameraReader(threading.Thread):
             self.status.reconnects += 1
             log.warning("camera %s: stream lost (%s); reconnecting in %.0f s", self.camera,
                         self.status.last_error or "no frames", delay)
-            self._stop.wait(delay)
+            self._halt.wait(delay)
             delay = min(delay * 2, self.backoff[1])
         if self.status.state != "ended":
-            self.status.state = "ended" if self._stop.is_set() else self.status.state
+            self.status.state = "ended" if self._halt.is_set() else self.status.state
         self.wake.set()
 
     def _run_folder(self) -> bool:
@@ -266,9 +267,9 @@ class CameraReader(threading.Thread):
         files = list_images(self.url)
         self.status.state = "live"
         next_due = time.monotonic()
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             for path in files:
-                if self._stop.wait(max(0.0, next_due - time.monotonic())):
+                if self._halt.wait(max(0.0, next_due - time.monotonic())):
                     return True
                 next_due = max(next_due + period, time.monotonic() - period)
                 img = read_image(path)
@@ -299,9 +300,9 @@ class CameraReader(threading.Thread):
             start = time.monotonic()
             i = 0
             last_sample = -1e9
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 if is_file:  # play files at their own speed, like a camera would
-                    self._stop.wait(max(0.0, start + i * src_period - time.monotonic()))
+                    self._halt.wait(max(0.0, start + i * src_period - time.monotonic()))
                 ok = cap.grab()
                 if not ok:
                     if is_file:
