@@ -69,7 +69,13 @@ def watch(
     from synspill.console import console
     from synspill.errors import UsageError
     from synspill.watch.alerts import AlertPolicy
-    from synspill.watch.config import CameraConfig, SinkConfig, WatchConfig, camera_name_for, load_config
+    from synspill.watch.config import (
+        CameraConfig,
+        SinkConfig,
+        WatchConfig,
+        camera_name_for,
+        load_config,
+    )
     from synspill.watch.loop import Watcher
 
     if config is not None:

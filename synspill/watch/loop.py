@@ -100,6 +100,7 @@ class WatchSummary:
     events_opened: int = 0
     alerts: int = 0
     infer_s: float = 0.0  # time inside predictor.predict
+    handle_s: float = 0.0  # tracker, severity, log writes, sinks, snapshots (after predict)
     wall_s: float = 0.0
     cameras: dict[str, CameraStats] = field(default_factory=dict)
 
@@ -218,6 +219,11 @@ class Watcher:
             self._publish(ch.event.payload(ch.kind, ch.reason))
 
     def _process(self, frame: Frame, dets: Detections) -> None:
+        t0 = time.perf_counter()
+        self._process_inner(frame, dets)
+        self.summary.handle_s += time.perf_counter() - t0
+
+    def _process_inner(self, frame: Frame, dets: Detections) -> None:
         cam = self.cams[frame.camera]
         if cam.classes is not None and len(dets):
             dets = dets.filter(np.isin(dets.class_id, np.array(cam.classes)))

@@ -1,8 +1,11 @@
 """The maintenance log: spill events in one SQLite file (stdlib ``sqlite3``).
 
-Durability: WAL journal with ``synchronous=FULL``; every write is one committed
-transaction, so a crash (even ``kill -9`` or a power cut) loses no confirmed event and
-never leaves the file corrupt (SQLite recovers the WAL on the next open). Readers
+Durability: WAL journal; every write is one committed transaction, so a process crash
+(even ``kill -9``) loses nothing committed and never leaves the file corrupt (SQLite
+recovers the WAL on the next open). A newly confirmed event is committed with
+``synchronous=FULL`` (the WAL is fsynced: it survives a power cut too); the frequent
+"still there" updates use ``synchronous=NORMAL`` (no fsync; a power cut may roll back
+the last few updates, never an event). Readers
 (``synspill events``) can work while ``watch`` writes.
 
 Tables:
@@ -122,7 +125,7 @@ class EventStore:
                 self._check_schema()
             else:
                 self.conn.execute("PRAGMA journal_mode=WAL")
-                self.conn.execute("PRAGMA synchronous=FULL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
                 self.conn.execute("PRAGMA foreign_keys=ON")
                 ver = self.conn.execute("PRAGMA user_version").fetchone()[0]
                 if ver not in (0, SCHEMA_VERSION):
@@ -159,7 +162,15 @@ class EventStore:
 
     # -- writes (the watch loop) ----------------------------------------------------
     def insert(self, ev: EventState) -> int:
-        """Insert a newly confirmed event; sets and returns ``ev.event_id``."""
+        """Insert a newly confirmed event (fsynced); sets and returns ``ev.event_id``."""
+        self.conn.execute("PRAGMA synchronous=FULL")
+        try:
+            ev.event_id = self._insert(ev)
+        finally:
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+        return ev.event_id
+
+    def _insert(self, ev: EventState) -> int:
         with self.transaction() as c:
             cur = c.execute(
                 "INSERT INTO events (camera, zone, class_id, class_name, first_seen, last_seen, confidence, max_confidence,"
@@ -170,7 +181,7 @@ class EventStore:
                  ev.frame_w, ev.frame_h, ev.severity, ev.severity_score, ev.snapshot, ev.alerts))
             ev.event_id = int(cur.lastrowid)
             self._observe(c, ev)
-        return ev.event_id
+        return int(ev.event_id)
 
     def apply(self, changes: list[tuple[str, EventState]], observations: bool = True) -> None:
         """Persist one sample's changes (``seen``/``updated``/``closed``) in one transaction."""
