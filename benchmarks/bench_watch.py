@@ -12,7 +12,7 @@ predictor's own ``predict`` time on the same sampled frames, measured in the sam
 2. cameras per core: per-sample cost of the loop at imgsz 640 and 320 -> how many
    2-fps cameras one core sustains; then a live check running that many looping
    cameras for ``--live-seconds`` and reporting the achieved fps per camera.
-3. soak: one looping camera (spill appearing and vanishing each loop, so events keep
+3. soak: one camera on a looping ffmpeg-served MPEG-TS stream on loopback (spill appearing and vanishing each loop, so events keep
    opening and closing) for ``--soak-seconds``; RSS first/last/max.
 
 Run: ``PYTHONPATH=. python benchmarks/bench_watch.py [--soak-seconds 600]``.
@@ -153,11 +153,28 @@ def bench_live(video: Path, imgsz: int, n_cams: int, seconds: float, work: Path)
           f"latency ~{lat:.0f} ms")
 
 
-def bench_soak(seconds: float, imgsz: int, work: Path) -> None:
+def bench_soak(seconds: float, imgsz: int, work: Path, via: str) -> None:
+    import shutil
+    import socket
+    import subprocess
+
     video = make_spill_video(work / "soak.avi", seconds=8, fps=10, size=(640, 480), appear=1.0, grow_until=5.0,
                              gone_after=6.0, centre=(400, 300))
     pred = YoloPlusBlobs(imgsz)
-    cam = CameraConfig("soak", str(video), "unused", loop=True, policy=AlertPolicy(close_after=1.5, cooldown=0))
+    server = None
+    url = str(video)
+    if via == "stream" and shutil.which("ffmpeg"):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        url = f"http://127.0.0.1:{port}/soak.ts"
+        server = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i",
+                                   str(video), "-c:v", "mpeg2video", "-q:v", "5", "-f", "mpegts", "-listen", "1", url],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+    else:
+        via = "file"
+    cam = CameraConfig("soak", url, "unused", loop=True, policy=AlertPolicy(close_after=1.5, cooldown=0))
     cfg = WatchConfig(cameras=(cam,), db=str(work / "soak.sqlite"), sinks=SinkConfig(stdout=False, snapshots=str(work / "soak-snaps")))
     w = Watcher(cfg, predictors={"soak": pred}, extra_sinks=[JsonLinesSink(io.StringIO())])
     th = threading.Thread(target=w.run, daemon=True)
@@ -169,9 +186,13 @@ def bench_soak(seconds: float, imgsz: int, work: Path) -> None:
         samples.append((time.monotonic() - t0, rss_mb(), w.summary.events_opened))
     w.stop()
     th.join(30)
+    if server is not None:
+        server.kill()
+        server.wait()
     first = samples[min(1, len(samples) - 1)]  # after warm-up
     last = samples[-1]
-    print(f"[soak] {seconds:.0f} s, {w.summary.samples} samples, {w.summary.events_opened} events opened/closed: "
+    print(f"[soak] looping {'ffmpeg MPEG-TS stream on loopback' if via == 'stream' else 'video file'}, imgsz {imgsz}, "
+          f"{seconds:.0f} s, {w.summary.samples} samples, {w.summary.events_opened} events opened/closed: "
           f"RSS first {first[1]:.1f} MB (t={first[0]:.0f} s), last {last[1]:.1f} MB (t={last[0]:.0f} s), "
           f"max {max(s[1] for s in samples):.1f} MB, growth {last[1] - first[1]:+.1f} MB")
 
@@ -182,6 +203,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--live-seconds", type=float, default=20.0)
     ap.add_argument("--soak-seconds", type=float, default=60.0)
+    ap.add_argument("--soak-via", choices=("stream", "file"), default="stream",
+                    help="Soak on an ffmpeg-served loopback stream (default, needs ffmpeg) or a looping file.")
     ap.add_argument("--sizes", default="640,320")
     ap.add_argument("--skip", default="", help="Comma list of parts to skip: overhead, live, soak.")
     a = ap.parse_args()
@@ -197,7 +220,7 @@ def main() -> None:
             if "live" not in skip and per:
                 bench_live(video, sz, int(1.0 / (2.0 * per)), a.live_seconds, work)
         if "soak" not in skip:
-            bench_soak(a.soak_seconds, 320, work)
+            bench_soak(a.soak_seconds, 320, work, a.soak_via)
 
 
 if __name__ == "__main__":
