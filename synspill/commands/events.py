@@ -65,7 +65,7 @@ def list_events(
     from synspill.watch.store import EventStore
 
     with EventStore(db, readonly=True) as store:
-        rows = store.list(_filter(camera, zone, cls, since, until, severity, unacked, status))
+        rows = store.query(_filter(camera, zone, cls, since, until, severity, unacked, status))
     if limit:
         rows = rows[-limit:]
     if json_out:
@@ -118,7 +118,7 @@ def export(
     from synspill.watch.store import EventStore
 
     with EventStore(db, readonly=True) as store:
-        rows = store.list(_filter(camera, zone, cls, since, until, severity, unacked, status))
+        rows = store.query(_filter(camera, zone, cls, since, until, severity, unacked, status))
     do_export(rows, fmt, out)
     console.print(f"wrote {len(rows)} events to {out}", highlight=False)
 
@@ -141,7 +141,7 @@ def report(
     from synspill.watch.store import EventStore
 
     with EventStore(db, readonly=True) as store:
-        rows = store.list(_filter(camera, zone, cls, since, until, severity, False, None))
+        rows = store.query(_filter(camera, zone, cls, since, until, severity, False, None))
     summary = build_report(rows, out, bucket)
     console.print(f"{summary['events']} events; by camera {summary['by_camera']}; wrote:", highlight=False)
     for f in summary["files"]:

@@ -79,7 +79,7 @@ COLUMNS = ("id", "camera", "zone", "class_id", "class_name", "first_seen", "last
 
 @dataclass(frozen=True)
 class EventFilter:
-    """Filters for :meth:`EventStore.list` (all optional, combined with AND).
+    """Filters for :meth:`EventStore.query` (all optional, combined with AND).
 
     Attributes:
         camera, zone, class_name: Exact matches.
@@ -179,9 +179,9 @@ class EventStore:
                 (ev.camera, ev.zone, ev.class_id, ev.class_name, ev.first_seen, ev.last_seen, ev.confidence,
                  ev.max_confidence, *ev.box, ev.area, ev.first_area, ev.area_frac, ev.growth_per_min,
                  ev.frame_w, ev.frame_h, ev.severity, ev.severity_score, ev.snapshot, ev.alerts))
-            ev.event_id = int(cur.lastrowid)
+            ev.event_id = int(cur.lastrowid or 0)
             self._observe(c, ev)
-        return int(ev.event_id)
+        return ev.event_id
 
     def apply(self, changes: list[tuple[str, EventState]], observations: bool = True) -> None:
         """Persist one sample's changes (``seen``/``updated``/``closed``) in one transaction."""
@@ -221,10 +221,11 @@ class EventStore:
                   (ev.event_id, ev.last_seen, ev.confidence, *ev.box, ev.area))
 
     # -- reads and maintenance (synspill events) --------------------------------------
-    def list(self, f: EventFilter | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    def query(self, f: EventFilter | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Events matching ``f``, oldest first, as dicts with the :data:`COLUMNS` keys."""
         f = f or EventFilter()
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         for col, val in (("camera", f.camera), ("zone", f.zone), ("class_name", f.class_name), ("status", f.status)):
             if val is not None:
                 where.append(f"{col} = ?")

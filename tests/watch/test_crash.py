@@ -56,7 +56,7 @@ def test_sigkill_mid_run_loses_no_confirmed_event(tmp_path):
     proc.stdout.close()
     with EventStore(db) as store:
         assert store.integrity_check() == "ok"
-        rows = store.list()
+        rows = store.query()
         assert [(r["id"], r["first_seen"]) for r in rows][: len(seen)] == [(i, t) for i, t, _ in seen]
         assert rows[0]["status"] == "open"  # killed: never closed
     assert printed and '"event_id":1' in printed[0]
@@ -67,7 +67,7 @@ def test_sigkill_mid_run_loses_no_confirmed_event(tmp_path):
     assert res.returncode == 0, res.stderr
     with EventStore(db) as store:
         assert store.integrity_check() == "ok"
-        rows = store.list()
+        rows = store.query()
         assert rows[0]["status"] == "closed" and len(rows) == 2
 
 
@@ -91,4 +91,4 @@ def test_sigterm_stops_a_live_run_cleanly(tmp_path):
     last = out.strip().splitlines()[-1]
     assert '"type":"spill.closed"' in last and '"reason":"shutdown"' in last
     with EventStore(tmp_path / "e.sqlite") as store:
-        assert [r["status"] for r in store.list()] == ["closed"]
+        assert [r["status"] for r in store.query()] == ["closed"]

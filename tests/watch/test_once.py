@@ -122,3 +122,22 @@ def test_cli_errors(tmp_path, spill_video):
     assert res.exit_code == 2 and "no such event database" in res.output
     res = r.invoke(app, ["watch", str(spill_video), "--model", "py:tests.watch.blobs:load", "--k", "9"])
     assert res.exit_code == 2 and "k=9" in res.output
+
+
+def test_config_file_with_image_folder_and_zone(tmp_path):
+    from tests.watch.blobs import spill_frame
+
+    (tmp_path / "imgs").mkdir()
+    for i in range(8):  # a stationary spill in the right half on 8 images
+        frame = spill_frame(30, 10, appear=0.0, grow_until=0.0, r0=20, r1=20, noise_frames=())
+        cv2.imwrite(str(tmp_path / "imgs" / f"{i:03d}.png"), frame)
+    (tmp_path / "cams.toml").write_text(
+        'db = "log.sqlite"\nsnapshots = "snaps"\n[sinks]\nstdout = false\n'
+        '[[cameras]]\nname = "hall"\nurl = "imgs"\nmodel = "py:tests.watch.blobs:load"\n'
+        '[[cameras.zones]]\nname = "right"\npolygon = [[0.5, 0], [1, 0], [1, 1], [0.5, 1]]\ncriticality = "critical"\n')
+    res = CliRunner().invoke(app, ["watch", "--config", str(tmp_path / "cams.toml"), "--once"])
+    assert res.exit_code == 0, res.output
+    db = sqlite3.connect(tmp_path / "log.sqlite")
+    (zone, frac, snap), = db.execute("SELECT zone, area_frac, snapshot FROM events").fetchall()
+    assert zone == "right" and 0.05 < frac < 0.2  # area over the zone (half the frame), not the frame
+    assert snap.startswith(str(tmp_path / "snaps" / "hall")) and cv2.imread(snap) is not None
