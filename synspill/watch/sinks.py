@@ -207,7 +207,7 @@ SEVERITY_BGR = {"low": (80, 200, 80), "medium": (0, 200, 255), "high": (0, 120, 
 
 
 def annotate(image_rgb: np.ndarray, box: tuple[float, float, float, float], label: str, severity: str,
-             zone_polys: list[list[tuple[float, float]]] | None = None) -> np.ndarray:
+             zone_polys: list[list[tuple[float, float]]] | None = None, footer: str = "") -> np.ndarray:
     """Draw a spill box and its label on a copy of an RGB frame.
 
     Args:
@@ -216,6 +216,7 @@ def annotate(image_rgb: np.ndarray, box: tuple[float, float, float, float], labe
         label: Text above the box (class, confidence, severity).
         severity: Picks the colour (green low -> red critical).
         zone_polys: Zone outlines (absolute pixels) drawn thin.
+        footer: Text on a dark band at the bottom (camera, time, event id).
 
     Returns:
         The annotated BGR ``uint8`` image (ready for ``cv2.imencode``).
@@ -235,6 +236,10 @@ def annotate(image_rgb: np.ndarray, box: tuple[float, float, float, float], labe
     ty = y1 - 4 if y1 - th - base - 4 >= 0 else min(y2 + th + 4, h - base)
     cv2.rectangle(img, (x1, ty - th - base), (min(x1 + tw + 4, w - 1), ty + base), color, -1)
     cv2.putText(img, label, (x1 + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick, cv2.LINE_AA)
+    if footer:
+        (fw, fh), fb = cv2.getTextSize(footer, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        cv2.rectangle(img, (0, h - fh - fb - 6), (min(fw + 8, w - 1), h - 1), (0, 0, 0), -1)
+        cv2.putText(img, footer, (4, h - fb - 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
     return img
 
 
@@ -256,7 +261,9 @@ class SnapshotWriter:
         from synspill.io import write_bytes
 
         label = f"{payload['class']} {payload['confidence']:.2f} {payload['severity']}"
-        bgr = annotate(image_rgb, tuple(payload["box"]), label, payload["severity"], zone_polys)
+        zone = f" / {payload['zone']}" if payload.get("zone") else ""
+        footer = f"{payload['camera']}{zone}  {payload['last_seen'][:19].replace('T', ' ')} UTC  event {payload['event_id']}"
+        bgr = annotate(image_rgb, tuple(payload["box"]), label, payload["severity"], zone_polys, footer)
         ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
             raise RuntimeError("JPEG encoding failed")

@@ -100,3 +100,23 @@ def test_newest_frame_only_no_backlog(tmp_path):
     assert f is not None and r.status.samples >= 10
     assert r.status.dropped >= r.status.samples - 2  # nothing was consumed but the last one
     assert f.index == r.status.samples - 1 or f.index >= r.status.samples - 2
+
+
+def test_http_mjpeg_stream_is_read(stationary_spill):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/cam.mjpg"
+    ff = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i",
+                           str(stationary_spill), "-c:v", "mjpeg", "-q:v", "5", "-f", "mpjpeg", "-listen", "1", url],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    r = CameraReader("mjpeg", url, fps=2.0, backoff=(0.3, 1.0))
+    try:
+        r.start()
+        wait_for(lambda: r.status.samples >= 3, 20, "MJPEG samples")
+        f = r.take()
+    finally:
+        r.stop()
+        r.join(10)
+        ff.kill()
+        ff.wait()
+    assert f is not None and f.image.shape == (240, 320, 3)
+    assert f.image[150, 200].mean() < 80  # the spill is where the video put it (RGB, not garbage)
