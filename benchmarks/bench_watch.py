@@ -189,12 +189,15 @@ def bench_soak(seconds: float, imgsz: int, work: Path, via: str) -> None:
     if server is not None:
         server.kill()
         server.wait()
-    first = samples[min(1, len(samples) - 1)]  # after warm-up
+    warm = min(60.0, seconds / 4)  # model, allocator and FFmpeg buffers fill up first
+    first = next((x for x in samples if x[0] >= warm), samples[-1])
     last = samples[-1]
     print(f"[soak] looping {'ffmpeg MPEG-TS stream on loopback' if via == 'stream' else 'video file'}, imgsz {imgsz}, "
           f"{seconds:.0f} s, {w.summary.samples} samples, {w.summary.events_opened} events opened/closed: "
-          f"RSS first {first[1]:.1f} MB (t={first[0]:.0f} s), last {last[1]:.1f} MB (t={last[0]:.0f} s), "
+          f"RSS first after warm-up {first[1]:.1f} MB (t={first[0]:.0f} s), last {last[1]:.1f} MB (t={last[0]:.0f} s), "
           f"max {max(s[1] for s in samples):.1f} MB, growth {last[1] - first[1]:+.1f} MB")
+    marks = sorted({min(len(samples) - 1, round(q * (len(samples) - 1))) for q in (0.1, 0.25, 0.5, 0.75, 1.0)})
+    print("[soak] RSS over time: " + ", ".join(f"{samples[i][0]:.0f} s {samples[i][1]:.1f} MB" for i in marks))
 
 
 def main() -> None:
@@ -202,6 +205,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0, help="Length of the overhead video (2 fps samples).")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--live-seconds", type=float, default=20.0)
+    ap.add_argument("--live-cams", default="", help="Comma list of camera counts to check live (default: the estimate).")
     ap.add_argument("--soak-seconds", type=float, default=60.0)
     ap.add_argument("--soak-via", choices=("stream", "file"), default="stream",
                     help="Soak on an ffmpeg-served loopback stream (default, needs ffmpeg) or a looping file.")
@@ -217,8 +221,11 @@ def main() -> None:
                                  grow_until=a.seconds * 0.8, r1=150, centre=(400, 300))
         for sz in (int(s) for s in a.sizes.split(",")):
             per = bench_overhead(video, sz, work, a.repeats) if "overhead" not in skip else None
-            if "live" not in skip and per:
-                bench_live(video, sz, int(1.0 / (2.0 * per)), a.live_seconds, work)
+            if "live" in skip:
+                continue
+            counts = [int(c) for c in a.live_cams.split(",") if c] or ([int(1.0 / (2.0 * per))] if per else [])
+            for n_cams in counts:
+                bench_live(video, sz, n_cams, a.live_seconds, work)
         if "soak" not in skip:
             bench_soak(a.soak_seconds, 320, work, a.soak_via)
 
