@@ -19,18 +19,20 @@ from synspill import __version__
 #: Command modules, in the order ``--help`` lists them.
 COMMANDS: list[str] = [
     "demo",
-    "env",
-    "annotate_import",
-    "dataset",
-    "eval",
-    "icl",
-    "finetune_vlm",
     "scenes",
     "propose",
+    "annotate_import",
     "inpaint",
-    "predict",
+    "dataset",
     "finetune_yolo",
     "finetune_detr",
+    "finetune_vlm",
+    "predict",
+    "icl",
+    "eval",
+    "watch",
+    "events",
+    "env",
 ]
 
 _state = {"debug": os.environ.get("SYNSPILL_DEBUG", "") not in ("", "0")}

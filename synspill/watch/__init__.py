@@ -1,0 +1,13 @@
+"""Live CCTV spill monitoring: sources, the detection loop, alert rules, event store, sinks.
+
+One file per concern (nothing heavy is imported here):
+
+- :mod:`~synspill.watch.config`: cameras, zones, thresholds from a TOML/YAML file or flags.
+- :mod:`~synspill.watch.sources`: RTSP/HTTP/file/webcam/folder readers keeping the newest frame.
+- :mod:`~synspill.watch.tracker`: associating detections of one spill over time (k of n).
+- :mod:`~synspill.watch.alerts`: severity rule, event life cycle, cooldown and re-alerts.
+- :mod:`~synspill.watch.store`: the SQLite maintenance log (WAL, crash-safe).
+- :mod:`~synspill.watch.sinks`: JSON lines, webhook, MQTT, annotated snapshots.
+- :mod:`~synspill.watch.loop`: the detection loop tying them together.
+- :mod:`~synspill.watch.report`: counts over time and heatmaps from the log.
+"""

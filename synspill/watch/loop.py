@@ -1,0 +1,365 @@
+"""The detection loop: sources -> model -> tracker/alerts -> event log -> sinks.
+
+One thread runs the models (so a GPU or the CPU is never oversubscribed); one reader
+thread per camera keeps that camera's newest sample. Cameras sharing a model (same
+weights, backend, device, size, prompt, classes) share one predictor and are batched
+into one ``predict`` call. For each sample, in order: the camera's
+:class:`~synspill.watch.alerts.EventEngine` turns detections into event changes; new
+events are committed to the log first (one transaction), then their snapshot is
+written and the alert published, so no alert ever names an event the log does not
+hold; updates of the sample are committed in one more transaction.
+
+``once=True`` reads files/folders with :func:`~synspill.watch.sources.iter_samples`:
+every sampled frame, in order, no threads, reproducible; events still open at the end
+are closed (reason ``end-of-stream``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from synspill.detections import Detections, Predictor
+from synspill.errors import UsageError
+from synspill.predictors import PredictorConfig, load_predictor
+from synspill.watch.alerts import EventChange, EventEngine
+from synspill.watch.config import CameraConfig, WatchConfig, parse_hostport
+from synspill.watch.sinks import JsonLinesSink, MqttSink, Sink, SnapshotWriter, WebhookSink
+from synspill.watch.sources import CameraReader, Frame, iter_samples, source_kind
+from synspill.watch.store import EventStore
+
+log = logging.getLogger(__name__)
+
+
+def predictor_config(cam: CameraConfig, conf: float | None = None) -> PredictorConfig:
+    """The :class:`PredictorConfig` of a camera (VLM prompt passed through)."""
+    return PredictorConfig(model=cam.model, backend=cam.backend, device=cam.device,
+                           conf=cam.policy.threshold if conf is None else conf, imgsz=cam.imgsz,
+                           classes=cam.classes, batch=8, adapter=cam.adapter, prompt=cam.prompt)
+
+
+def load_watch_predictor(cfg: PredictorConfig) -> Predictor:
+    """:func:`synspill.predictors.load_predictor`, plus ``py:module:factory`` models.
+
+    ``py:my_pkg.models:make`` imports ``my_pkg.models`` and returns ``make(cfg)``: any
+    object with ``name`` and ``predict(list[RGB uint8]) -> list[Detections]``.
+
+    Raises:
+        UsageError: A ``py:`` spec that cannot be imported or returns no predictor.
+    """
+    if not cfg.model.startswith("py:"):
+        return load_predictor(cfg)
+    spec = cfg.model[3:]
+    mod_name, _, attr = spec.partition(":")
+    if not mod_name or not attr:
+        raise UsageError(f"model {cfg.model!r}: write py:MODULE:FACTORY, e.g. py:my_models.spill:load")
+    try:
+        factory = getattr(importlib.import_module(mod_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise UsageError(f"model {cfg.model!r}: {e}; check the module is importable (PYTHONPATH) and defines {attr}") from None
+    pred = factory(cfg)
+    if not isinstance(pred, Predictor):
+        raise UsageError(f"model {cfg.model!r}: {attr}() returned {type(pred).__name__}, which has no name/predict()")
+    return pred
+
+
+def _group_key(cam: CameraConfig) -> tuple:
+    return (cam.model, cam.backend, cam.device, cam.imgsz, cam.adapter, cam.prompt, cam.classes)
+
+
+@dataclass
+class CameraStats:
+    """Live numbers for the status line of one camera."""
+
+    name: str
+    state: str = "starting"
+    samples: int = 0
+    fps: float = 0.0  # processed samples per second (moving average)
+    latency_ms: float = 0.0  # frame decoded -> its alerts handled
+    infer_ms: float = 0.0  # model time per frame of the last batch
+    dropped: int = 0
+    reconnects: int = 0
+    open_events: int = 0
+    events: int = 0
+    last_detection: str = "-"
+    last_t: float = field(default=0.0, repr=False)
+
+
+@dataclass
+class WatchSummary:
+    """What a run did (returned by :meth:`Watcher.run`)."""
+
+    samples: int = 0
+    events_opened: int = 0
+    alerts: int = 0
+    infer_s: float = 0.0  # time inside predictor.predict
+    handle_s: float = 0.0  # tracker, severity, log writes, sinks, snapshots (after predict)
+    wall_s: float = 0.0
+    cameras: dict[str, CameraStats] = field(default_factory=dict)
+
+
+class Watcher:
+    """Runs the cameras of a :class:`WatchConfig` until stopped (or to the end with ``once``).
+
+    Args:
+        cfg: Cameras, log, sinks, severity rule.
+        once: Process files/folders to their end, every sample, then return.
+        predictors: Ready predictors by camera name (skip loading; tests, benchmarks).
+        extra_sinks: More sinks besides those ``cfg.sinks`` asks for.
+        origin: Epoch seconds of media time 0 in ``once`` mode (default: start time).
+    """
+
+    def __init__(self, cfg: WatchConfig, once: bool = False, predictors: dict[str, Predictor] | None = None,
+                 extra_sinks: list[Sink] | None = None, origin: float | None = None) -> None:
+        self.cfg, self.once, self.origin = cfg, once, origin
+        for cam in cfg.cameras:
+            kind = source_kind(cam.url)
+            if once and kind == "webcam":
+                raise UsageError(f"camera {cam.name}: --once needs a file, folder or finite stream, not webcam {cam.url}")
+        self._stop = threading.Event()
+        self.stats = {c.name: CameraStats(c.name) for c in cfg.cameras}
+        self.engines = {c.name: EventEngine(c.name, c.policy, cfg.severity, c.zones) for c in cfg.cameras}
+        self.cams = {c.name: c for c in cfg.cameras}
+        self._given = predictors or {}
+        self._extra_sinks = list(extra_sinks or [])
+        self.summary = WatchSummary(cameras=self.stats)
+        self.sinks: list[Sink] = []
+        self.snapshots: SnapshotWriter | None = None
+        self.store: EventStore | None = None
+        self.groups: list[tuple[Predictor, list[str]]] = []
+
+    def stop(self) -> None:
+        """Ask the loop to finish (safe from signal handlers and other threads)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # -- set-up -----------------------------------------------------------------------
+    def _load_predictors(self) -> None:
+        groups: dict[tuple, list[str]] = {}
+        for cam in self.cfg.cameras:
+            if cam.name in self._given:
+                self.groups.append((self._given[cam.name], [cam.name]))
+            else:
+                groups.setdefault(_group_key(cam), []).append(cam.name)
+        for names in groups.values():
+            cams = [self.cams[n] for n in names]
+            conf = min(c.policy.threshold for c in cams)
+            log.info("loading model %s for %s", cams[0].model, ", ".join(names))
+            self.groups.append((load_watch_predictor(predictor_config(cams[0], conf)), names))
+
+    def _open_sinks(self) -> None:
+        s = self.cfg.sinks
+        if s.stdout:
+            self.sinks.append(JsonLinesSink())
+        if s.webhook:
+            self.sinks.append(WebhookSink(s.webhook, retries=s.webhook_retries))
+        if s.mqtt:
+            host, port = parse_hostport(s.mqtt)
+            self.sinks.append(MqttSink(host, port, prefix=s.mqtt_prefix, retain_state=s.mqtt_retain,
+                                       username=s.mqtt_username, password=s.mqtt_password))
+        self.sinks.extend(self._extra_sinks)
+        if s.snapshots:
+            self.snapshots = SnapshotWriter(s.snapshots)
+
+    # -- per-sample work ----------------------------------------------------------------
+    def _publish(self, payload: dict[str, Any]) -> None:
+        for sink in self.sinks:
+            try:
+                sink.emit(payload)
+            except Exception:  # one broken sink must not stop the others or the log
+                log.exception("sink %s failed", type(sink).__name__)
+        self.summary.alerts += 1
+
+    def _snapshot(self, frame: Frame | None, payload: dict[str, Any]) -> str | None:
+        if self.snapshots is None or frame is None:
+            return None
+        cam = self.cams[payload["camera"]]
+        h, w = frame.image.shape[:2]
+        polys = [z.points((w, h)) for z in cam.zones]
+        try:
+            return self.snapshots.write(frame.image, payload, polys)
+        except OSError as e:
+            log.error("snapshot for event %s not written: %s", payload.get("event_id"), e)
+            return None
+
+    def _handle(self, frame: Frame | None, changes: list[EventChange]) -> None:
+        assert self.store is not None
+        rest: list[tuple[str, Any]] = []
+        publish: list[EventChange] = []
+        for ch in changes:
+            ev = ch.event
+            if ch.kind == "opened":
+                self.store.insert(ev)  # committed before anything is published
+                self.summary.events_opened += 1
+                self.stats[ev.camera].events += 1
+                snap = self._snapshot(frame, ev.payload("opened", ch.reason))
+                if snap:
+                    ev.snapshot = snap
+                    self.store.set_snapshot(int(ev.event_id or 0), snap)
+                self._publish(ev.payload("opened", ch.reason))
+                continue
+            if ch.kind == "updated":
+                snap = self._snapshot(frame, ev.payload("updated", ch.reason))
+                ev.snapshot = snap or ev.snapshot
+            rest.append((ch.kind, ev))
+            if ch.publish:
+                publish.append(ch)
+        self.store.apply(rest, observations=self.cfg.observations)
+        for ch in publish:
+            self._publish(ch.event.payload(ch.kind, ch.reason))
+
+    def _process(self, frame: Frame, dets: Detections) -> None:
+        t0 = time.perf_counter()
+        self._process_inner(frame, dets)
+        self.summary.handle_s += time.perf_counter() - t0
+
+    def _process_inner(self, frame: Frame, dets: Detections) -> None:
+        cam = self.cams[frame.camera]
+        if cam.classes is not None and len(dets):
+            dets = dets.filter(np.isin(dets.class_id, np.array(cam.classes)))
+        h, w = frame.image.shape[:2]
+        eng = self.engines[frame.camera]
+        changes = eng.step(dets.xyxy, dets.score, dets.class_id, frame.t, (w, h))
+        self._handle(frame, changes)
+        st = self.stats[frame.camera]
+        now = time.monotonic()
+        if st.last_t:
+            dt = now - st.last_t
+            st.fps = 1.0 / dt if st.fps == 0 else 0.8 * st.fps + 0.2 / max(dt, 1e-6)
+        st.last_t = now
+        st.samples += 1
+        st.latency_ms = (now - frame.captured) * 1000
+        st.open_events = len(eng.events)
+        keep = dets.score >= cam.policy.threshold
+        if keep.any():
+            i = int(np.argmax(np.where(keep, dets.score, -1)))
+            from synspill import taxonomy
+
+            c = int(dets.class_id[i])
+            name = taxonomy.BY_ID[c].name if c in taxonomy.BY_ID else str(c)
+            st.last_detection = f"{time.strftime('%H:%M:%S', time.localtime(frame.t))} {name} {float(dets.score[i]):.2f}"
+        self.summary.samples += 1
+
+    def _predict(self, pred: Predictor, frames: list[Frame]) -> list[Detections]:
+        t0 = time.perf_counter()
+        dets = pred.predict([f.image for f in frames])
+        dt = time.perf_counter() - t0
+        self.summary.infer_s += dt
+        for f in frames:
+            self.stats[f.camera].infer_ms = dt * 1000 / len(frames)
+        if len(dets) != len(frames):
+            raise RuntimeError(f"predictor {getattr(pred, 'name', pred)} returned {len(dets)} results for {len(frames)} images")
+        return dets
+
+    def _finish_camera(self, name: str, reason: str) -> None:
+        changes = self.engines[name].close_all()
+        for ch in changes:
+            ch.reason = reason
+        self._handle(None, changes)
+        self.stats[name].open_events = 0
+
+    # -- the loops ------------------------------------------------------------------------
+    def run(self, on_status: Callable[[list[CameraStats]], None] | None = None) -> WatchSummary:
+        """Run until :meth:`stop` (or, with ``once``, until every source ended).
+
+        Args:
+            on_status: Called after each batch with every camera's stats.
+
+        Returns:
+            Counts and timings of the run.
+        """
+        t0 = time.perf_counter()
+        self.store = EventStore(self.cfg.db)
+        try:
+            self._load_predictors()
+            self._open_sinks()
+            for cam in self.cfg.cameras:
+                n = self.store.close_stale(cam.name)
+                if n:
+                    log.info("camera %s: closed %d event(s) left open by a previous run", cam.name, n)
+            if self.once:
+                self._run_once(on_status)
+            else:
+                self._run_live(on_status)
+        finally:
+            for sink in self.sinks:
+                try:
+                    sink.close()
+                except Exception:
+                    log.exception("closing sink %s", type(sink).__name__)
+            self.store.close()
+            self.summary.wall_s = time.perf_counter() - t0
+        return self.summary
+
+    def _run_once(self, on_status: Callable[[list[CameraStats]], None] | None) -> None:
+        origin = time.time() if self.origin is None else self.origin
+        iters: dict[str, Iterator[Frame]] = {c.name: iter_samples(c.name, c.url, c.fps, origin) for c in self.cfg.cameras}
+        for n in iters:
+            self.stats[n].state = "live"
+        while iters and not self._stop.is_set():
+            for pred, names in self.groups:
+                batch: list[Frame] = []
+                for n in names:
+                    if n not in iters:
+                        continue
+                    f = next(iters[n], None)
+                    if f is None:
+                        del iters[n]
+                        self.stats[n].state = "ended"
+                        self._finish_camera(n, "end-of-stream")
+                    else:
+                        batch.append(f)
+                if batch:
+                    for f, d in zip(batch, self._predict(pred, batch), strict=True):
+                        self._process(f, d)
+                    if on_status:
+                        on_status(list(self.stats.values()))
+        for n in list(iters):  # stopped early
+            self._finish_camera(n, "stopped")
+
+    def _run_live(self, on_status: Callable[[list[CameraStats]], None] | None) -> None:
+        wake = threading.Event()
+        readers = {c.name: CameraReader(c.name, c.url, c.fps, loop=c.loop, wake=wake) for c in self.cfg.cameras}
+        for r in readers.values():
+            r.start()
+        last_status = 0.0
+        try:
+            while not self._stop.is_set():
+                wake.clear()
+                frames = {n: f for n, r in readers.items() if (f := r.take()) is not None}
+                for n, r in readers.items():
+                    st = self.stats[n]
+                    st.state, st.dropped, st.reconnects = r.status.state, r.status.dropped, r.status.reconnects
+                if not frames:
+                    if all(r.finished for r in readers.values()):
+                        break
+                    wake.wait(0.25)
+                    if on_status and time.monotonic() - last_status > 0.5:
+                        on_status(list(self.stats.values()))
+                        last_status = time.monotonic()
+                    continue
+                for pred, names in self.groups:
+                    batch = [frames[n] for n in names if n in frames]
+                    if batch:
+                        for f, d in zip(batch, self._predict(pred, batch), strict=True):
+                            self._process(f, d)
+                if on_status:
+                    on_status(list(self.stats.values()))
+                    last_status = time.monotonic()
+        finally:
+            for r in readers.values():
+                r.stop()
+            for r in readers.values():
+                r.join(timeout=15)
+            for n in readers:
+                self._finish_camera(n, "shutdown" if self._stop.is_set() else "end-of-stream")

@@ -1,0 +1,277 @@
+"""The maintenance log: spill events in one SQLite file (stdlib ``sqlite3``).
+
+Durability: WAL journal; every write is one committed transaction, so a process crash
+(even ``kill -9``) loses nothing committed and never leaves the file corrupt (SQLite
+recovers the WAL on the next open). A newly confirmed event is committed with
+``synchronous=FULL`` (the WAL is fsynced: it survives a power cut too); the frequent
+"still there" updates use ``synchronous=NORMAL`` (no fsync; a power cut may roll back
+the last few updates, never an event). Readers
+(``synspill events``) can work while ``watch`` writes.
+
+Tables:
+
+- ``events``: one row per spill: camera, zone, class, first/last seen (epoch seconds,
+  UTC), confidences, the latest box (absolute ``xyxy`` pixels of the frame) and its area,
+  the frame size, severity, snapshot path, acknowledgement, open/closed.
+- ``observations``: every sighting of an event (time, confidence, box, area), for growth
+  curves.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from synspill.errors import UsageError
+from synspill.watch.alerts import LEVELS, EventState
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    camera TEXT NOT NULL,
+    zone TEXT,
+    class_id INTEGER NOT NULL,
+    class_name TEXT NOT NULL,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    confidence REAL NOT NULL,
+    max_confidence REAL NOT NULL,
+    x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+    area REAL NOT NULL,
+    first_area REAL NOT NULL,
+    area_frac REAL NOT NULL,
+    growth_per_min REAL NOT NULL DEFAULT 0,
+    frame_w INTEGER NOT NULL,
+    frame_h INTEGER NOT NULL,
+    severity TEXT NOT NULL,
+    severity_score REAL NOT NULL,
+    snapshot TEXT,
+    alerts INTEGER NOT NULL DEFAULT 1,
+    status TEXT NOT NULL DEFAULT 'open',
+    closed_at REAL,
+    acknowledged INTEGER NOT NULL DEFAULT 0,
+    acked_at REAL
+);
+CREATE INDEX IF NOT EXISTS events_camera_time ON events(camera, first_seen);
+CREATE INDEX IF NOT EXISTS events_time ON events(first_seen);
+CREATE TABLE IF NOT EXISTS observations (
+    event_id INTEGER NOT NULL REFERENCES events(id),
+    t REAL NOT NULL,
+    confidence REAL NOT NULL,
+    x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+    area REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS observations_event ON observations(event_id, t);
+"""
+
+COLUMNS = ("id", "camera", "zone", "class_id", "class_name", "first_seen", "last_seen", "confidence",
+           "max_confidence", "x1", "y1", "x2", "y2", "area", "first_area", "area_frac", "growth_per_min",
+           "frame_w", "frame_h", "severity", "severity_score", "snapshot", "alerts", "status", "closed_at",
+           "acknowledged", "acked_at")
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Filters for :meth:`EventStore.query` (all optional, combined with AND).
+
+    Attributes:
+        camera, zone, class_name: Exact matches.
+        since, until: Epoch seconds bounds on ``first_seen`` (until exclusive).
+        min_severity: Keep this level and above (``high`` keeps high and critical).
+        unacked: Only events nobody acknowledged.
+        status: ``open`` or ``closed``.
+    """
+
+    camera: str | None = None
+    zone: str | None = None
+    class_name: str | None = None
+    since: float | None = None
+    until: float | None = None
+    min_severity: str | None = None
+    unacked: bool = False
+    status: str | None = None
+
+
+class EventStore:
+    """The SQLite event log.
+
+    Args:
+        path: Database file (created with its folder when missing).
+        readonly: Open an existing log (``synspill events``) without creating or
+            migrating anything; fails if missing. Acknowledging still works.
+
+    Raises:
+        UsageError: The file is missing (read-only) or not a synspill event database.
+    """
+
+    def __init__(self, path: str | Path, readonly: bool = False) -> None:
+        self.path = Path(path)
+        if readonly and not self.path.is_file():
+            raise UsageError(f"{self.path}: no such event database; run `synspill watch ... --db {self.path}` first or pass --db")
+        if not readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA busy_timeout=30000")
+            if readonly:
+                self._check_schema()
+            else:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self.conn.execute("PRAGMA foreign_keys=ON")
+                ver = self.conn.execute("PRAGMA user_version").fetchone()[0]
+                if ver not in (0, SCHEMA_VERSION):
+                    raise UsageError(f"{self.path}: event database schema v{ver}, this synspill reads v{SCHEMA_VERSION}; use a new --db")
+                self.conn.executescript(SCHEMA)  # idempotent (IF NOT EXISTS): a crash here is repaired next open
+                self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as e:
+            raise UsageError(f"{self.path}: not a usable event database ({e}); pass another --db") from None
+
+    def _check_schema(self) -> None:
+        have = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "events" not in have:
+            raise UsageError(f"{self.path}: has no events table; is this a `synspill watch` database?")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE ... COMMIT`` (rolled back on error)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- writes (the watch loop) ----------------------------------------------------
+    def insert(self, ev: EventState) -> int:
+        """Insert a newly confirmed event (fsynced); sets and returns ``ev.event_id``."""
+        self.conn.execute("PRAGMA synchronous=FULL")
+        try:
+            ev.event_id = self._insert(ev)
+        finally:
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+        return ev.event_id
+
+    def _insert(self, ev: EventState) -> int:
+        with self.transaction() as c:
+            cur = c.execute(
+                "INSERT INTO events (camera, zone, class_id, class_name, first_seen, last_seen, confidence, max_confidence,"
+                " x1, y1, x2, y2, area, first_area, area_frac, growth_per_min, frame_w, frame_h, severity, severity_score,"
+                " snapshot, alerts, status) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,'open')",
+                (ev.camera, ev.zone, ev.class_id, ev.class_name, ev.first_seen, ev.last_seen, ev.confidence,
+                 ev.max_confidence, *ev.box, ev.area, ev.first_area, ev.area_frac, ev.growth_per_min,
+                 ev.frame_w, ev.frame_h, ev.severity, ev.severity_score, ev.snapshot, ev.alerts))
+            ev.event_id = int(cur.lastrowid or 0)
+            self._observe(c, ev)
+        return ev.event_id
+
+    def apply(self, changes: list[tuple[str, EventState]], observations: bool = True) -> None:
+        """Persist one sample's changes (``seen``/``updated``/``closed``) in one transaction."""
+        if not changes:
+            return
+        with self.transaction() as c:
+            for kind, ev in changes:
+                if ev.event_id is None:
+                    continue
+                c.execute(
+                    "UPDATE events SET zone=?, class_id=?, class_name=?, last_seen=?, confidence=?, max_confidence=?,"
+                    " x1=?, y1=?, x2=?, y2=?, area=?, area_frac=?, growth_per_min=?, severity=?, severity_score=?,"
+                    " snapshot=COALESCE(?, snapshot), alerts=? WHERE id=?",
+                    (ev.zone, ev.class_id, ev.class_name, ev.last_seen, ev.confidence, ev.max_confidence, *ev.box,
+                     ev.area, ev.area_frac, ev.growth_per_min, ev.severity, ev.severity_score, ev.snapshot,
+                     ev.alerts, ev.event_id))
+                if kind == "closed":
+                    c.execute("UPDATE events SET status='closed', closed_at=? WHERE id=?",
+                              (ev.closed_at if ev.closed_at is not None else time.time(), ev.event_id))
+                elif observations:
+                    self._observe(c, ev)
+
+    def set_snapshot(self, event_id: int, path: str) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE events SET snapshot=? WHERE id=?", (path, event_id))
+
+    def close_stale(self, camera: str) -> int:
+        """Close events a previous run left open for ``camera`` (returns how many)."""
+        with self.transaction() as c:
+            cur = c.execute("UPDATE events SET status='closed', closed_at=? WHERE camera=? AND status='open'",
+                            (time.time(), camera))
+        return cur.rowcount
+
+    @staticmethod
+    def _observe(c: sqlite3.Connection, ev: EventState) -> None:
+        c.execute("INSERT INTO observations (event_id, t, confidence, x1, y1, x2, y2, area) VALUES (?,?,?,?,?,?,?,?)",
+                  (ev.event_id, ev.last_seen, ev.confidence, *ev.box, ev.area))
+
+    # -- reads and maintenance (synspill events) --------------------------------------
+    def query(self, f: EventFilter | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Events matching ``f``, oldest first, as dicts with the :data:`COLUMNS` keys."""
+        f = f or EventFilter()
+        where: list[str] = []
+        args: list[Any] = []
+        for col, val in (("camera", f.camera), ("zone", f.zone), ("class_name", f.class_name), ("status", f.status)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                args.append(val)
+        if f.since is not None:
+            where.append("first_seen >= ?")
+            args.append(f.since)
+        if f.until is not None:
+            where.append("first_seen < ?")
+            args.append(f.until)
+        if f.min_severity is not None:
+            if f.min_severity not in LEVELS:
+                raise UsageError(f"--severity {f.min_severity!r} is not one of {', '.join(LEVELS)}")
+            keep = LEVELS[LEVELS.index(f.min_severity):]
+            where.append(f"severity IN ({','.join('?' * len(keep))})")
+            args.extend(keep)
+        if f.unacked:
+            where.append("acknowledged = 0")
+        sql = f"SELECT {', '.join(COLUMNS)} FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY first_seen, id"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [dict(r) for r in self.conn.execute(sql, args)]
+
+    def observations(self, event_id: int) -> list[dict[str, Any]]:
+        """Sightings of one event, in time order."""
+        return [dict(r) for r in self.conn.execute(
+            "SELECT t, confidence, x1, y1, x2, y2, area FROM observations WHERE event_id=? ORDER BY t", (event_id,))]
+
+    def ack(self, ids: list[int]) -> list[int]:
+        """Acknowledge events; returns the ids that do not exist (nothing is changed then).
+
+        Raises:
+            UsageError: Some ids are unknown (the message names them).
+        """
+        with self.transaction() as c:
+            have = {r[0] for r in c.execute(f"SELECT id FROM events WHERE id IN ({','.join('?' * len(ids))})", ids)}
+            missing = [i for i in ids if i not in have]
+            if missing:
+                raise UsageError(f"{self.path}: no event with id {', '.join(map(str, missing))}; see `synspill events list`")
+            c.execute(f"UPDATE events SET acknowledged=1, acked_at=? WHERE id IN ({','.join('?' * len(ids))}) AND acknowledged=0",
+                      [time.time(), *ids])
+        return missing
+
+    def integrity_check(self) -> str:
+        """SQLite's ``PRAGMA integrity_check`` result (``ok`` when healthy)."""
+        return str(self.conn.execute("PRAGMA integrity_check").fetchone()[0])
