@@ -312,13 +312,10 @@ def test_cpu_smoke_study_end_to_end_with_crash_and_resume(tmp_path, monkeypatch,
     monkeypatch.setenv("SYNSPILL_CACHE", str(tmp_path / "cache"))
     text = (ROOT / "experiments" / "cpu-smoke.toml").read_text()
     text = text.replace('out = "../runs/cpu-smoke"', 'out = "out"').replace('on = ["synth:test"]', 'on = ["synth:test", "synth:val"]')
-    text = text.replace("[evaluate]", VLM_METHODS + "\n[evaluate]").replace('name = "cpu-smoke"', f'name = "cpu-smoke"\n[models]\ntiny = "{tiny_vlm_dir}"\n', 1)
-    # [models] must come after the top-level keys: move the top-level keys first
-    head, _, rest = text.partition("[models]")
-    top = "\n".join(ln for ln in rest.splitlines() if re.match(r"^(seed|out) = ", ln))
-    rest = "\n".join(ln for ln in rest.splitlines() if not re.match(r"^(seed|out) = ", ln))
+    text = text.replace("[evaluate]", VLM_METHODS + "\n[evaluate]")
+    text = text.replace("[datasets.synth]", f'[models]\ntiny = "{tiny_vlm_dir}"\n\n[datasets.synth]', 1)
     path = tmp_path / "smoke.toml"
-    path.write_text(head + top + "\n[models]" + rest)
+    path.write_text(text)
     study = load_study(path)
     assert [c.id for c in study.cells] == ["yolo11__yolo11n", "rf-detr__nano", "zero-shot__tiny", "icl-k2__tiny", "lora-lorav+l__tiny"]
 

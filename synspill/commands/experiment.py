@@ -27,7 +27,7 @@ def run(
     file: FileArg,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List every cell, its status and what it needs; run nothing.")] = False,
     only: Annotated[str | None, typer.Option("--only", help="Run only cells whose id matches these globs (comma-separated), e.g. 'icl-*__7B'.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Redo the selected cells (and re-prepare the datasets) from scratch.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Redo the selected cells from scratch (datasets are re-split; finished synthetic images are kept).")] = False,
     device: DeviceOpt = "auto",
 ) -> None:
     """Run (or resume) every cell of a study, then write OUT/report.md.

@@ -27,7 +27,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from synspill.experiment.runner import CellState, cell_state, finished_datasets, ref_slug, resolve_ref
+from synspill.experiment.runner import (
+    CellState,
+    cell_state,
+    finished_datasets,
+    ref_slug,
+    resolve_ref,
+)
 from synspill.experiment.spec import Cell, Study
 from synspill.io import write_bytes, write_json, write_text
 
