@@ -357,6 +357,8 @@ def test_cpu_smoke_study_end_to_end_with_crash_and_resume(tmp_path, monkeypatch,
     assert r.exit_code == 0, r.output
     assert weights.stat().st_mtime_ns == w_mtime and kept.stat().st_mtime_ns == p_mtime
     assert (ydir / "preds" / "synth-val.json").is_file() and not (ydir / "failed.json").exists()
+    rec = json.loads((ydir / "done.json").read_text())  # time of the interrupted attempts is kept
+    assert rec["seconds"] > rec["seconds_last_attempt"] + 1.0
     doc = json.loads((study.out / "report.json").read_text())
     assert doc["eval_sets"]["synth:test"]["images"] == 8
     for c in doc["cells"]:

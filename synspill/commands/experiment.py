@@ -118,5 +118,8 @@ def _print_plan(study: Any, states: list[Any], out_console: Any) -> None:
         status = f"[{colour[s.status]}]{s.status}[/]" + (f": {escape(s.error)}" if s.error else "")
         t.add_row(escape(s.cell.id), s.cell.kind, escape(s.cell.model), status, escape("; ".join(s.cell.needs)))
     out_console.print(t)
-    ds = ", ".join(f"{n} ({d.kind})" for n, d in study.datasets.items())
+    from synspill.experiment.runner import finished_datasets
+
+    ready = finished_datasets(study)
+    ds = ", ".join(f"{n} ({d.kind}, {'prepared' if n in ready else 'to prepare'})" for n, d in study.datasets.items())
     out_console.print(f"datasets: {escape(ds)}; evaluated on: {escape(', '.join(study.eval_on))} (IoU {study.iou})")

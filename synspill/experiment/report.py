@@ -244,7 +244,7 @@ def _markdown(study: Study, states: list[CellState], sets: list[EvalSet], doc: d
         status = {"done": "done", "failed": "**failed**", "partial": "partial (resumes)", "todo": "not run"}[s.status]
         secs = f"{c['seconds']:.0f}" if c.get("seconds") is not None else ""
         rows.append([f"`{s.cell.id}`", s.cell.kind, f"`{s.cell.model}`", status, secs, (s.error or "").replace("|", "\\|")])
-    lines += _md(["cell", "kind", "model", "status", "seconds", "error"], rows)
+    lines += _md(["cell", "kind", "model", "status", "seconds (all attempts)", "error"], rows)
     lines += [f"Per-set details (per-class tables, PR curves): `{study.out / 'report'}/<set>/eval.md`.", ""]
     return "\n".join(lines)
 

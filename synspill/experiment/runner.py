@@ -461,14 +461,20 @@ def run_cell(study: Study, cell: Cell, data: dict[str, dict[str, Any]], device: 
         write_json(d / "cell.json", {"config_hash": hb, "config": base}, indent=2)
     (d / "done.json").unlink(missing_ok=True)
     t0 = time.perf_counter()
-    train = _TRAINERS[cell.kind](study, cell, data, d / "run", device, progress) if cell.kind in _TRAINERS else {}
-    preds = {}
-    for ref in study.eval_on:
-        gt = resolve_ref(study, data, ref)
-        eh = config_hash(_ref_datasets(study, [ref]))
-        preds[ref] = str(_predict(study, cell, gt, d / "preds" / f"{ref_slug(ref)}.json", eh, train, data, device, progress))
+    earlier = float((_read_json(d / "attempts.json") or {}).get("seconds", 0.0))
+    try:
+        train = _TRAINERS[cell.kind](study, cell, data, d / "run", device, progress) if cell.kind in _TRAINERS else {}
+        preds = {}
+        for ref in study.eval_on:
+            gt = resolve_ref(study, data, ref)
+            eh = config_hash(_ref_datasets(study, [ref]))
+            preds[ref] = str(_predict(study, cell, gt, d / "preds" / f"{ref_slug(ref)}.json", eh, train, data, device, progress))
+    except BaseException:  # keep the time spent, so the report shows what the cell cost in all
+        write_json(d / "attempts.json", {"seconds": round(earlier + time.perf_counter() - t0, 2)})
+        raise
     rec = {"config_hash": h, "id": cell.id, "kind": cell.kind, "model": cell.model, "model_label": cell.model_label,
-           "train": train, "preds": preds, "seconds": round(time.perf_counter() - t0, 2), "finished_at": time.time()}
+           "train": train, "preds": preds, "seconds": round(earlier + time.perf_counter() - t0, 2),
+           "seconds_last_attempt": round(time.perf_counter() - t0, 2), "finished_at": time.time()}
     (d / "failed.json").unlink(missing_ok=True)
     write_json(d / "done.json", rec, indent=2)  # last, atomically: the cell is finished
     return rec
