@@ -184,12 +184,19 @@ def test_bad_paths_give_one_clear_error(tmp_path):
     p = tmp_path / "s.toml"
     p.write_text(FAKE.replace("blobs/annotations.json", "missing/annotations.json"))
     r = CliRunner().invoke(app, ["experiment", "run", str(p)])
-    assert r.exit_code == 1 and "path =" in r.output and "missing/annotations.json" in r.output
-    assert "Traceback" not in r.output and r.output.count("does not exist") == 1
+    out = " ".join(r.output.split())
+    assert r.exit_code == 1 and "could not be prepared" in out and "Traceback" not in r.output
+    doc = json.loads((tmp_path / "out" / "report.json").read_text())  # every cell failed, with the reason
+    assert {c["status"] for c in doc["cells"]} == {"failed"}
+    assert "missing/annotations.json' does not exist; fix the path" in doc["cells"][0]["error"]
+    assert "not available" in (tmp_path / "out" / "report.md").read_text()
     make_blobs(tmp_path / "blobs", 6, size=64)
     p.write_text(FAKE.replace('split = [0.5, 0.25, 0.25]\n', ""))  # no split, but blobs:test is asked for
     r = CliRunner().invoke(app, ["experiment", "run", str(p)])
     assert r.exit_code == 2 and "has no split" in r.output
+    p.write_text(FAKE.replace("split = [0.5, 0.25, 0.25]", "split = [0.5, 0.5, 0.0]"))
+    r = CliRunner().invoke(app, ["experiment", "run", str(p), "--dry-run"])
+    assert r.exit_code == 2 and "blobs:test" in r.output and "is 0" in " ".join(r.output.split())
     r = CliRunner().invoke(app, ["experiment", "report", str(tmp_path / "fresh.toml")])
     assert r.exit_code == 2
 

@@ -73,6 +73,7 @@ class EvalSet:
     n_images: int
     n_boxes: int
     report: Any  # synspill.evaluation.EvalReport (None when no cell has finished)
+    error: str | None = None
 
 
 def _fmt(v: float | None, nd: int = 3) -> str:
@@ -96,17 +97,21 @@ def build_report(study: Study) -> dict[str, Any]:
         UsageError: The datasets were never prepared (run the study first).
     """
     from synspill.coco.dataset import load_coco
-    from synspill.errors import UsageError
+    from synspill.errors import SynspillError, UsageError
     from synspill.evaluation import evaluate_files, plot_hit_rate
 
     data = finished_datasets(study)
-    if not data:
-        raise UsageError(f"{study.path}: nothing has run yet under {study.out}; run `synspill experiment run {study.path}` first")
     states = [cell_state(study, c) for c in study.cells]
+    if not data and all(s.status == "todo" for s in states):
+        raise UsageError(f"{study.path}: nothing has run yet under {study.out}; run `synspill experiment run {study.path}` first")
     done = [s for s in states if s.status == "done"]
     sets: list[EvalSet] = []
     for ref in study.eval_on:
-        gt = resolve_ref(study, data, ref)
+        try:
+            gt = resolve_ref(study, data, ref)
+        except SynspillError as e:  # its dataset could not be prepared: the cells show why
+            sets.append(EvalSet(ref, "", 0, 0, None, error=str(e)))
+            continue
         ds = load_coco(gt)
         rep = None
         usable = [s for s in done if ref in s.record.get("preds", {}) and Path(s.record["preds"][ref]).is_file()]
@@ -146,7 +151,7 @@ def _to_json(study: Study, states: list[CellState], sets: list[EvalSet]) -> dict
                       "seconds": s.record.get("seconds") if s.status == "done" else None,
                       "metrics": {e.ref: _metrics_of(e.report, c.id) for e in sets} if s.status == "done" else {}})
     return {"study": study.name, "file": str(study.path), "out": str(study.out), "iou": study.iou, "min_score": study.min_score,
-            "eval_sets": {e.ref: {"gt": e.gt, "images": e.n_images, "boxes": e.n_boxes} for e in sets},
+            "eval_sets": {e.ref: {"gt": e.gt, "images": e.n_images, "boxes": e.n_boxes, "error": e.error} for e in sets},
             "cells": cells}
 
 
@@ -197,7 +202,8 @@ def _markdown(study: Study, states: list[CellState], sets: list[EvalSet], doc: d
              + (f", counting predictions scoring >= {study.min_score}" if study.min_score > 0 else ", counting every prediction")
              + "; mAP@50 = COCO AP at IoU 0.5 (VLM answers are unscored, so their mAP ranks boxes arbitrarily).", "",
              "## Evaluation sets", ""]
-    lines += _md(["set", "images", "boxes", "ground truth"], [[e.ref, str(e.n_images), str(e.n_boxes), f"`{e.gt}`"] for e in sets])
+    lines += _md(["set", "images", "boxes", "ground truth"],
+                 [[e.ref, str(e.n_images), str(e.n_boxes), f"`{e.gt}`" if not e.error else f"not available: {e.error}"] for e in sets])
     vlm = [s for s in states if s.cell.kind in VLM_KINDS]
     det = [s for s in states if s.cell.kind not in VLM_KINDS]
     sizes = sorted({s.cell.model_label for s in vlm}, key=size_key)

@@ -204,19 +204,32 @@ def _prepare_dataset(study: Study, spec: DatasetSpec, device: str, progress: Ste
 
 
 def prepare_datasets(study: Study, force: bool = False, device: str = "auto", progress: StepProgress | None = None,
-                     names: set[str] | None = None) -> dict[str, dict[str, Any]]:
+                     names: set[str] | None = None, keep_going: bool = False) -> dict[str, dict[str, Any]]:
     """Prepare (or reuse) every dataset the study uses.
+
+    Args:
+        keep_going: Record a dataset that cannot be prepared as ``{"error": "..."}`` instead of
+            raising, so that the cells not using it still run (theirs fail with that error).
 
     Returns:
         ``{dataset: {"splits": {split: coco path}, "sizes": {split: {images, boxes}}}}``.
     """
     runner = StageRunner(data_root(study), force=force)
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for name, spec in study.datasets.items():
         if names is not None and name not in names:
             continue
-        out[name], reused = runner.run(f"data-{name}", _dataset_config(study, spec),
-                                       lambda spec=spec: _prepare_dataset(study, spec, device, progress))
+        try:
+            out[name], reused = runner.run(f"data-{name}", _dataset_config(study, spec),
+                                           lambda spec=spec: _prepare_dataset(study, spec, device, progress))
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:
+            if not keep_going:
+                raise
+            log.error("dataset %s cannot be prepared: %s", name, one_line(e))
+            out[name] = {"error": one_line(e)}
+            continue
         log.info("dataset %s: %s", name, "reused" if reused else "prepared")
     return out
 
@@ -232,6 +245,35 @@ def finished_datasets(study: Study) -> dict[str, dict[str, Any]]:
     return out
 
 
+def check_refs(study: Study) -> None:
+    """Refuse references to splits a dataset will not have, before anything runs.
+
+    Raises:
+        UsageError: ``name:test`` for a dataset without ``split = [...]``, or for a split whose
+            fraction is 0 (names the reference, where it is used and the fix).
+    """
+    uses = [("[evaluate] on", ref) for ref in study.eval_on]
+    for c in study.cells:
+        uses += [(f"cell {c.id} {k}", str(c.params[k])) for k in ("train", "val", "support") if k in c.params]
+    for where, ref in uses:
+        cur = None
+        for piece in ref.split("+"):
+            name, _, sp = piece.partition(":")
+            if name in study.datasets:
+                cur = name
+            elif not sp and cur is not None:
+                name, sp = cur, piece
+            spec = study.datasets.get(name)
+            if spec is None or sp in ("", "all"):
+                continue
+            if spec.split is None:
+                raise UsageError(f"{study.path}: {where} asks for {name}:{sp} but [datasets.{name}] has no split; "
+                                 f"add split = [0.8, 0.1, 0.1] to it or refer to {name!r} (the whole dataset)")
+            if spec.split[("train", "val", "test").index(sp)] == 0:
+                raise UsageError(f"{study.path}: {where} asks for {name}:{sp}, whose fraction in [datasets.{name}] "
+                                 f"split = {list(spec.split)} is 0; give it a share or refer to another split")
+
+
 def ref_slug(ref: str) -> str:
     """A file-name-safe form of a dataset reference (``public:test`` -> ``public-test``)."""
     return re.sub(r"[^A-Za-z0-9.+-]+", "-", ref).strip("-")
@@ -240,6 +282,8 @@ def ref_slug(ref: str) -> str:
 def _split_path(study: Study, data: dict[str, dict[str, Any]], name: str, split_name: str) -> str:
     if name not in data:
         raise UsageError(f"{study.path}: dataset {name!r} is not prepared; run `synspill experiment run {study.path}` first")
+    if "error" in data[name]:
+        raise DatasetError(f"dataset {name!r} could not be prepared: {data[name]['error']}")
     splits = data[name]["splits"]
     if split_name not in splits:
         raise UsageError(f"{study.path}: {name}:{split_name} is asked for but [datasets.{name}] has no split; "
@@ -407,10 +451,11 @@ def run_study(study: Study, device: str = "auto", only: str | None = None, force
         A :class:`StudyResult`; failed cells are recorded, not raised.
     """
     t0 = time.perf_counter()
+    check_refs(study)
     cells = select_cells(study, only)
     study.out.mkdir(parents=True, exist_ok=True)
     write_text(study.out / "study.toml", study.path.read_text(encoding="utf-8"))
-    data = prepare_datasets(study, force=force, device=device, progress=progress)
+    data = prepare_datasets(study, force=force, device=device, progress=progress, keep_going=True)
     ran, skipped, failed = [], [], []
     for cell in cells:
         st = cell_state(study, cell)
@@ -656,5 +701,6 @@ def _predict_icl(study: Study, cell: Cell, gt: str, out: Path, eval_hash: str, d
 # dry run
 # ---------------------------------------------------------------------------------------
 def plan(study: Study, only: str | None = None) -> list[CellState]:
-    """The selected cells with their status, without running anything."""
+    """The selected cells with their status, without running anything (references are checked)."""
+    check_refs(study)
     return [cell_state(study, c) for c in select_cells(study, only)]
