@@ -164,7 +164,8 @@ def iou_table_model(study: Study, states: list[CellState]) -> str | None:
     if want is not None:
         log.warning("[report] iou_table_model = %r is not a model of the study (%s); using the largest", want, ", ".join(labels))
     numeric = [lb for lb in labels if size_key(lb)[0] == 0]
-    return (numeric or labels or [None])[-1]
+    pick = numeric or labels
+    return pick[-1] if pick else None
 
 
 def _cell_value(s: CellState, doc_cell: dict[str, Any], ref: str, what: str) -> str:

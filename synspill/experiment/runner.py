@@ -149,7 +149,7 @@ def _synthesise(study: Study, spec: DatasetSpec, folder: Path, device: str, prog
     ij = jobs.InpaintJob(scenes=folder / "scenes", out=folder / "dataset", propose=True, per_image=per_image,
                          spill_scale=float(o.get("spill_scale", 1.0)), classes=classes, seed=study.seed, backend=backend,
                          workers=workers, diffusion=inpaint_diff, quality=o.get("quality"),
-                         **{k: float(o[k]) for k in ("feather", "opacity") if k in o})
+                         feather=float(o.get("feather", 50.0)), opacity=float(o.get("opacity", 0.75)))
     start, prog = cb("inpaint")
     try:
         ann = jobs.run_inpaint(ij, force=forced, on_progress=prog, on_start=start)
@@ -216,12 +216,14 @@ def prepare_datasets(study: Study, force: bool = False, device: str = "auto", pr
     """
     runner = StageRunner(data_root(study), force=force)
     out: dict[str, dict[str, Any]] = {}
+    def job(spec: DatasetSpec) -> Callable[[], dict[str, Any]]:
+        return lambda: _prepare_dataset(study, spec, device, progress)
+
     for name, spec in study.datasets.items():
         if names is not None and name not in names:
             continue
         try:
-            out[name], reused = runner.run(f"data-{name}", _dataset_config(study, spec),
-                                           lambda spec=spec: _prepare_dataset(study, spec, device, progress))
+            out[name], reused = runner.run(f"data-{name}", _dataset_config(study, spec), job(spec))
         except KeyboardInterrupt:
             raise
         except Exception as e:
@@ -625,14 +627,14 @@ def _finished_preds(path: Path, eval_hash: str) -> bool:
 
     side = find_sidecar(path) if path.is_file() else None
     meta = _read_json(side) if side else None
-    return bool(meta) and meta.get("eval_hash") == eval_hash
+    return meta is not None and meta.get("eval_hash") == eval_hash
 
 
 def _vlm_config(cell: Cell, model: str, device: str) -> Any:
     from synspill.predictors import PredictorConfig
 
     p = cell.params
-    opts = {k: p[k] for k in ("max_new_tokens", "per_class", "temperature", "top_p", "repetition_penalty", "min_pixels") if k in p}
+    opts: dict[str, Any] = {k: p[k] for k in ("max_new_tokens", "per_class", "temperature", "top_p", "repetition_penalty", "min_pixels") if k in p}
     return PredictorConfig(model=model, backend="vlm", device=device, conf=0.0, batch=int(p.get("predict_batch", 1)),
                            max_pixels=p.get("max_pixels"), quant=str(p.get("quant", "none")), dtype=str(p.get("dtype", "auto")),
                            prompt=p.get("prompt"), options=opts)
