@@ -133,6 +133,10 @@ def test_runs_every_cell_once_and_reports_known_numbers(fake_study):
     assert (study.out / "cells" / "icl-k5__7B" / "done.json").stat().st_mtime_ns == before
     r = CliRunner().invoke(app, ["experiment", "run", str(path), "--dry-run"])
     assert r.exit_code == 0 and r.output.count("done") >= 5
+    (study.out / "report.md").unlink()
+    r = CliRunner().invoke(app, ["experiment", "report", str(path)])
+    assert r.exit_code == 0 and "5/5 cells with numbers" in r.output
+    assert (study.out / "report.md").read_text() == md and len(calls["predict"]) == 10
 
 
 def test_failing_cell_is_recorded_and_the_others_go_on(fake_study):
