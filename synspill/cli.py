@@ -30,6 +30,7 @@ COMMANDS: list[str] = [
     "predict",
     "icl",
     "eval",
+    "experiment",
     "watch",
     "events",
     "env",

@@ -102,6 +102,7 @@ class Study:
     iou: str
     metrics: list[str] = field(default_factory=lambda: ["hit_rate", "map50"])
     report: dict[str, Any] = field(default_factory=dict)
+    min_score: float = 0.0
 
 
 def _err(path: Path, msg: str) -> UsageError:
@@ -186,8 +187,11 @@ def load_study(path: str | Path) -> Study:
     for ref in eval_on:
         parse_ref(ref, datasets, p, "[evaluate] on")
     iou = str(ev.get("iou", "0.5:0.9:0.1"))
+    min_score = ev.get("min_score", 0.0)
+    if not isinstance(min_score, int | float) or not 0.0 <= min_score <= 1.0:
+        raise _err(p, f"[evaluate] min_score = {min_score!r}; use a score in [0, 1] (0: count every prediction in the hit rate)")
     return Study(name, p, out, seed, datasets, cells, list(eval_on), iou, list(ev.get("metrics") or ["hit_rate", "map50"]),
-                 dict(raw.get("report") or {}))
+                 dict(raw.get("report") or {}), float(min_score))
 
 
 def _slug(v: Any) -> str:
