@@ -73,8 +73,10 @@ def demo(
                           f"{len(w['events'])} event(s) logged (threshold {w['threshold']})")
         for e in w["events"]:
             out_console.print(f"  event {e.get('id')}: camera {e.get('camera')}, class {e.get('class_name') or e.get('class_id')}, "
-                              f"severity {e.get('severity')}, max confidence {float(e.get('max_conf') or 0):.2f}, "
-                              f"area {float(e.get('area_frac') or 0) * 100:.1f}% of frame")
+                              f"severity {e.get('severity')}, max confidence {float(e.get('max_confidence') or 0):.2f}, "
+                              f"area {float(e.get('area_frac') or 0) * 100:.1f}% of frame, seen {e.get('last_seen', 0) - e.get('first_seen', 0):.1f} s")
+            if e.get("snapshot"):
+                out_console.print(f"    snapshot: {e['snapshot']}")
     p = Table(title="Where everything is", show_header=False)
     for k, v in res.paths.items():
         p.add_row(k, str(v))
