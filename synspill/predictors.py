@@ -103,7 +103,31 @@ def infer_backend(model: str) -> str:
 
 
 def load_predictor(cfg: PredictorConfig) -> Predictor:
-    """Build the predictor ``cfg`` asks for (heavy libraries load here, not at import)."""
+    """Build the predictor ``cfg`` asks for (heavy libraries load here, not at import).
+
+    Besides the built-in backends, ``model = "py:MODULE:FACTORY"`` imports ``MODULE`` and
+    returns ``FACTORY(cfg)``: any object with ``name`` and
+    ``predict(list[RGB uint8]) -> list[Detections]`` (your own model, a remote service ...).
+
+    Raises:
+        UsageError: A ``py:`` spec that cannot be imported or returns no predictor.
+    """
+    if cfg.model.startswith("py:"):
+        return _load_py(cfg)
     backend = cfg.backend if cfg.backend != "auto" else infer_backend(cfg.model)
     module = importlib.import_module(BACKENDS[backend])
     return module.load_predictor(cfg)
+
+
+def _load_py(cfg: PredictorConfig) -> Predictor:
+    mod_name, _, attr = cfg.model[3:].partition(":")
+    if not mod_name or not attr:
+        raise UsageError(f"model {cfg.model!r}: write py:MODULE:FACTORY, e.g. py:my_models.spill:load")
+    try:
+        factory = getattr(importlib.import_module(mod_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise UsageError(f"model {cfg.model!r}: {e}; check the module is importable (PYTHONPATH) and defines {attr}") from None
+    pred = factory(cfg)
+    if not isinstance(pred, Predictor):
+        raise UsageError(f"model {cfg.model!r}: {attr}() returned {type(pred).__name__}, which has no name/predict()")
+    return pred

@@ -33,3 +33,15 @@ def test_bad_results(tmp_path, payload, pattern):
     p.write_text(json.dumps(payload))
     with pytest.raises(DatasetError, match=pattern):
         read_results(p, image_ids={1}, category_ids={1, 2})
+
+
+def test_py_factory_predictor_spec_and_errors():
+    from synspill.errors import UsageError
+    from synspill.predictors import PredictorConfig, load_predictor
+
+    pred = load_predictor(PredictorConfig(model="py:tests.watch.blobs:load"))
+    assert pred.name and callable(pred.predict)
+    with pytest.raises(UsageError, match="write py:MODULE:FACTORY"):
+        load_predictor(PredictorConfig(model="py:only_module"))
+    with pytest.raises(UsageError, match="check the module is importable"):
+        load_predictor(PredictorConfig(model="py:no_such_module_xyz:load"))

@@ -16,7 +16,6 @@ are closed (reason ``end-of-stream``).
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
@@ -46,7 +45,7 @@ def predictor_config(cam: CameraConfig, conf: float | None = None) -> PredictorC
 
 
 def load_watch_predictor(cfg: PredictorConfig) -> Predictor:
-    """:func:`synspill.predictors.load_predictor`, plus ``py:module:factory`` models.
+    """:func:`synspill.predictors.load_predictor` (which also takes ``py:module:factory`` models).
 
     ``py:my_pkg.models:make`` imports ``my_pkg.models`` and returns ``make(cfg)``: any
     object with ``name`` and ``predict(list[RGB uint8]) -> list[Detections]``.
@@ -54,20 +53,7 @@ def load_watch_predictor(cfg: PredictorConfig) -> Predictor:
     Raises:
         UsageError: A ``py:`` spec that cannot be imported or returns no predictor.
     """
-    if not cfg.model.startswith("py:"):
-        return load_predictor(cfg)
-    spec = cfg.model[3:]
-    mod_name, _, attr = spec.partition(":")
-    if not mod_name or not attr:
-        raise UsageError(f"model {cfg.model!r}: write py:MODULE:FACTORY, e.g. py:my_models.spill:load")
-    try:
-        factory = getattr(importlib.import_module(mod_name), attr)
-    except (ImportError, AttributeError) as e:
-        raise UsageError(f"model {cfg.model!r}: {e}; check the module is importable (PYTHONPATH) and defines {attr}") from None
-    pred = factory(cfg)
-    if not isinstance(pred, Predictor):
-        raise UsageError(f"model {cfg.model!r}: {attr}() returned {type(pred).__name__}, which has no name/predict()")
-    return pred
+    return load_predictor(cfg)
 
 
 def _group_key(cam: CameraConfig) -> tuple:

@@ -469,7 +469,8 @@ def build_dataset(
             if cx2 - cx1 < min_size or cy2 - cy1 < min_size:
                 rep.skipped.append(Skip(fname, where, sh.label, DEGENERATE, f"{cx2 - cx1:.2f}x{cy2 - cy1:.2f} px (< {min_size:g} px)"))
                 continue
-            if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
+            # report clipping that moves an edge by half a pixel or more (not exporter rounding)
+            if max(abs(cx1 - x1), abs(cy1 - y1), abs(cx2 - x2), abs(cy2 - y2)) >= 0.5:
                 rep.clipped.append(Skip(fname, where, sh.label, "clipped to image", f"{_fmt_box((x1, y1, x2, y2))} -> {_fmt_box((cx1, cy1, cx2, cy2))} (xyxy, {W}x{H})"))
             seg: Any = None
             area = None
