@@ -65,13 +65,13 @@ class DemoConfig:
 
     out: Path = Path("synspill-demo")
     n_images: int = 1200
-    size: int = 256
-    per_image: tuple[int, int] = (2, 4)
-    spill_scale: float = 3.0
-    feather: float = 8.0
+    size: int = 192
+    per_image: tuple[int, int] = (1, 3)
+    spill_scale: float = 6.0
+    feather: float = 6.0
     opacity: float = 1.0
-    epochs: int = 16
-    imgsz: int = 256
+    epochs: int = 36
+    imgsz: int = 192
     batch: int = 16
     model: str = "yolo11n"
     detr: bool = False
