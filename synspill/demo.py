@@ -380,9 +380,8 @@ def _watch_stage(cfg: DemoConfig, data: dict[str, Any], run: dict[str, Any]) -> 
         mask = np.zeros(spilled.shape[:2], bool)
         x, y, w, h = (int(round(v)) for v in ann.bbox)
         mask[y:y + h, x:x + w] = True
-    # Only this spill appears; the image's other spills are present from the first frame.
-    others = np.abs(spilled.astype(np.int16) - clean.astype(np.int16)).max(-1) > 0
-    clean = np.where((others & ~mask)[..., None], spilled, clean)
+    # Only this spill appears; everything else (the image's other spills too) is there from the first frame.
+    clean = np.where(mask[..., None], clean, spilled)
     video = make_spill_video(clean, spilled, mask, wdir / "spill.mp4")
     db = wdir / "events.sqlite"
     for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
