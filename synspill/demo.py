@@ -47,6 +47,8 @@ class DemoConfig:
         size: Scene size in pixels (square).
         per_image: Spills per image ``(lo, hi)``.
         spill_scale: Spill size multiplier (close-up spills are learnable in minutes on a CPU).
+        min_box: Smallest spill box side, fraction of the image side (no specks a 192 px
+            detector cannot see).
         feather: Soft-mask feather in px (the paper's 50 px is for 1024 px images).
         opacity: Soft-mask opacity (1.0: full-strength spills for a short CPU training).
         epochs: YOLO training epochs.
@@ -68,6 +70,7 @@ class DemoConfig:
     size: int = 192
     per_image: tuple[int, int] = (1, 3)
     spill_scale: float = 6.0
+    min_box: float = 0.08
     feather: float = 6.0
     opacity: float = 1.0
     epochs: int = 36
@@ -130,7 +133,7 @@ def _data_stage(cfg: DemoConfig, progress: StageProgress | None) -> dict[str, An
                                    workers=cfg.workers), on_progress=s_prog, on_start=s_start)
     i_start, i_prog = cb("inpaint")
     ann = jobs.run_inpaint(jobs.InpaintJob(scenes=out / "scenes", out=out / "dataset", propose=True, per_image=cfg.per_image,
-                                           spill_scale=cfg.spill_scale, feather=cfg.feather, opacity=cfg.opacity,
+                                           spill_scale=cfg.spill_scale, min_box=cfg.min_box, feather=cfg.feather, opacity=cfg.opacity,
                                            seed=cfg.seed, workers=cfg.workers), on_progress=i_prog, on_start=i_start)
     assert ann is not None  # single process: this shard merges
     ds = load_coco(ann)
@@ -242,7 +245,8 @@ def run_demo(cfg: DemoConfig, progress: StageProgress | None = None,
         return res
 
     data_conf = {"n": cfg.n_images, "size": cfg.size, "per_image": list(cfg.per_image), "seed": cfg.seed,
-                 "spill_scale": cfg.spill_scale, "feather": cfg.feather, "opacity": cfg.opacity, "v": 1}
+                 "spill_scale": cfg.spill_scale, "min_box": cfg.min_box, "feather": cfg.feather, "opacity": cfg.opacity,
+                 "v": 1}
     data = stage("data", data_conf, lambda: _data_stage(cfg, progress))
     train_conf = {"data": data_conf, "model": cfg.model, "epochs": cfg.epochs, "imgsz": cfg.imgsz, "batch": cfg.batch, "seed": cfg.seed,
                   "options": {**YOLO_SHORT_RUN, **cfg.options}}

@@ -18,6 +18,8 @@ LoraScaleOpt = Annotated[str, typer.Option("--lora-scale", help="LoRA strength r
 StepsOpt = Annotated[int | None, typer.Option("--steps", help="Denoising steps (default: scenes 64, inpaint 20).")]
 CfgOpt = Annotated[float | None, typer.Option("--cfg", help="Classifier-free guidance (default: scenes 8, SDXL-Turbo 0).")]
 SchedulerOpt = Annotated[str, typer.Option("--scheduler", help="dpmpp_2m_sde_karras (paper) or euler_a.")]
+SpillScaleOpt = Annotated[float, typer.Option("--spill-scale", help="Multiplier on real-world spill sizes (1 = life-size on CCTV; 2-3 = close-ups).")]
+MinBoxOpt = Annotated[float, typer.Option("--min-box", help="Smallest proposed box side, fraction of the shorter image side (raise for fast-to-learn data).")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="auto (sdxl if weights are configured, else procedural), procedural or sdxl.")]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", help="CPU processes for the procedural backend (default: min(2, CPUs)).")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per backend call / per worker task.")]

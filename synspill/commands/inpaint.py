@@ -21,7 +21,8 @@ def inpaint(
     boxes: Annotated[Path | None, typer.Option("--boxes", help="COCO file of boxes over the scenes (annotate-import or propose).")] = None,
     propose: Annotated[bool, typer.Option("--propose", help="Propose boxes automatically instead of --boxes.")] = False,
     per_image: Annotated[str, typer.Option("--per-image", help="With --propose: boxes per image, LOW:HIGH.")] = "1:3",
-    spill_scale: Annotated[float, typer.Option("--spill-scale", help="With --propose: multiplier on real-world spill sizes (1 = life-size on CCTV; 2-3 = close-ups).")] = 1.0,
+    spill_scale: s.SpillScaleOpt = 1.0,
+    min_box: s.MinBoxOpt = 0.012,
     classes: ClassesOpt = None,
     backend: s.BackendOpt = "auto",
     feather: Annotated[float, typer.Option("--feather", help="Soft-mask Gaussian feathering, px (paper: 50).")] = 50.0,
@@ -85,6 +86,7 @@ def inpaint(
                                 batch_size=batch_size)
     cls = taxonomy.parse_classes(classes)
     job = jobs.InpaintJob(scenes=scenes, out=out, boxes=boxes, propose=propose, per_image=(int(lo), int(hi)), spill_scale=spill_scale,
+                          min_box=min_box,
                           classes=tuple(cls) if cls else None, seed=seed, backend=be, feather=feather, opacity=opacity,
                           strength=st, batch_size=batch_size, workers=s.default_workers(workers), shard=shard_t,
                           quality=quality, diffusion=diff, contact_sheet=contact)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from synspill.commands import _synth as s
 from synspill.commands.options import ClassesOpt, ForceOpt, SeedOpt
 
 
@@ -18,7 +19,8 @@ def propose(
     scenes: Annotated[Path, typer.Option("--scenes", help="Scenes folder (synspill scenes output) or a folder of images.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="COCO file to write (boxes.json).")],
     per_image: Annotated[str, typer.Option("--per-image", help="Boxes per image, LOW:HIGH.")] = "1:3",
-    spill_scale: Annotated[float, typer.Option("--spill-scale", help="multiplier on real-world spill sizes (1 = life-size on CCTV; 2-3 = close-ups).")] = 1.0,
+    spill_scale: s.SpillScaleOpt = 1.0,
+    min_box: s.MinBoxOpt = 0.012,
     classes: ClassesOpt = None,
     seed: SeedOpt = 0,
     force: ForceOpt = False,
@@ -42,7 +44,7 @@ def propose(
     if lo != int(lo) or hi != int(hi):
         raise UsageError(f"--per-image {per_image!r}: use whole numbers, e.g. 1:3")
     ds = jobs.load_scenes(scenes)
-    props = propose_dataset(ds, (int(lo), int(hi)), taxonomy.parse_classes(classes), seed, spill_scale)
+    props = propose_dataset(ds, (int(lo), int(hi)), taxonomy.parse_classes(classes), seed, spill_scale, min_box)
     # file names relative to the boxes file, so that the COCO file opens with its images
     import os
 

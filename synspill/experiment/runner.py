@@ -50,7 +50,7 @@ StepProgress = Callable[[str, int, int | None, str], None]
 #: ``(event, cell_id, info)`` with event in ``start``, ``done``, ``skipped``, ``failed``.
 CellEvent = Callable[[str, str, dict[str, Any]], None]
 
-SYNTH_KEYS = {"n", "size", "per_image", "spill_scale", "backend", "workers", "scene_model", "inpaint_model",
+SYNTH_KEYS = {"n", "size", "per_image", "spill_scale", "min_box", "backend", "workers", "scene_model", "inpaint_model",
               "style_refs", "quality", "classes", "feather", "opacity"}
 IMPORT_KEYS = {"path", "images", "format", "map", "min_size", "strict"}
 COCO_KEYS = {"path", "images", "map"}
@@ -147,7 +147,8 @@ def _synthesise(study: Study, spec: DatasetSpec, folder: Path, device: str, prog
 
         classes = tuple(parse_classes(classes if isinstance(classes, str) else ",".join(map(str, classes))) or ()) or None
     ij = jobs.InpaintJob(scenes=folder / "scenes", out=folder / "dataset", propose=True, per_image=per_image,
-                         spill_scale=float(o.get("spill_scale", 1.0)), classes=classes, seed=study.seed, backend=backend,
+                         spill_scale=float(o.get("spill_scale", 1.0)),
+                         min_box=float(o.get("min_box", 0.012)), classes=classes, seed=study.seed, backend=backend,
                          workers=workers, diffusion=inpaint_diff, quality=o.get("quality"),
                          feather=float(o.get("feather", 50.0)), opacity=float(o.get("opacity", 0.75)))
     start, prog = cb("inpaint")

@@ -675,6 +675,7 @@ class InpaintJob:
         propose: Propose boxes on the fly (:mod:`synspill.synth.propose`) instead.
         per_image: ``(lo, hi)`` proposals per image.
         spill_scale: With ``propose``: multiplier on real-world spill sizes.
+        min_box: With ``propose``: smallest box side, fraction of the shorter image side.
         classes: Taxonomy ids for proposals (None: all).
         seed: Base seed; spill ``k`` of image ``id`` uses :func:`derive_seed` ``(seed, "spill", id, k)``.
         backend: ``procedural`` or ``sdxl``.
@@ -695,6 +696,7 @@ class InpaintJob:
     propose: bool = False
     per_image: tuple[int, int] = (1, 3)
     spill_scale: float = 1.0
+    min_box: float = 0.012
     classes: tuple[int, ...] | None = None
     seed: int = 0
     backend: str = "procedural"
@@ -717,6 +719,8 @@ class InpaintJob:
             raise UsageError(f"--opacity {self.opacity} must be in (0, 1]")
         if not 0.1 <= self.spill_scale <= 10:
             raise UsageError(f"--spill-scale {self.spill_scale} must be within 0.1-10 (1 = life-size)")
+        if not 0 <= self.min_box <= 0.5:
+            raise UsageError(f"--min-box {self.min_box} must be within 0-0.5 (a fraction of the shorter image side)")
         if not (0 <= self.per_image[0] <= self.per_image[1]):
             raise UsageError(f"--per-image {self.per_image}: need 0 <= LOW <= HIGH")
         if self.backend not in ("procedural", "sdxl"):
@@ -736,6 +740,8 @@ class InpaintJob:
                               if k not in ("device", "dtype", "batch_size")}
         if self.spill_scale != 1.0:
             d["spill_scale"] = self.spill_scale
+        if self.min_box != 0.012:
+            d["min_box"] = self.min_box
         return d
 
 
@@ -850,7 +856,7 @@ def _inpaint_items(job: InpaintJob) -> tuple[list[dict[str, Any]], Any]:
             k = int(rng.integers(job.per_image[0], job.per_image[1] + 1))
             boxes_ = [(b, c, True) for b, c in propose_boxes(im.width, im.height, im.extra.get("layout"), rng, k,
                                                                list(job.classes) if job.classes else None,
-                                                               job.spill_scale)]
+                                                               job.spill_scale, job.min_box)]
         else:
             boxes_ = per_scene.get(im.id, [])
         img_seed = derive_seed(job.seed, "image", im.id)

@@ -74,8 +74,8 @@ def _grid_fraction(grid: np.ndarray, box: tuple[float, ...], width: int, height:
 
 
 def propose_boxes(width: int, height: int, layout: dict[str, Any] | None, rng: np.random.Generator,
-                  n: int, classes: list[int] | None = None,
-                  scale: float = 1.0) -> list[tuple[tuple[float, float, float, float], int]]:
+                  n: int, classes: list[int] | None = None, scale: float = 1.0,
+                  min_size: float = 0.012) -> list[tuple[tuple[float, float, float, float], int]]:
     """Propose up to ``n`` non-overlapping spill boxes for one image.
 
     Args:
@@ -88,6 +88,8 @@ def propose_boxes(width: int, height: int, layout: dict[str, Any] | None, rng: n
         classes: Taxonomy ids to draw from (default all eight).
         scale: Multiplier on the real-world spill sizes (1: life-size as CCTV sees them;
             2-3: close-up views like most photos of spills, and easier to learn quickly).
+        min_size: Smallest box side as a fraction of the image's shorter side (at least 6 px);
+            smaller spills are redrawn. Raise it (e.g. 0.08) for data a small detector learns fast.
 
     Returns:
         ``[((x1, y1, x2, y2), class_id), ...]`` absolute pixels, inside the image, pairwise
@@ -104,14 +106,18 @@ def propose_boxes(width: int, height: int, layout: dict[str, Any] | None, rng: n
     ys_floor = poly[:, 1] if len(poly) else np.array([height])
     y_lo = max(hz + 0.04 * height, float(ys_floor.min()))
     sources = [e for e in lay.get("equipment", []) if e.get("kind") in SOURCES]
-    min_px = max(6.0, 0.012 * min(width, height))
+    min_px = max(6.0, min_size * min(width, height))
     grid = None
     if lay.get("floor_grid"):
         grid = np.array([[c == "1" for c in row] for row in lay["floor_grid"]], bool)
     out: list[tuple[tuple[float, float, float, float], int]] = []
     for _ in range(n):
-        for _attempt in range(25):
-            cls = int(classes[int(rng.integers(len(classes)))])
+        # the class is drawn once per box, so classes that rarely fit (large spills) are
+        # not crowded out by ones that always do; only after many misses is another tried
+        cls = int(classes[int(rng.integers(len(classes)))])
+        for attempt in range(40):
+            if attempt == 30:
+                cls = int(classes[int(rng.integers(len(classes)))])
             (wlo, whi), (rlo, rhi) = SIZES[cls]
             src = None
             if sources and cls in LEAKING and rng.random() < 0.6:
@@ -159,7 +165,7 @@ def propose_boxes(width: int, height: int, layout: dict[str, Any] | None, rng: n
 
 
 def propose_dataset(scenes: Any, per_image: tuple[int, int] = (1, 3), classes: list[int] | None = None,
-                    seed: int = 0, scale: float = 1.0) -> Any:
+                    seed: int = 0, scale: float = 1.0, min_size: float = 0.012) -> Any:
     """Proposals for every image of a scenes dataset.
 
     Args:
@@ -169,6 +175,7 @@ def propose_dataset(scenes: Any, per_image: tuple[int, int] = (1, 3), classes: l
         classes: Taxonomy ids to draw from (default all).
         seed: Base seed; image ``id`` gives each image its own stream.
         scale: Multiplier on real-world spill sizes (see :func:`propose_boxes`).
+        min_size: Smallest box side, fraction of the shorter image side (see :func:`propose_boxes`).
 
     Returns:
         A new :class:`CocoDataset` over the same images with ``{"auto": true}`` boxes
@@ -180,9 +187,11 @@ def propose_dataset(scenes: Any, per_image: tuple[int, int] = (1, 3), classes: l
     for im in scenes.images:
         rng = np.random.default_rng([seed, im.id, 7])
         k = int(rng.integers(per_image[0], per_image[1] + 1))
-        for (x1, y1, x2, y2), cls in propose_boxes(im.width, im.height, im.extra.get("layout"), rng, k, classes, scale):
+        for (x1, y1, x2, y2), cls in propose_boxes(im.width, im.height, im.extra.get("layout"), rng, k, classes, scale,
+                                                           min_size):
             anns.append(Annotation(len(anns) + 1, im.id, cls, [x1, y1, x2 - x1, y2 - y1], extra={"auto": True}))
     images = [ImageRecord(im.id, im.file_name, im.width, im.height) for im in scenes.images]
     return CocoDataset(images=images, annotations=anns, root=scenes.root,
                        info={"description": "synspill automatic spill-box proposals", "seed": seed,
-                             "per_image": list(per_image), "classes": classes or "all", "scale": scale})
+                             "per_image": list(per_image), "classes": classes or "all", "scale": scale,
+                             "min_size": min_size})
