@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -93,3 +93,10 @@ def progress_task(description: str, total: int | None) -> Iterator[callable]:  #
             progress.advance(task, n)
 
         yield advance
+
+
+def describe_epoch(info: dict[str, Any]) -> str:
+    """One line for a training callback's ``info``: ``epoch 3, loss 4.210, mAP50 0.310``."""
+    parts = [f"epoch {info['epoch']}"] if "epoch" in info else []
+    parts += [f"{k} {info[k]:.3f}" for k in ("loss", "mAP50", "mAP50-95") if isinstance(info.get(k), float)]
+    return ", ".join(parts)

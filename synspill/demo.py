@@ -148,15 +148,14 @@ def _data_stage(cfg: DemoConfig, progress: StageProgress | None) -> dict[str, An
 
 
 def _train_yolo(cfg: DemoConfig, data: dict[str, Any], progress: StageProgress | None) -> dict[str, Any]:
+    from synspill.console import describe_epoch
     from synspill.detectors import yolo
 
     run_dir = cfg.out / "runs" / "yolo"
 
     def on_progress(done: int, total: int, info: dict[str, Any]) -> None:
         if progress:
-            bits = [f"epoch {info['epoch']}"] if "epoch" in info else []
-            bits += [f"mAP50 {info['mAP50']:.3f}"] if "mAP50" in info else []
-            progress("train yolo", done, total or None, ", ".join(bits))
+            progress("train yolo", done, total or None, describe_epoch(info))
 
     run = yolo.train(yolo.YoloTrainConfig(data=data["splits"]["train"], val=data["splits"]["val"], out=str(run_dir),
                                           model=cfg.model, epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
@@ -167,13 +166,14 @@ def _train_yolo(cfg: DemoConfig, data: dict[str, Any], progress: StageProgress |
 
 
 def _train_detr(cfg: DemoConfig, data: dict[str, Any], progress: StageProgress | None) -> dict[str, Any]:
+    from synspill.console import describe_epoch
     from synspill.detectors import detr
 
     run_dir = cfg.out / "runs" / "detr"
 
     def on_progress(done: int, total: int, info: dict[str, Any]) -> None:
         if progress:
-            progress("train rf-detr", done, total or None, f"epoch {info['epoch']}" if "epoch" in info else "")
+            progress("train rf-detr", done, total or None, describe_epoch(info))
 
     run = detr.train(detr.DetrTrainConfig(data=data["splits"]["train"], val=data["splits"]["val"], out=str(run_dir),
                                           model="nano", epochs=cfg.detr_epochs, device=cfg.device, seed=cfg.seed,

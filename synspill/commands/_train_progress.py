@@ -10,21 +10,19 @@ from typing import Any
 @contextmanager
 def training_progress(title: str) -> Iterator[Callable[[int, int, dict[str, Any]], None]]:
     """Yield an ``on_progress(done, total, info)`` callback drawing one bar with epoch, mAP and ETA."""
-    from synspill.console import make_progress
+    from synspill.console import describe_epoch, make_progress
 
     with make_progress() as progress:
         task = progress.add_task(title, total=None)
 
         def on_progress(done: int, total: int, info: dict[str, Any]) -> None:
-            parts = [f"epoch {info['epoch']}"] if "epoch" in info else []
-            parts += [f"{k} {v:.3f}" for k, v in info.items() if k in ("mAP50", "mAP50-95")]
-            progress.update(task, completed=done, total=total or None, description=f"{title} [{', '.join(parts)}]")
+            progress.update(task, completed=done, total=total or None, description=f"{title} [{describe_epoch(info)}]")
 
         yield on_progress
 
 
 def parse_options(items: list[str] | None) -> dict[str, Any]:
-    """Parse repeated ``--option key=value`` (values as JSON when they parse, else strings)."""
+    """Parse repeated ``--option key=value`` (JSON values, True/False/None, else strings)."""
     import json
 
     from synspill.errors import UsageError
@@ -34,6 +32,9 @@ def parse_options(items: list[str] | None) -> dict[str, Any]:
         if "=" not in item:
             raise UsageError(f"--option {item!r} must look like key=value (e.g. --option mosaic=0.0)")
         k, v = item.split("=", 1)
+        if v.strip() in ("True", "False", "None"):  # Python spelling, as in ultralytics' own CLI
+            out[k.strip()] = {"True": True, "False": False, "None": None}[v.strip()]
+            continue
         try:
             out[k.strip()] = json.loads(v)
         except json.JSONDecodeError:

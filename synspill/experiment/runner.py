@@ -552,10 +552,9 @@ def _reuse_run(run_dir: Path) -> dict[str, Any] | None:
 def _train_progress(progress: StepProgress | None, task: str) -> Callable[..., None]:
     def cb(done: int, total: int, info: dict[str, Any] | None = None) -> None:
         if progress:
-            info = info or {}
-            bits = [f"epoch {info['epoch']}"] if "epoch" in info else []
-            bits += [f"loss {info['loss']:.3f}"] if isinstance(info.get("loss"), float) else []
-            progress(task, done, total or None, ", ".join(bits))
+            from synspill.console import describe_epoch
+
+            progress(task, done, total or None, describe_epoch(info or {}))
     return cb
 
 
