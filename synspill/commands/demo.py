@@ -16,10 +16,10 @@ def register(app: typer.Typer) -> None:
 
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("synspill-demo"),
-    n_images: Annotated[int, typer.Option("--n-images", help="Synthetic images (split 80/10/10).")] = 1200,
-    size: Annotated[int, typer.Option("--size", help="Scene size in pixels.")] = 192,
-    epochs: Annotated[int, typer.Option("--epochs", help="YOLO11n training epochs (more epochs: higher mAP, longer).")] = 36,
-    imgsz: Annotated[int, typer.Option("--imgsz", help="YOLO training/inference size.")] = 192,
+    n_images: Annotated[int, typer.Option("--n-images", help="Synthetic images (split 80/10/10).")] = 2000,
+    size: Annotated[int, typer.Option("--size", help="Scene size in pixels.")] = 160,
+    epochs: Annotated[int, typer.Option("--epochs", help="YOLO11n training epochs (more epochs: higher mAP, longer).")] = 40,
+    imgsz: Annotated[int, typer.Option("--imgsz", help="YOLO training/inference size.")] = 160,
     detr: Annotated[bool, typer.Option("--detr", help="Also fine-tune RF-DETR Nano (slower on CPU).")] = False,
     skip_watch: Annotated[bool, typer.Option("--skip-watch", help="Leave out the watch stage.")] = False,
     seed: SeedOpt = 0,
