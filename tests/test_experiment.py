@@ -371,7 +371,9 @@ def test_cpu_smoke_study_end_to_end_with_crash_and_resume(tmp_path, monkeypatch,
     rec = json.loads((ydir / "done.json").read_text())  # time of the interrupted attempts is kept
     assert rec["seconds"] > rec["seconds_last_attempt"] + 1.0
     doc = json.loads((study.out / "report.json").read_text())
-    assert doc["eval_sets"]["synth:test"]["images"] == 8
+    n_test = len(json.loads((study.out / "data" / "synth" / "test.json").read_text())["images"])
+    # 12.5 % of 64 images; iterative stratification balances classes first, so +-1 image
+    assert doc["eval_sets"]["synth:test"]["images"] == n_test and abs(n_test - 8) <= 1
     for c in doc["cells"]:
         assert c["status"] == "done", c
         for ref in ("synth:test", "synth:val"):
