@@ -370,8 +370,9 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
 def _cpu_channels_last(trainer: Any) -> None:
     """Train in channels-last (NHWC) layout on a CPU too, unless ``channels_last=False``.
 
-    Ultralytics uses NHWC only on CUDA; on CPUs oneDNN's convolutions are 1.4-1.7x faster in
-    NHWC for YOLO11n (benchmarks/bench_yolo_train.py), with the same loss and gradients up to
+    Ultralytics uses NHWC only on CUDA; on CPUs oneDNN's forward+backward of YOLO11n is
+    1.4-1.7x faster in NHWC and whole epochs ~1.2x (benchmarks/bench_yolo_train.py), with the
+    same loss and gradients up to
     float32 rounding (tests/detectors/test_yolo_layout.py). Runs after the optimiser exists;
     ``Module.to`` keeps the parameter objects, so the optimiser and its state stay valid.
     """
