@@ -30,7 +30,7 @@ StageProgress = Callable[[str, int, int | None, str], None]
 
 
 #: Ultralytics settings for a short from-scratch run on a CPU (measured on procedural data,
-#: mAP@50 after 8 epochs at 160 px; docs/demo.md has the table): an optimiser step per batch
+#: mAP@50 after 8 epochs at 160 px; the README's demo section has the table): an optimiser step per batch
 #: (``nbs`` = batch; the default accumulates to 64), no warm-up, AdamW at 0.001 (0.004: 0.13,
 #: 0.002: 0.21, 0.001: 0.24, 0.0005: 0.20), classification gain 1.5 (0.5: 0.24 -> 0.28),
 #: mild augmentation (mosaic and scale jitter shrink small spills; strong HSV jitter erases
@@ -51,8 +51,8 @@ class DemoConfig:
         size: Scene size in pixels (square).
         per_image: Spills per image ``(lo, hi)``.
         spill_scale: Spill size multiplier (close-up spills are learnable in minutes on a CPU).
-        min_box: Smallest spill box side, fraction of the image side (no specks a 192 px
-            detector cannot see).
+        min_box: Smallest spill box side, fraction of the image side (no specks a small
+            detector cannot see at 160 px).
         feather: Soft-mask feather in px (the paper's 50 px is for 1024 px images).
         opacity: Soft-mask opacity (1.0: full-strength spills for a short CPU training).
         epochs: YOLO training epochs.

@@ -32,8 +32,9 @@ def parse_options(items: list[str] | None) -> dict[str, Any]:
         if "=" not in item:
             raise UsageError(f"--option {item!r} must look like key=value (e.g. --option mosaic=0.0)")
         k, v = item.split("=", 1)
-        if v.strip() in ("True", "False", "None"):  # Python spelling, as in ultralytics' own CLI
-            out[k.strip()] = {"True": True, "False": False, "None": None}[v.strip()]
+        python_words = {"True": True, "False": False, "None": None}  # as in ultralytics' own CLI
+        if v.strip() in python_words:
+            out[k.strip()] = python_words[v.strip()]
             continue
         try:
             out[k.strip()] = json.loads(v)

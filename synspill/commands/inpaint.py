@@ -9,6 +9,7 @@ import typer
 
 from synspill.commands import _synth as s
 from synspill.commands.options import ClassesOpt, DeviceOpt, DTypeOpt, ForceOpt, OutDirOpt, SeedOpt
+from synspill.synth import MIN_BOX
 
 
 def register(app: typer.Typer) -> None:
@@ -22,7 +23,7 @@ def inpaint(
     propose: Annotated[bool, typer.Option("--propose", help="Propose boxes automatically instead of --boxes.")] = False,
     per_image: Annotated[str, typer.Option("--per-image", help="With --propose: boxes per image, LOW:HIGH.")] = "1:3",
     spill_scale: s.SpillScaleOpt = 1.0,
-    min_box: s.MinBoxOpt = 0.012,
+    min_box: s.MinBoxOpt = MIN_BOX,
     classes: ClassesOpt = None,
     backend: s.BackendOpt = "auto",
     feather: Annotated[float, typer.Option("--feather", help="Soft-mask Gaussian feathering, px (paper: 50).")] = 50.0,

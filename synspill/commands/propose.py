@@ -9,6 +9,7 @@ import typer
 
 from synspill.commands import _synth as s
 from synspill.commands.options import ClassesOpt, ForceOpt, SeedOpt
+from synspill.synth import MIN_BOX
 
 
 def register(app: typer.Typer) -> None:
@@ -20,7 +21,7 @@ def propose(
     out: Annotated[Path, typer.Option("--out", "-o", help="COCO file to write (boxes.json).")],
     per_image: Annotated[str, typer.Option("--per-image", help="Boxes per image, LOW:HIGH.")] = "1:3",
     spill_scale: s.SpillScaleOpt = 1.0,
-    min_box: s.MinBoxOpt = 0.012,
+    min_box: s.MinBoxOpt = MIN_BOX,
     classes: ClassesOpt = None,
     seed: SeedOpt = 0,
     force: ForceOpt = False,

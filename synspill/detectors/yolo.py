@@ -372,8 +372,7 @@ def _cpu_channels_last(trainer: Any) -> None:
 
     Ultralytics uses NHWC only on CUDA; on CPUs oneDNN's forward+backward of YOLO11n is
     1.4-1.7x faster in NHWC and whole epochs ~1.2x (benchmarks/bench_yolo_train.py), with the
-    same loss and gradients up to
-    float32 rounding (tests/detectors/test_yolo_layout.py). Runs after the optimiser exists;
+    same loss and gradients up to float32 rounding (tests/detectors/test_yolo_layout.py). Runs after the optimiser exists;
     ``Module.to`` keeps the parameter objects, so the optimiser and its state stay valid.
     """
     import torch

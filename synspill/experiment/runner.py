@@ -39,6 +39,7 @@ from synspill.errors import DatasetError, UsageError
 from synspill.experiment.spec import Cell, DatasetSpec, Study
 from synspill.io import write_json, write_text
 from synspill.stages import StageRunner, config_hash
+from synspill.synth import MIN_BOX
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ def _synthesise(study: Study, spec: DatasetSpec, folder: Path, device: str, prog
         classes = tuple(parse_classes(classes if isinstance(classes, str) else ",".join(map(str, classes))) or ()) or None
     ij = jobs.InpaintJob(scenes=folder / "scenes", out=folder / "dataset", propose=True, per_image=per_image,
                          spill_scale=float(o.get("spill_scale", 1.0)),
-                         min_box=float(o.get("min_box", 0.012)), classes=classes, seed=study.seed, backend=backend,
+                         min_box=float(o.get("min_box", MIN_BOX)), classes=classes, seed=study.seed, backend=backend,
                          workers=workers, diffusion=inpaint_diff, quality=o.get("quality"),
                          feather=float(o.get("feather", 50.0)), opacity=float(o.get("opacity", 0.75)))
     start, prog = cb("inpaint")
@@ -550,10 +551,10 @@ def _reuse_run(run_dir: Path) -> dict[str, Any] | None:
 
 
 def _train_progress(progress: StepProgress | None, task: str) -> Callable[..., None]:
+    from synspill.console import describe_epoch
+
     def cb(done: int, total: int, info: dict[str, Any] | None = None) -> None:
         if progress:
-            from synspill.console import describe_epoch
-
             progress(task, done, total or None, describe_epoch(info or {}))
     return cb
 

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from synspill.errors import DatasetError, OutputExists, UsageError
+from synspill.synth import MIN_BOX
 
 log = logging.getLogger(__name__)
 
@@ -696,7 +697,7 @@ class InpaintJob:
     propose: bool = False
     per_image: tuple[int, int] = (1, 3)
     spill_scale: float = 1.0
-    min_box: float = 0.012
+    min_box: float = MIN_BOX
     classes: tuple[int, ...] | None = None
     seed: int = 0
     backend: str = "procedural"
@@ -740,7 +741,7 @@ class InpaintJob:
                               if k not in ("device", "dtype", "batch_size")}
         if self.spill_scale != 1.0:
             d["spill_scale"] = self.spill_scale
-        if self.min_box != 0.012:
+        if self.min_box != MIN_BOX:
             d["min_box"] = self.min_box
         return d
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from synspill import taxonomy
+from synspill.synth import MIN_BOX
 
 # Real-world spill extent (metres): (width lo, hi), depth/width ratio (lo, hi).
 SIZES: dict[int, tuple[tuple[float, float], tuple[float, float]]] = {
@@ -75,7 +76,7 @@ def _grid_fraction(grid: np.ndarray, box: tuple[float, ...], width: int, height:
 
 def propose_boxes(width: int, height: int, layout: dict[str, Any] | None, rng: np.random.Generator,
                   n: int, classes: list[int] | None = None, scale: float = 1.0,
-                  min_size: float = 0.012) -> list[tuple[tuple[float, float, float, float], int]]:
+                  min_size: float = MIN_BOX) -> list[tuple[tuple[float, float, float, float], int]]:
     """Propose up to ``n`` non-overlapping spill boxes for one image.
 
     Args:
@@ -165,7 +166,7 @@ def propose_boxes(width: int, height: int, layout: dict[str, Any] | None, rng: n
 
 
 def propose_dataset(scenes: Any, per_image: tuple[int, int] = (1, 3), classes: list[int] | None = None,
-                    seed: int = 0, scale: float = 1.0, min_size: float = 0.012) -> Any:
+                    seed: int = 0, scale: float = 1.0, min_size: float = MIN_BOX) -> Any:
     """Proposals for every image of a scenes dataset.
 
     Args:
