@@ -42,6 +42,22 @@ _state = {"debug": os.environ.get("SYNSPILL_DEBUG", "") not in ("", "0")}
 class SynspillGroup(TyperGroup):
     """Turns library errors into one red line and an exit code (traceback only with --debug)."""
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        import sys
+
+        if sys.stderr.isatty():
+            return super().main(*args, **kwargs)
+        # Not a terminal (a log file, CI): typer would draw usage errors in an 80-column box
+        # that breaks long paths; click's own plain message is never wrapped.
+        from typer import rich_utils
+
+        original = rich_utils.rich_format_error
+        rich_utils.rich_format_error = _plain_usage_error
+        try:
+            return super().main(*args, **kwargs)
+        finally:
+            rich_utils.rich_format_error = original
+
     def invoke(self, ctx: Any) -> Any:
         from synspill.errors import SynspillError
 
@@ -69,6 +85,11 @@ class SynspillGroup(TyperGroup):
                 raise
             _error_line(f"internal error: {type(e).__name__}: {e} (re-run with --debug for the traceback, and please report it)")
             raise typer.Exit(1) from None
+
+
+def _plain_usage_error(e: Any) -> None:
+    if type(e).__name__ != "NoArgsIsHelpError":  # typer prints the help for those itself
+        e.show()
 
 
 def _error_line(msg: str) -> None:
@@ -101,12 +122,19 @@ def _version(value: bool) -> None:
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks and debug logs.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", min=1, help="CPU threads for training and inference (default: OMP_NUM_THREADS, else every core "
+                                 "this process may use, cgroup quota included).")] = None,
 ) -> None:
     """Detect spills, leaks and stains on CCTV, trained on synthetic data (SynSpill)."""
     from synspill.console import setup_logging
 
     _state["debug"] = _state["debug"] or debug
     setup_logging(_state["debug"])
+    if threads is not None:
+        from synspill.runtime import set_threads
+
+        set_threads(threads)
 
 
 def _register() -> None:

@@ -30,6 +30,10 @@ def collect(probe_torch: bool = True) -> dict[str, Any]:
     """Everything ``synspill env`` shows, as a flat dict."""
     info: dict[str, Any] = {"synspill": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
                             "cpu_count": os.cpu_count()}
+    from synspill.runtime import available_cpus, resolve_threads
+
+    info["cpus_available"] = available_cpus()  # affinity and cgroup quota
+    info["compute_threads"] = resolve_threads()  # what training and inference use
     info.update(package_versions())
     if probe_torch:
         try:

@@ -5,6 +5,7 @@ Nothing here imports torch at module level; each function imports it when called
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import re
@@ -221,3 +222,109 @@ def resolve_weights(model: str, what: str = "model") -> str:
                 f"or pass a local folder ({type(e).__name__})"
             ) from None
     raise ModelNotFound(f"{what} {model!r}: no such file or folder; pass a local path or a Hugging Face id")
+
+
+# ---- CPU threads -----------------------------------------------------------------------------
+#: The user's ``OMP_NUM_THREADS`` as it was when synspill was imported (ultralytics sets it to
+#: 1 on import when it is unset, which must not be mistaken for a user's choice).
+_USER_OMP = os.environ.get("OMP_NUM_THREADS")
+_threads: int | None = None
+
+
+def available_cpus() -> int:
+    """CPU cores this process may use: its affinity mask, capped by a cgroup CPU quota.
+
+    ``os.cpu_count()`` counts the machine's cores; a container or ``taskset`` may allow
+    fewer (``sched_getaffinity``), and a cgroup v2 ``cpu.max`` / v1 ``cfs_quota_us`` quota
+    fewer still (rounded up, at least 1).
+    """
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    quota = _cgroup_quota()
+    if quota is not None:
+        n = min(n, max(1, math.ceil(quota)))
+    return max(1, n)
+
+
+def _cgroup_quota() -> float | None:
+    """CPUs granted by the cgroup quota, or None when unlimited / unknown."""
+    try:  # cgroup v2: "max 100000" or "200000 100000"
+        with open("/sys/fs/cgroup/cpu.max", encoding="ascii") as f:
+            quota, period = f.read().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:  # cgroup v1
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", encoding="ascii") as f:
+            q = int(f.read())
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us", encoding="ascii") as f:
+            p = int(f.read())
+        return None if q <= 0 or p <= 0 else q / p
+    except (OSError, ValueError):
+        return None
+
+
+def set_threads(n: int | None) -> None:
+    """Fix the number of CPU compute threads for this process (``--threads``); None: automatic.
+
+    Also exported as ``SYNSPILL_THREADS`` so that worker processes (DDP ranks, synthesis
+    workers) follow it.
+
+    Raises:
+        UsageError: ``n`` is below 1.
+    """
+    global _threads
+    if n is not None and n < 1:
+        raise UsageError(f"--threads {n} must be at least 1")
+    _threads = n
+    if n is None:
+        os.environ.pop("SYNSPILL_THREADS", None)
+    else:
+        os.environ["SYNSPILL_THREADS"] = str(n)
+
+
+def resolve_threads() -> int:
+    """CPU compute threads to use: ``--threads``, else ``SYNSPILL_THREADS``, else the user's
+    ``OMP_NUM_THREADS``, else every core this process may use (:func:`available_cpus`)."""
+    if _threads is not None:
+        return _threads
+    for value in (os.environ.get("SYNSPILL_THREADS"), _USER_OMP):
+        if value and value.strip().isdigit() and int(value) > 0:
+            return int(value)
+    return available_cpus()
+
+
+def apply_threads() -> int:
+    """Give torch (and ultralytics, which resets torch to ``cores - 1`` when it picks a CPU
+    device) the thread count of :func:`resolve_threads`; returns it.
+
+    Call before training or inference starts; cheap to call again.
+    """
+    import sys
+
+    import torch
+
+    n = resolve_threads()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    for name in ("ultralytics.utils", "ultralytics.utils.torch_utils"):
+        mod = sys.modules.get(name)
+        if mod is not None and hasattr(mod, "NUM_THREADS"):
+            mod.NUM_THREADS = n  # type: ignore[attr-defined]
+    return n
+
+
+def loader_workers(requested: int | None, threads: int | None = None) -> int:
+    """Data-loader worker processes that do not starve the compute threads.
+
+    On a machine whose compute threads already use every core, loader processes only
+    compete with them; a worker pays off when cores are left over. None (automatic) gives
+    ``min(4, cores - threads)``, i.e. 0 on a 2-core machine training with 2 threads; an
+    explicit number is kept.
+    """
+    if requested is not None:
+        return requested
+    t = resolve_threads() if threads is None else threads
+    return max(0, min(4, available_cpus() - t))

@@ -87,3 +87,94 @@ def test_resolve_weights_never_downloads(tmp_path, monkeypatch):
     with pytest.raises(ModelNotFound, match="no such file"):
         runtime.resolve_weights(str(tmp_path / "missing.pt"))
     assert runtime.resolve_weights(str(tmp_path)) == str(tmp_path)
+
+
+# ---- CPU threads ----------------------------------------------------------------------------
+@pytest.fixture
+def clean_threads(monkeypatch):
+    monkeypatch.delenv("SYNSPILL_THREADS", raising=False)
+    monkeypatch.setattr(runtime, "_USER_OMP", None)
+    monkeypatch.setattr(runtime, "_threads", None)
+    yield
+    runtime.set_threads(None)
+
+
+def test_available_cpus_follows_affinity_and_cgroup_quota(monkeypatch, clean_threads):
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5})
+    monkeypatch.setattr(runtime, "_cgroup_quota", lambda: None)
+    assert runtime.available_cpus() == 6
+    monkeypatch.setattr(runtime, "_cgroup_quota", lambda: 2.5)  # "250000 100000" in cpu.max
+    assert runtime.available_cpus() == 3
+    monkeypatch.setattr(runtime, "_cgroup_quota", lambda: 0.2)
+    assert runtime.available_cpus() == 1
+
+
+def test_cgroup_v2_quota_is_read(monkeypatch, tmp_path):
+    import builtins
+
+    files = {"/sys/fs/cgroup/cpu.max": "150000 100000\n"}
+    real_open = builtins.open
+
+    def fake_open(path, *a, **k):
+        if str(path) in files:
+            import io
+
+            return io.StringIO(files[str(path)])
+        if str(path).startswith("/sys/fs/cgroup"):
+            raise FileNotFoundError(path)
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    assert runtime._cgroup_quota() == 1.5
+    files["/sys/fs/cgroup/cpu.max"] = "max 100000\n"
+    assert runtime._cgroup_quota() is None
+
+
+def test_thread_count_precedence(monkeypatch, clean_threads):
+    monkeypatch.setattr(runtime, "available_cpus", lambda: 8)
+    assert runtime.resolve_threads() == 8
+    monkeypatch.setattr(runtime, "_USER_OMP", "3")  # the user's OMP_NUM_THREADS
+    assert runtime.resolve_threads() == 3
+    monkeypatch.setenv("SYNSPILL_THREADS", "5")
+    assert runtime.resolve_threads() == 5
+    runtime.set_threads(2)  # --threads wins, and is passed on to child processes
+    assert runtime.resolve_threads() == 2
+    import os
+
+    assert os.environ["SYNSPILL_THREADS"] == "2"
+    with pytest.raises(UsageError, match="--threads 0"):
+        runtime.set_threads(0)
+
+
+def test_loader_workers_leave_cores_to_compute(monkeypatch, clean_threads):
+    monkeypatch.setattr(runtime, "available_cpus", lambda: 2)
+    assert runtime.loader_workers(None, threads=2) == 0
+    assert runtime.loader_workers(None, threads=1) == 1
+    assert runtime.loader_workers(3, threads=2) == 3  # explicit is kept
+    monkeypatch.setattr(runtime, "available_cpus", lambda: 16)
+    assert runtime.loader_workers(None, threads=8) == 4
+
+
+def test_ultralytics_cpu_device_keeps_our_thread_count(monkeypatch, clean_threads):
+    """ultralytics' select_device('cpu') resets torch to cores-1 threads (1 of 2 cores) unless patched."""
+    import torch
+
+    from synspill.detectors import yolo
+
+    yolo._import_ultralytics()
+    from ultralytics.utils.torch_utils import select_device
+
+    before = torch.get_num_threads()
+    try:
+        runtime.set_threads(3)
+        runtime.apply_threads()
+        select_device("cpu", verbose=False)
+        assert torch.get_num_threads() == 3
+        runtime.set_threads(1)
+        runtime.apply_threads()
+        select_device("cpu", verbose=False)
+        assert torch.get_num_threads() == 1
+    finally:
+        runtime.set_threads(None)
+        runtime.apply_threads()
+        torch.set_num_threads(before)

@@ -10,13 +10,15 @@ from typing import Any
 @contextmanager
 def training_progress(title: str) -> Iterator[Callable[[int, int, dict[str, Any]], None]]:
     """Yield an ``on_progress(done, total, info)`` callback drawing one bar with epoch, mAP and ETA."""
+    from rich.markup import escape
+
     from synspill.console import describe_epoch, make_progress
 
     with make_progress() as progress:
         task = progress.add_task(title, total=None)
 
         def on_progress(done: int, total: int, info: dict[str, Any]) -> None:
-            progress.update(task, completed=done, total=total or None, description=f"{title} [{describe_epoch(info)}]")
+            progress.update(task, completed=done, total=total or None, description=escape(f"{title} [{describe_epoch(info)}]"))
 
         yield on_progress
 

@@ -32,6 +32,7 @@ def demo(
     """
     import time
 
+    from rich.markup import escape
     from rich.table import Table
 
     from synspill.console import console, make_progress, out_console
@@ -47,7 +48,7 @@ def demo(
         def on_progress(stage: str, done: int, total: int | None, info: str) -> None:
             if stage not in tasks:
                 tasks[stage] = progress.add_task(stage, total=total)
-            label = f"{stage} [{info}]" if info else stage
+            label = escape(f"{stage} [{info}]" if info else stage)
             progress.update(tasks[stage], completed=done, total=total, description=label)
 
         def on_stage(stage: str, reused: bool) -> None:

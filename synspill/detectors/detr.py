@@ -235,9 +235,10 @@ def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         The ``run.json`` contents (also written to ``cfg.out/run.json``).
     """
     from synspill.coco.dataset import load_coco
-    from synspill.runtime import resolve_device, seed_everything
+    from synspill.runtime import apply_threads, resolve_device, seed_everything
 
     t0 = time.time()
+    apply_threads()
     out = Path(cfg.out).absolute()
     resume: Path | None = None
     main = _is_main_process()
@@ -580,9 +581,10 @@ def load_predictor(cfg: Any) -> DetrPredictor:
     """
     weights, _run = resolve_weights(cfg.model)
     configure_offline()
-    from synspill.runtime import resolve_device
+    from synspill.runtime import apply_threads, resolve_device
 
     device = resolve_device(cfg.device)
+    apply_threads()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import rfdetr

@@ -99,6 +99,9 @@ def _import_ultralytics() -> Any:
         import ultralytics
         from ultralytics.utils import SETTINGS
     _route_logger()
+    from synspill.runtime import apply_threads
+
+    apply_threads()  # ultralytics would train on cores - 1 threads (1 of 2 cores)
 
     try:  # no telemetry; pretrained files looked up in a folder synspill controls
         wdir = str(Path(os.environ["YOLO_CONFIG_DIR"]) / "weights")

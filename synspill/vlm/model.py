@@ -124,8 +124,9 @@ def load_vlm(model: str, device: str = "auto", dtype: str = "auto", quant: str =
     import torch
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-    from synspill.runtime import quant_config, resolve_device, resolve_dtype, resolve_weights
+    from synspill.runtime import apply_threads, quant_config, resolve_device, resolve_dtype, resolve_weights
 
+    apply_threads()
     path = resolve_weights(model, "Qwen2.5-VL")
     if not (Path(path) / "config.json").is_file():
         raise ModelNotFound(f"Qwen2.5-VL {model!r}: {path} has no config.json; pass the folder of a "
