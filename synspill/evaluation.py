@@ -396,6 +396,7 @@ def evaluate_files(
     min_score: float = 0.0,
     max_dets: int = 100,
     on_file: Callable[[Path], None] | None = None,
+    agnostic: bool = False,
 ) -> EvalReport:
     """Evaluate COCO results files against a COCO ground truth.
 
@@ -408,6 +409,9 @@ def evaluate_files(
         min_score: Leave predictions below this score out of hit rate / precision / FP.
         max_dets: COCO ``maxDets`` for mAP.
         on_file: Called after each prediction file is evaluated (progress).
+        agnostic: Class-agnostic: every box and prediction counts as one class ("any
+            spill"): a spill found under another class's name is a hit (e.g. a real data set
+            with one class, or deployments that alert on any spill).
 
     Raises:
         DatasetError: Bad ground truth or a bad prediction record (names file and record).
@@ -436,6 +440,8 @@ def evaluate_files(
     ds = load_coco(gt_file)
     gt = GroundTruth.from_dataset(ds, str(gt_file))
     cls = resolve_classes(classes, gt)
+    if agnostic and cls is not None:
+        raise UsageError("--agnostic counts every class as one; leave out --classes")
     img_ids = set(gt.image_ids.tolist())
     cat_ids = set(gt.category_ids.tolist())
 
@@ -445,7 +451,9 @@ def evaluate_files(
         records = read_results(p, img_ids, cat_ids)
         if not records:
             log.warning("%s: no predictions", p)
-        metrics = evaluate(gt, Predictions.from_records(records, str(p)), thr, cls, max_dets, min_score)
+        pred = Predictions.from_records(records, str(p))
+        metrics = evaluate(gt.agnostic(), pred.agnostic(), thr, cls, max_dets, min_score) if agnostic else \
+            evaluate(gt, pred, thr, cls, max_dets, min_score)
         meta_path = find_sidecar(p)
         meta = load_sidecar(meta_path) if meta_path else {}
         results.append(MethodResult(name, str(p), metrics, meta, str(meta_path) if meta_path else None))

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,9 @@ COCO_IOU_THRESHOLDS: np.ndarray = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.
 COCO_RECALL_THRESHOLDS: np.ndarray = np.linspace(0.0, 1.0, int(np.round((1.0 - 0.0) / 0.01)) + 1, endpoint=True)
 #: The paper's hit-rate thresholds 0.5, 0.6, ..., 0.9.
 HIT_IOU_THRESHOLDS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
+#: The one category of class-agnostic evaluation ("is there a spill here", whatever its class).
+AGNOSTIC_ID = 1
+AGNOSTIC_NAME = "any spill"
 #: pycocotools' area range "all" (boxes outside it are ignored).
 AREA_ALL: tuple[float, float] = (0.0, 1e5**2)
 
@@ -201,6 +204,11 @@ class GroundTruth:
     def __len__(self) -> int:
         return len(self.image_id)
 
+    def agnostic(self) -> GroundTruth:
+        """A copy with every box in one class, :data:`AGNOSTIC_ID` ("any spill")."""
+        return replace(self, category_ids=np.array([AGNOSTIC_ID], np.int64), category_names={AGNOSTIC_ID: AGNOSTIC_NAME},
+                       category_id=np.full_like(self.category_id, AGNOSTIC_ID))
+
 
 @dataclass
 class Predictions:
@@ -258,6 +266,10 @@ class Predictions:
 
     def __len__(self) -> int:
         return len(self.image_id)
+
+    def agnostic(self) -> Predictions:
+        """A copy with every prediction in the one class of :meth:`GroundTruth.agnostic`."""
+        return replace(self, category_id=np.full_like(self.category_id, AGNOSTIC_ID))
 
     @property
     def n_unscored(self) -> int:

@@ -20,6 +20,7 @@ def eval_cmd(
     name: Annotated[list[str] | None, typer.Option("--name", help="Row label for each --pred, in the same order (default: file name).")] = None,
     iou: Annotated[str, typer.Option("--iou", help="Hit-rate IoU thresholds: 0.5, a list 0.5,0.75 or a range start:stop:step.")] = "0.5:0.9:0.1",
     classes: ClassesOpt = None,
+    agnostic: Annotated[bool, typer.Option("--agnostic", help="Class-agnostic: any predicted spill class counts for any ground-truth spill (one class, 'any spill').")] = False,
     min_score: Annotated[float, typer.Option("--min-score", help="Leave predictions below this score out of hit rate, precision and FP/img (mAP uses all).")] = 0.0,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report: a .json, .csv or .md file, or a folder (gets all three).")] = None,
     plots: Annotated[Path | None, typer.Option("--plots", help="Folder for PNG plots: hit rate vs IoU, precision-recall at IoU 0.5.")] = None,
@@ -29,7 +30,6 @@ def eval_cmd(
 
     Hit rate at IoU t: the share of ground-truth boxes hit by a prediction of their class with IoU >= t (one-to-one, greedy by score), averaged over classes. Next to it: mAP@50 and mAP@50:95 (identical to pycocotools), precision and false positives per image. Predictions without scores (VLM output) are accepted and flagged.
     """
-    from rich.console import Console
     from rich.table import Table
 
     from synspill.console import console, out_console, progress_task
@@ -37,15 +37,14 @@ def eval_cmd(
 
     with progress_task("evaluating", len(pred)) as advance:
         report = evaluate_files(gt, pred, names=name, iou_thresholds=iou, classes=classes,
-                                min_score=min_score, on_file=lambda _p: advance())
+                                min_score=min_score, on_file=lambda _p: advance(), agnostic=agnostic)
 
     table = Table(title=f"synspill eval - {report.n_images} images, {report.n_gt} boxes, {len(report.category_ids)} classes")
     for i, h in enumerate(report.comparison_header()):
         table.add_column(h, justify="left" if i in (0,) or h == "Notes" else "right", style="bold" if i == 0 else None)
     for row in report.comparison_rows():
         table.add_row(*row)
-    # Piped stdout: keep the table's natural width instead of wrapping it at 80 columns.
-    (out_console if out_console.is_terminal else Console(width=250)).print(table)
+    out_console.print(table)
     for r in report.results:
         for w in r.metrics.warnings:
             console.print(f"[yellow]note:[/] {r.name}: {w}", highlight=False)

