@@ -7,3 +7,17 @@ Two interchangeable backends per stage (see :mod:`synspill.synth.base`): SDXL di
 
 #: Default smallest proposed box side, fraction of the image's shorter side (6 px at least).
 MIN_BOX = 0.012
+
+#: Ingredients of the procedural synthesis that ``SYNSPILL_SYNTH_ABLATE`` (comma-separated)
+#: can switch off, to measure what each is worth (``benchmarks/``, docs/synth.md):
+#: ``reflection`` (liquids mirror nothing), ``materials`` (every place gets a plain concrete
+#: floor), ``distractors`` (no markings, mats, cables, people, signs, dry-floor glare) and
+#: ``camera`` (no CCTV camera model: no blur, noise, on-screen text or resolution loss).
+ABLATIONS = ("reflection", "materials", "distractors", "camera")
+
+
+def ablated(name: str) -> bool:
+    """Whether the ingredient ``name`` of :data:`ABLATIONS` is switched off in this process."""
+    import os
+
+    return name in {s.strip() for s in os.environ.get("SYNSPILL_SYNTH_ABLATE", "").split(",")}

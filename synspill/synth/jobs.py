@@ -418,13 +418,13 @@ class ScenesJob:
 
     def types(self) -> tuple[str, ...]:
         """Scene types drawn from: ``scene_types``, else the prompt set's (sdxl), else the procedural ones."""
-        from synspill.synth.procedural import SCENE_TYPES
+        from synspill.synth.procedural import DEFAULT_TYPES
 
         if self.scene_types:
             return self.scene_types
         if self.backend == "sdxl" and self.scene_prompts.get("types"):
             return tuple(self.scene_prompts["types"])
-        return SCENE_TYPES
+        return DEFAULT_TYPES
 
     def spec(self, index: int) -> Any:
         """The :class:`SceneSpec` of item ``index`` (0-based; image id ``index + 1``)."""
@@ -802,7 +802,7 @@ def _spill_worker(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             raise DatasetError(f"{it['scene_path']}: image is {w}x{h} but its record says {it['width']}x{it['height']}; fix the scenes COCO")
         specs = it["specs"]
         if specs:
-            res = be.inpaint(img, specs)
+            res = be.inpaint(img, specs, layout=it.get("layout")) if getattr(be, "uses_layout", False) else be.inpaint(img, specs)
             out_img, masks, boxes, params = res.image, res.masks, res.boxes, res.params
         else:
             out_img, masks, boxes, params = img, [], [], []
@@ -870,7 +870,7 @@ def _inpaint_items(job: InpaintJob) -> tuple[list[dict[str, Any]], Any]:
         q = job.quality or int(im.extra.get("jpeg_quality", DEFAULT_QUALITY))
         items.append({"index": index, "id": im.id, "file_name": f"images/{im.id:06d}.jpg", "width": im.width, "height": im.height,
                       "scene_path": str(scenes.image_path(im)), "scene_file": im.file_name, "seed": img_seed, "specs": specs,
-                      "auto": [b[2] for b in boxes_], "quality": q, "out": str(job.out)})
+                      "auto": [b[2] for b in boxes_], "quality": q, "out": str(job.out), "layout": im.extra.get("layout")})
     return items, scenes
 
 

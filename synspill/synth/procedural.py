@@ -30,11 +30,19 @@ from typing import Any
 
 import numpy as np
 
+from synspill.synth import room
 from synspill.synth import textures as tx
 from synspill.synth.base import SceneSpec, SpillResult, SpillSpec
 from synspill.synth.masks import soft_mask
 
-SCENE_TYPES = ("corridor", "pump-room", "control-room", "walkway", "tank-farm", "loading-bay", "compressor-hall", "workshop")
+#: Plant rooms (drawn by :class:`_SceneRenderer`).
+PLANT_TYPES = ("corridor", "pump-room", "control-room", "walkway", "tank-farm", "loading-bay", "compressor-hall", "workshop")
+#: Everyday places (ray-cast by :mod:`synspill.synth.room`); ``corridor`` is the plant one,
+#: ``hallway`` the office/hospital kind.
+PLACE_TYPES = tuple("hallway" if f == "corridor" else f for f in room.FAMILIES)
+SCENE_TYPES = PLANT_TYPES + PLACE_TYPES
+#: What ``synspill scenes`` draws from by default (uniformly; a repeat weighs double).
+DEFAULT_TYPES = PLACE_TYPES + PLACE_TYPES + PLANT_TYPES
 
 # Light colours (RGB multipliers): warm white, neutral, cool fluorescent, sodium, greenish tube.
 LIGHT_COLOURS = np.array([[1.0, 0.9, 0.75], [1.0, 1.0, 1.0], [0.85, 0.95, 1.05],
@@ -136,7 +144,20 @@ class ProceduralSceneBackend:
             ``params`` (what was sampled). All absolute
             pixels of the output image.
         """
+        if spec.scene_type in PLACE_TYPES:
+            return render_place(spec)
         return _SceneRenderer(spec, self.render_scale).run()
+
+
+def render_place(spec: SceneSpec) -> tuple[np.ndarray, dict[str, Any]]:
+    """A ray-cast everyday place (:mod:`synspill.synth.room`) through the camera model."""
+    from synspill.synth import cctv
+
+    family = "corridor" if spec.scene_type == "hallway" else spec.scene_type
+    img, layout = room.render(family, spec.seed, spec.width, spec.height)
+    out, cam = cctv.apply(img, np.random.default_rng([spec.seed, 99]), layout["camera"]["view"], (spec.width, spec.height))
+    layout["params"].update(cam, scene_type=spec.scene_type)
+    return out, layout
 
 
 class _SceneRenderer:
@@ -685,17 +706,27 @@ VISIBLE_FRACTION = 0.3  # a pixel is "visible spill" where its alpha >= this fra
 
 
 class ProceduralSpillBackend:
-    """Procedural spills painted into any RGB image (synthetic or real).
+    """Physically based liquids composited into any RGB image (synthetic or real).
 
-    Deterministic per :class:`SpillSpec` seed. Every painted pixel lies inside its spec's
-    box; the reported mask is where the spill's coverage is at least
-    :data:`VISIBLE_FRACTION` of its peak, and the reported box is tight around that mask.
+    :mod:`synspill.synth.liquid` does the optics. In a ray-cast place (the layout has a
+    ``room``) the spill lies on the real surface under its box with the scene's mirror image,
+    lights and viewing angles; in a plant room the floor plane comes from the layout's
+    horizon and camera height; in a photo (``--backgrounds``, SDXL scenes) the plane is
+    estimated. Deterministic per :class:`SpillSpec` seed. Every changed pixel lies inside
+    its spec's box; the reported mask is exactly the pixels the liquid covers, and the box
+    is tight around it.
     """
 
     name = "procedural"
+    uses_layout = True
 
-    def inpaint(self, image: np.ndarray, spills: list[SpillSpec]) -> SpillResult:
-        """Paint ``spills`` (in order) into a copy of ``image`` (``(H, W, 3)`` uint8 RGB).
+    def inpaint(self, image: np.ndarray, spills: list[SpillSpec], layout: dict[str, Any] | None = None) -> SpillResult:
+        """Pour ``spills`` (in order) into a copy of ``image`` (``(H, W, 3)`` uint8 RGB).
+
+        Args:
+            image: The scene.
+            spills: Where and what.
+            layout: The scene's layout from ``synspill scenes`` (None for photos).
 
         Returns:
             :class:`SpillResult` with one full-size bool mask, tight ``xyxy`` box (or None
@@ -705,20 +736,61 @@ class ProceduralSpillBackend:
         """
         import cv2
 
+        from synspill.synth import cctv, liquid
+
         cv2.setNumThreads(1)
         img = np.ascontiguousarray(image[..., :3]).copy()
         h, w = img.shape[:2]
-        ctx = _SceneStats.of(img)
+        lay = layout or {}
+        cam = lay.get("params") or {}
         masks: list[np.ndarray] = []
         params: list[dict[str, Any]] = []
         for s in spills:
-            m, prm = _paint(img, s, ctx)
+            x1, y1, x2, y2 = (float(v) for v in s.box)
+            a, b = max(0, int(math.ceil(x1 - 1e-6))), max(0, int(math.ceil(y1 - 1e-6)))
+            c, d = min(w, int(math.floor(x2 + 1e-6))), min(h, int(math.floor(y2 + 1e-6)))
+            prm: dict[str, Any] = {"seed": s.seed}
+            if c - a < 2 or d - b < 2:
+                prm["skipped"] = "box outside the image or under 2 px"
+                m = np.zeros((h, w), bool)
+            else:
+                rng = np.random.default_rng([s.seed, 5])
+                box = (a, b, c, d)
+                if lay.get("room"):
+                    surf = room.surface_for_box(lay, box, (w, h))
+                    prm["surface"] = "room"
+                elif lay.get("horizon") is not None:
+                    surf = liquid.photo_surface(img, box, rng, horizon=float(lay["horizon"]), focal=lay.get("focal"),
+                                                cam_height=lay.get("cam_height"))
+                    prm["surface"] = "plant"
+                else:
+                    surf = liquid.photo_surface(img, box, rng)
+                    prm["surface"] = "photo"
+                m, lp = liquid.composite(img, box, surf, s.class_id, s.seed, opacity=s.opacity / 0.75, feather=s.feather)
+                prm.update(lp)
+                blur = float(cam.get("blur") or 0.0)
+                if blur > 0.3 and m.any():  # the camera's softness over the new pixels too
+                    crop = img[b:d, a:c]
+                    soft = cv2.GaussianBlur(crop, (0, 0), blur * 0.7)
+                    near = cv2.dilate(m[b:d, a:c].astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+                    crop[near] = soft[near]
             for prev in masks:  # later spills hide earlier ones
                 prev &= ~m
             masks.append(m)
             params.append(prm)
+        if cam.get("osd") and any(m.any() for m in masks):  # the on-screen text stays on top of spills
+            over = img.copy()
+            cctv.draw_osd(over, cam["osd"])
+            spilled = np.zeros((h, w), bool)
+            for m in masks:
+                spilled |= m
+            near = cv2.dilate(spilled.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+            boxes_mask = np.zeros((h, w), bool)
+            for s in spills:
+                x1, y1, x2, y2 = (float(v) for v in s.box)
+                boxes_mask[max(0, int(math.ceil(y1))):max(0, int(y2)), max(0, int(math.ceil(x1))):max(0, int(x2))] = True
+            img[near & boxes_mask] = over[near & boxes_mask]
         boxes = [_tight_box(m) for m in masks]
-        del h, w
         return SpillResult(image=img, masks=masks, boxes=boxes, params=params)
 
 

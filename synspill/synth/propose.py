@@ -96,6 +96,11 @@ def propose_boxes(width: int, height: int, layout: dict[str, Any] | None, rng: n
         ``[((x1, y1, x2, y2), class_id), ...]`` absolute pixels, inside the image, pairwise
         IoU below 0.1. Fewer than ``n`` when the floor is too small.
     """
+    if layout and layout.get("room"):  # a ray-cast place: spills lie on its real surfaces
+        from synspill.synth import room
+
+        return room.propose(layout, width, height, rng, n, classes or [c.id for c in taxonomy.CLASSES], SIZES, scale,
+                            max(6.0, min_size * min(width, height)))
     lay = dict(default_layout(width, height))
     if layout and layout.get("floor"):
         lay.update({k: v for k, v in layout.items() if v is not None})
