@@ -287,9 +287,9 @@ def _pick_watch_example(cfg: DemoConfig, data: dict[str, Any], run: dict[str, An
     """
     import numpy as np
 
+    from synspill.boxes import iou_xyxy
     from synspill.coco.dataset import load_coco
     from synspill.inference import read_rgb
-    from synspill.metrics import iou_xyxy
     from synspill.predictors import PredictorConfig, load_predictor
 
     test = load_coco(data["splits"]["test"])

@@ -20,7 +20,8 @@ are "ignore" regions: they are not counted as ground truth, may absorb any numbe
 predictions, and a prediction absorbed by one is neither a hit nor a false positive. A
 prediction only falls back to a crowd box when no regular box is free at IoU >= t.
 
-Boxes are COCO ``[x, y, w, h]`` in absolute pixels unless a name says ``xyxy``.
+Boxes are COCO ``[x, y, w, h]`` in absolute pixels unless a name says ``xyxy``; the box
+arithmetic (IoU, conversions) is in :mod:`synspill.boxes`.
 
 Differences from pycocotools (deliberate, documented in ``docs/eval.md``): predictions
 without a score are accepted (score 1.0, file order kept) and counted in
@@ -37,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from synspill.boxes import paired_iou_xywh, xyxy_to_xywh
 from synspill.errors import DatasetError, UsageError
 
 log = logging.getLogger(__name__)
@@ -49,82 +51,6 @@ COCO_RECALL_THRESHOLDS: np.ndarray = np.linspace(0.0, 1.0, int(np.round((1.0 - 0
 HIT_IOU_THRESHOLDS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
 #: pycocotools' area range "all" (boxes outside it are ignored).
 AREA_ALL: tuple[float, float] = (0.0, 1e5**2)
-
-
-# ---------------------------------------------------------------------------------------
-# Box helpers
-# ---------------------------------------------------------------------------------------
-def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
-    """Convert ``(N, 4)`` COCO ``x, y, w, h`` boxes to ``x1, y1, x2, y2`` (same units)."""
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
-
-
-def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
-    """Convert ``(N, 4)`` ``x1, y1, x2, y2`` boxes to COCO ``x, y, w, h`` (same units)."""
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
-
-
-def _pair_iou_xywh(d: np.ndarray, g: np.ndarray, crowd: np.ndarray | None = None) -> np.ndarray:
-    """IoU of matching rows ``d[i]``/``g[i]`` (both ``(P, 4)`` xywh, float64).
-
-    The arithmetic is pycocotools' ``bbIou`` operation by operation, so results are
-    bit-identical; for crowd ground truth the union is the prediction's own area.
-    """
-    w = np.minimum(d[:, 2] + d[:, 0], g[:, 2] + g[:, 0]) - np.maximum(d[:, 0], g[:, 0])
-    h = np.minimum(d[:, 3] + d[:, 1], g[:, 3] + g[:, 1]) - np.maximum(d[:, 1], g[:, 1])
-    da = d[:, 2] * d[:, 3]
-    ga = g[:, 2] * g[:, 3]
-    inter = w * h
-    union = (da + ga) - inter
-    if crowd is not None:
-        union = np.where(crowd, da, union)
-    ok = (w > 0) & (h > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(ok, inter / np.where(ok, union, 1.0), 0.0)
-
-
-def iou_xywh(dt: np.ndarray, gt: np.ndarray, iscrowd: np.ndarray | Sequence[bool] | None = None) -> np.ndarray:
-    """IoU matrix of COCO ``xywh`` boxes, exactly as ``pycocotools.mask.iou``.
-
-    Args:
-        dt: ``(N, 4)`` predictions ``x, y, w, h`` (absolute or normalised, same as ``gt``).
-        gt: ``(M, 4)`` ground truth ``x, y, w, h``.
-        iscrowd: ``(M,)``; where true the union is the prediction's area (COCO crowd rule).
-
-    Returns:
-        ``(N, M)`` float64 IoUs in [0, 1]; 0 where boxes do not overlap.
-    """
-    d = np.asarray(dt, dtype=np.float64).reshape(-1, 4)
-    g = np.asarray(gt, dtype=np.float64).reshape(-1, 4)
-    n, m = len(d), len(g)
-    crowd = None if iscrowd is None else np.broadcast_to(np.asarray(iscrowd, dtype=bool).reshape(1, -1), (n, m)).reshape(-1)
-    out = _pair_iou_xywh(np.repeat(d, m, axis=0), np.tile(g, (n, 1)), crowd)
-    return out.reshape(n, m)
-
-
-def iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix of ``x1, y1, x2, y2`` boxes.
-
-    Args:
-        a: ``(N, 4)`` boxes ``x1, y1, x2, y2`` (any consistent units).
-        b: ``(M, 4)`` boxes, same convention.
-
-    Returns:
-        ``(N, M)`` float64 IoUs in [0, 1]; 0 for non-overlapping or degenerate boxes.
-    """
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0.0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -487,7 +413,7 @@ def _match(
     pair_d = np.repeat(np.arange(n_d), n_g)
     offsets = np.cumsum(n_g) - n_g
     pair_g = np.repeat(lo - offsets, n_g) + np.arange(n_pairs)
-    iou = _pair_iou_xywh(d_xywh[pair_d], g_xywh[pair_g], g_crowd[pair_g])
+    iou = paired_iou_xywh(d_xywh[pair_d], g_xywh[pair_g], g_crowd[pair_g])
     thr = np.minimum(thresholds, 1 - 1e-10)[:, None]  # pycocotools: iou = min([t, 1-1e-10])
     # Pairs below the lowest threshold can never match: drop them (most pairs in busy images).
     keep = iou >= thr.min()

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from synspill.boxes import tight_box
 from synspill.synth import textures as tx
 from synspill.synth.base import SceneSpec, SpillResult, SpillSpec
 from synspill.synth.masks import soft_mask
@@ -717,7 +718,7 @@ class ProceduralSpillBackend:
                 prev &= ~m
             masks.append(m)
             params.append(prm)
-        boxes = [_tight_box(m) for m in masks]
+        boxes = [tight_box(m) for m in masks]
         del h, w
         return SpillResult(image=img, masks=masks, boxes=boxes, params=params)
 
@@ -736,14 +737,6 @@ class _SceneStats:
         cast = m / m.mean()
         cast = 1.0 + 0.6 * (cast - 1.0)  # partial: the scene's albedo also tints the mean
         return cls(cast.astype(np.float32), float(m.mean()) / 255.0)
-
-
-def _tight_box(m: np.ndarray) -> tuple[float, float, float, float] | None:
-    ys = np.flatnonzero(m.any(axis=1))
-    if ys.size == 0:
-        return None
-    xs = np.flatnonzero(m.any(axis=0))
-    return (float(xs[0]), float(ys[0]), float(xs[-1] + 1), float(ys[-1] + 1))
 
 
 def _shape(rng: np.random.Generator, kind: str, gw: int, gh: int) -> np.ndarray:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from synspill import taxonomy
+from synspill.boxes import iou
 from synspill.synth import MIN_BOX
 
 # Real-world spill extent (metres): (width lo, hi), depth/width ratio (lo, hi).
@@ -55,14 +56,6 @@ def _in_poly(poly: np.ndarray, x: float, y: float) -> bool:
     import cv2
 
     return cv2.pointPolygonTest(poly.astype(np.float32), (float(x), float(y)), False) >= 0
-
-
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    u = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / u if u > 0 else 0.0
 
 
 def _grid_fraction(grid: np.ndarray, box: tuple[float, ...], width: int, height: int) -> float:
@@ -158,7 +151,7 @@ def propose_boxes(width: int, height: int, layout: dict[str, Any] | None, rng: n
             on_equipment = src is not None and cls == 6 and b[1] < float(src["drip"][1]) - 1
             if grid is not None and not on_equipment and _grid_fraction(grid, b, width, height) < 0.7:
                 continue  # mostly hidden behind equipment or off the floor
-            if any(_iou(b, o[0]) > 0.1 for o in out):
+            if any(iou(b, o[0]) > 0.1 for o in out):
                 continue
             out.append((b, cls))
             break

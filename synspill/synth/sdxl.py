@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from synspill.boxes import tight_box
 from synspill.errors import ModelNotFound, UsageError
 from synspill.synth import prompting
 from synspill.synth.base import DiffusionOptions, SceneSpec, SpillResult, SpillSpec
@@ -513,15 +514,6 @@ def visible_mask(before: np.ndarray, after: np.ndarray, support: np.ndarray,
     h, w = d.shape
     mean = sum(p[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)) / 9.0
     return (d > threshold) & (mean > threshold / 2) & support
-
-
-def tight_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
-    """Tight ``(x1, y1, x2, y2)`` absolute pixel box (x2/y2 exclusive) around a bool mask; None if empty."""
-    ys = np.flatnonzero(mask.any(axis=1))
-    xs = np.flatnonzero(mask.any(axis=0))
-    if ys.size == 0:
-        return None
-    return float(xs[0]), float(ys[0]), float(xs[-1] + 1), float(ys[-1] + 1)
 
 
 class SDXLSpillBackend:

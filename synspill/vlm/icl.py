@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from synspill.boxes import xywh_to_xyxy
 from synspill.errors import DatasetError, UsageError
 from synspill.vlm.geometry import FACTOR, Resize, to_input
 from synspill.vlm.parse import format_answer
@@ -83,7 +84,7 @@ def load_support(coco: str | Path) -> list[SupportItem]:
     items = []
     for im in ds.images:
         anns = by_img.get(im.id, [])
-        xyxy = np.array([[a.bbox[0], a.bbox[1], a.bbox[0] + a.bbox[2], a.bbox[1] + a.bbox[3]] for a in anns], dtype=np.float64).reshape(-1, 4)
+        xyxy = xywh_to_xyxy([a.bbox for a in anns])
         path = str(ds.image_path(im))
         with Image.open(path) as pil:
             hist = colour_hist(pil)

@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from synspill.boxes import iou_xyxy, xywh_to_xyxy
 from synspill.errors import DatasetError, OutputExists, UsageError
 from synspill.io import write_json
 from synspill.vlm.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, Resize, to_input
@@ -201,7 +202,7 @@ def load_examples(coco: str, max_pixels: int, min_pixels: int, factor: int = 28)
     out = []
     for im in ds.images:
         anns = by_img.get(im.id, [])
-        xyxy = np.array([[a.bbox[0], a.bbox[1], a.bbox[0] + a.bbox[2], a.bbox[1] + a.bbox[3]] for a in anns], dtype=np.float64).reshape(-1, 4)
+        xyxy = xywh_to_xyxy([a.bbox for a in anns])
         cids = np.array([a.category_id for a in anns], dtype=np.int64)
         r = Resize.for_image(im.width, im.height, max_pixels=max_pixels, min_pixels=min_pixels, factor=factor)
         ans = format_answer([tuple(b) for b in to_input(xyxy, r).tolist()], cids.tolist())
@@ -252,13 +253,7 @@ def hit_rate(preds: list[tuple[np.ndarray, np.ndarray]], gts: list[tuple[np.ndar
     for (pb, pc), (gb, gc) in zip(preds, gts, strict=True):
         for b, c in zip(gb, gc, strict=True):
             same = pb[pc == c]
-            ok = 0
-            if len(same):
-                iw = np.clip(np.minimum(same[:, 2], b[2]) - np.maximum(same[:, 0], b[0]), 0, None)
-                ih = np.clip(np.minimum(same[:, 3], b[3]) - np.maximum(same[:, 1], b[1]), 0, None)
-                inter = iw * ih
-                union = (same[:, 2] - same[:, 0]) * (same[:, 3] - same[:, 1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-                ok = int((inter / np.maximum(union, 1e-9) >= iou).any())
+            ok = int(len(same) > 0 and bool((iou_xyxy(same, b) >= iou).any()))
             hits.setdefault(int(c), []).append(ok)
     return float(np.mean([np.mean(v) for v in hits.values()])) if hits else math.nan
 
