@@ -31,11 +31,9 @@ import numpy as np
 from synspill.coco.dataset import CocoDataset, ImageRecord, load_coco
 from synspill.detections import Detections, Predictor, write_results
 from synspill.errors import DatasetError, OutputExists
-from synspill.io import write_json
+from synspill.io import IMAGE_SUFFIXES, list_images, write_json
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 def image_source(path: str | Path) -> tuple[CocoDataset, bool]:
@@ -56,9 +54,9 @@ def image_source(path: str | Path) -> tuple[CocoDataset, bool]:
         raise DatasetError(f"{p}: no such file or folder; pass a folder of images or a COCO file (--images)")
     if p.is_file() or any((p / n).exists() for n in ("annotations.json", "_annotations.coco.json", "instances.json", "coco.json")):
         return load_coco(p), False
-    files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+    files = list_images(p)
     if not files:
-        raise DatasetError(f"{p}: folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))}) and no annotations.json")
+        raise DatasetError(f"{p}: folder has no images ({', '.join(IMAGE_SUFFIXES)}) and no annotations.json")
     from PIL import Image, UnidentifiedImageError
 
     images = []

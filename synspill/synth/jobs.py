@@ -46,7 +46,6 @@ from synspill.synth import MIN_BOX
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 DEFAULT_QUALITY = 92
 Progress = Callable[[int], None]
 
@@ -618,7 +617,9 @@ def load_scenes(path: str | os.PathLike) -> Any:
             return load_coco(p / name)
     if (p / "manifest.jsonl").exists() or list(p.glob("manifest.*-of-*.jsonl")):
         raise DatasetError(f"{p}: a scenes run that has not been merged (no scenes.json); re-run `synspill scenes` with the same options, or --merge-only")
-    files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS and f.is_file() and not f.name.startswith("."))
+    from synspill.io import list_images
+
+    files = list_images(p)
     if not files:
         raise DatasetError(f"{p}: no scenes.json and no images (.jpg/.png/...) in it; pass a scenes folder")
     from PIL import Image

@@ -942,20 +942,20 @@ class BackgroundSceneBackend:
     """
 
     name = "backgrounds"
-    EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
     def __init__(self, folder: str) -> None:
         from pathlib import Path
 
         from synspill.errors import DatasetError
+        from synspill.io import IMAGE_SUFFIXES, list_images
 
         root = Path(folder)
         if not root.is_dir():
             raise DatasetError(f"{root}: --backgrounds folder does not exist; pass a folder of plant photos")
         self.root = root
-        self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in self.EXTS and p.is_file())
+        self.files = list_images(root)
         if not self.files:
-            raise DatasetError(f"{root}: no images (.jpg/.png/.webp/.bmp) found; pass a folder of plant photos")
+            raise DatasetError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) found; pass a folder of plant photos")
 
     def generate(self, specs: list[SceneSpec]) -> list[np.ndarray]:
         """One cover-cropped ``(H, W, 3)`` uint8 RGB photo per spec."""

@@ -38,6 +38,7 @@ import numpy as np
 
 from synspill.boxes import tight_box
 from synspill.errors import ModelNotFound, UsageError
+from synspill.io import IMAGE_SUFFIXES, list_images
 from synspill.synth import prompting
 from synspill.synth.base import DiffusionOptions, SceneSpec, SpillResult, SpillSpec
 
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 SCENE_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
 SPILL_MODEL = "stabilityai/sdxl-turbo"
 SCHEDULERS = ("dpmpp_2m_sde_karras", "euler_a", "native")
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 LORA_NAME = "style"
 VISIBLE_THRESHOLD = 10.0
 WINDOW = 512
@@ -288,9 +288,9 @@ def list_refs(folder: str | Path) -> list[Path]:
     p = Path(folder)
     if not p.is_dir():
         raise UsageError(f"--refs {str(folder)!r} is not a folder; pass a folder of reference photos")
-    refs = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS and f.is_file())
+    refs = list_images(p)
     if not refs:
-        raise UsageError(f"--refs {str(folder)!r} holds no images ({', '.join(IMAGE_EXTS)})")
+        raise UsageError(f"--refs {str(folder)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return refs
 
 

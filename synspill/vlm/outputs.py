@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from synspill.errors import DatasetError
-from synspill.io import write_json
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+from synspill.io import IMAGE_SUFFIXES, list_images, write_json
 
 
 def list_queries(images: str | Path) -> tuple[list[tuple[int, str]], bool]:
@@ -34,13 +32,12 @@ def list_queries(images: str | Path) -> tuple[list[tuple[int, str]], bool]:
         pairs = [(im.id, str(ds.image_path(im))) for im in ds.images]
         from_coco = True
     elif p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
-        pairs = [(i + 1, str(f)) for i, f in enumerate(files)]
+        pairs = [(i + 1, str(f)) for i, f in enumerate(list_images(p))]
         from_coco = False
     else:
         raise DatasetError(f"--images {images}: not a folder of images or a COCO .json file; check the path")
     if not pairs:
-        raise DatasetError(f"--images {images}: no images found ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise DatasetError(f"--images {images}: no images found ({', '.join(IMAGE_SUFFIXES)})")
     return pairs, from_coco
 
 

@@ -24,10 +24,10 @@ from synspill import taxonomy
 from synspill.coco.dataset import Annotation, CocoDataset, ImageRecord
 from synspill.coco.tools import map_label
 from synspill.errors import DatasetError
+from synspill.io import IMAGE_SUFFIXES, list_images
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 # Skip reasons (the summary groups by these).
 UNKNOWN_LABEL = "unknown label"
@@ -272,10 +272,9 @@ class ImageFinder:
         self._by_name, self._by_stem = {}, {}
         if self.images_dir is None:
             return
-        for p in sorted(self.images_dir.rglob("*")):
-            if p.suffix.lower() in IMAGE_EXTS and p.is_file() and not any(part.startswith(".") for part in p.relative_to(self.images_dir).parts):
-                self._by_name.setdefault(p.name, []).append(p)
-                self._by_stem.setdefault(p.stem, []).append(p)
+        for p in list_images(self.images_dir):
+            self._by_name.setdefault(p.name, []).append(p)
+            self._by_stem.setdefault(p.stem, []).append(p)
 
     def find(self, item: RawItem) -> tuple[Path | None, str, str]:
         """``(path, "", "")`` or ``(None, reason, detail)`` with reason :data:`NO_IMAGE` or :data:`AMBIGUOUS_IMAGE`."""
@@ -289,7 +288,7 @@ class ImageFinder:
                 if not os.path.isabs(n) and (d / n).is_file():
                     return d / n, "", ""
             if item.stem:
-                for ext in IMAGE_EXTS:
+                for ext in IMAGE_SUFFIXES:
                     for e in (ext, ext.upper()):
                         if (d / (item.stem + e)).is_file():
                             return d / (item.stem + e), "", ""
