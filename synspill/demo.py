@@ -366,6 +366,7 @@ def _watch_stage(cfg: DemoConfig, data: dict[str, Any], run: dict[str, Any]) -> 
 
     from synspill.coco.dataset import load_coco
     from synspill.inference import read_rgb
+    from synspill.watch import DEFAULT_DB
     from synspill.watch.alerts import AlertPolicy
     from synspill.watch.config import CameraConfig, SinkConfig, WatchConfig
     from synspill.watch.loop import Watcher
@@ -391,7 +392,7 @@ def _watch_stage(cfg: DemoConfig, data: dict[str, Any], run: dict[str, Any]) -> 
     # Only this spill appears; everything else (the image's other spills too) is there from the first frame.
     clean = np.where(mask[..., None], clean, spilled)
     video = make_spill_video(clean, spilled, mask, wdir / "spill.mp4")
-    db = wdir / "events.sqlite"
+    db = wdir / DEFAULT_DB
     for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
         p.unlink(missing_ok=True)
     threshold = 0.5 if score >= 0.6 else max(0.1, round(score * 0.8, 2)) if score > 0 else 0.25

@@ -9,7 +9,7 @@ Outputs, next to ``OUT`` (a ``.json`` path):
 
 - ``OUT``: COCO results, a list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``
   (absolute pixels of the original image, taxonomy ids; ``score`` omitted when a model gives none);
-- ``OUT.meta.json``: ``{"model", "backend", "n_images", "n_detections", "unscored",
+- the sidecar ``<stem>.meta.json`` (:func:`synspill.detections.sidecar_path`): ``{"model", "backend", "n_images", "n_detections", "unscored",
   "parse_dropped": {reason: count}, ...}`` -- what ``synspill eval`` reports beside the scores;
 - ``<stem>.images.json`` when the images came from a folder: the generated COCO image list
   (ids, file names, sizes) that the results' ``image_id`` refer to.
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from synspill.coco.dataset import CocoDataset, ImageRecord, load_coco
-from synspill.detections import Detections, Predictor, write_results
+from synspill.detections import Detections, Predictor, write_results, write_sidecar
 from synspill.errors import DatasetError, OutputExists
 from synspill.io import IMAGE_SUFFIXES, list_images, write_json
 
@@ -220,8 +220,7 @@ def predict_to_results(
         "seconds": round(seconds, 3),
         **(extra_meta or {}),
     }
-    meta_path = out.with_name(out.name + ".meta.json")
-    write_json(meta_path, meta, indent=2)
+    meta_path = write_sidecar(out, meta)
     return PredictSummary(out, meta_path, images_list, len(ds.images), n_det, seconds, meta)
 
 

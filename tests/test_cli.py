@@ -86,3 +86,12 @@ def test_unknown_command_is_usage_error():
 def test_module_entry_point():
     p = subprocess.run([sys.executable, "-m", "synspill", "--version"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and p.stdout.startswith("synspill ")
+
+
+def test_versions_helper_skips_or_marks_missing_packages():
+    from synspill import __version__
+    from synspill.envinfo import versions
+
+    v = versions(["synspill", "numpy", "no-such-package-xyz"])
+    assert v["synspill"] == __version__ and "numpy" in v and "no-such-package-xyz" not in v
+    assert versions(["no-such-package-xyz"], missing="not installed") == {"no-such-package-xyz": "not installed"}

@@ -36,6 +36,7 @@ def demo(
 
     from synspill.console import console, make_progress, out_console
     from synspill.demo import DemoConfig, run_demo
+    from synspill.watch import DEFAULT_DB
 
     cfg = DemoConfig(out=out, n_images=n_images, size=size, epochs=epochs, imgsz=imgsz, detr=detr, seed=seed,
                      device=device, force=force, skip_watch=skip_watch)
@@ -86,6 +87,6 @@ def demo(
         "  synspill scenes --model /weights/sdxl-base --style-refs plant_photos/ --n 2000 --out scenes/\n"
         "  synspill inpaint --scenes scenes/ --boxes expert_boxes.json --model /weights/sdxl-turbo --out synspill/\n"
         "  synspill finetune vlm --model /weights/Qwen2.5-VL-7B-Instruct --lora v+l --data synspill/annotations.json --out runs/vlm\n"
-        "  synspill watch rtsp://camera/stream --model runs/vlm --threshold 0.5 --db events.sqlite"
+        f"  synspill watch rtsp://camera/stream --model runs/vlm --threshold 0.5 --db {DEFAULT_DB}"
     )
     console.print(f"demo finished in {time.perf_counter() - t0:.0f} s" + (f" (reused: {', '.join(res.reused)})" if res.reused else ""))

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from synspill.watch import DEFAULT_DB
+
 events_app = typer.Typer(
     help="The spill event log written by [bold]synspill watch[/]: list, ack, export, report.",
     no_args_is_help=True,
@@ -47,7 +49,7 @@ def _filter(camera: str | None, zone: str | None, cls: str | None, since: str | 
 
 @events_app.command("list")
 def list_events(
-    db: DbOpt = Path("events.sqlite"),
+    db: DbOpt = Path(DEFAULT_DB),
     camera: CameraOpt = None,
     zone: ZoneOpt = None,
     cls: ClassOpt = None,
@@ -87,7 +89,7 @@ def list_events(
 @events_app.command("ack")
 def ack(
     ids: Annotated[list[int], typer.Argument(help="Event ids to acknowledge.")],
-    db: DbOpt = Path("events.sqlite"),
+    db: DbOpt = Path(DEFAULT_DB),
 ) -> None:
     """Acknowledge events (someone looked at them)."""
     from synspill.console import console
@@ -102,7 +104,7 @@ def ack(
 def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file.")],
     fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
-    db: DbOpt = Path("events.sqlite"),
+    db: DbOpt = Path(DEFAULT_DB),
     camera: CameraOpt = None,
     zone: ZoneOpt = None,
     cls: ClassOpt = None,
@@ -126,7 +128,7 @@ def export(
 @events_app.command("report")
 def report(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
-    db: DbOpt = Path("events.sqlite"),
+    db: DbOpt = Path(DEFAULT_DB),
     bucket: Annotated[str, typer.Option("--bucket", help="Time bucket of the counts: hour, day, week, month.")] = "day",
     camera: CameraOpt = None,
     zone: ZoneOpt = None,

@@ -14,7 +14,7 @@ def icl(
     model: Annotated[str, typer.Option("--model", "-m", help="Qwen2.5-VL local folder or locally cached id (e.g. Qwen/Qwen2.5-VL-7B-Instruct).")],
     support: Annotated[Path, typer.Option("--support", help="COCO file of solved examples (images + boxes).")],
     images: Annotated[Path, typer.Option("--images", help="Folder of images or a COCO file to detect in.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="COCO results JSON to write (sidecar: OUT.meta.json).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="COCO results JSON to write (sidecar: <stem>.meta.json).")],
     k: Annotated[int, typer.Option("--k", help="Examples per query (the paper: 5, 10, 15).")] = 5,
     select: Annotated[str, typer.Option("--select", help="random, stratified (every class shown) or similar (colour histogram).")] = "random",
     seed: SeedOpt = 0,

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
 
 def predict(
     images: Annotated[Path, typer.Option("--images", help="Folder of images, or a COCO file (its image ids are kept for eval).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="COCO results file to write (plus OUT.meta.json).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="COCO results file to write (plus the sidecar <stem>.meta.json).")],
     model: Annotated[str | None, typer.Option("--model", help="Run folder from `synspill finetune yolo|detr`, or a .pt / .pth file.")] = None,
     vlm: Annotated[str | None, typer.Option("--vlm", help="Use a Qwen2.5-VL model (local folder or cached hub id) instead of --model.")] = None,
     adapter: Annotated[Path | None, typer.Option("--adapter", help="VLM LoRA adapter folder from `synspill finetune vlm`.")] = None,

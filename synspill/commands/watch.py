@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from synspill.commands.options import ClassesOpt, DeviceOpt
+from synspill.watch import DEFAULT_DB
 
 
 def register(app: typer.Typer) -> None:
@@ -46,7 +47,7 @@ def watch(
     device: DeviceOpt = "auto",
     name: Annotated[str | None, typer.Option("--name", help="Camera name (default: from the source).")] = None,
     loop: Annotated[bool, typer.Option("--loop", help="Replay a video file or folder forever (demos).")] = False,
-    db: Annotated[Path | None, typer.Option("--db", help="Event database (SQLite) [default: events.sqlite].")] = None,
+    db: Annotated[Path | None, typer.Option("--db", help=f"Event database (SQLite) [default: {DEFAULT_DB}].")] = None,
     snapshots: Annotated[Path | None, typer.Option("--snapshots", help="Folder for one annotated JPEG per alert.")] = None,
     webhook: Annotated[str | None, typer.Option("--webhook", help="POST each alert as JSON to this URL (retries with back-off).")] = None,
     mqtt: Annotated[str | None, typer.Option("--mqtt", help="MQTT broker HOST:PORT; alerts on <prefix>/<camera>/events.")] = None,
@@ -107,7 +108,7 @@ def watch(
                            classes=tuple(ids) if ids else None, fps=fps, policy=policy, loop=loop)
         sinks = SinkConfig(stdout=True if json_lines is None else json_lines, webhook=webhook, mqtt=mqtt,
                            mqtt_prefix=mqtt_prefix or "synspill", snapshots=str(snapshots) if snapshots else None)
-        cfg = WatchConfig(cameras=(cam,), db=str(db or "events.sqlite"), sinks=sinks)
+        cfg = WatchConfig(cameras=(cam,), db=str(db or DEFAULT_DB), sinks=sinks)
 
     watcher = Watcher(cfg, once=once)
     if threading.current_thread() is threading.main_thread():

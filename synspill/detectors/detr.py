@@ -44,6 +44,7 @@ import numpy as np
 from synspill import taxonomy
 from synspill.coco.export import cache_dir, export_rfdetr, rfdetr_class_to_taxonomy, split_off_val
 from synspill.detections import Detections
+from synspill.envinfo import versions
 from synspill.errors import ModelNotFound, OutputExists, UsageError
 
 log = logging.getLogger(__name__)
@@ -311,7 +312,7 @@ def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         "data": {"export": str(export.root), "counts": export.counts, "boxes": export.boxes, "train": str(cfg.data), "val": val_src},
         "resumed": resume is not None,
         "time_s": round(time.time() - t0, 1),
-        "versions": _versions(),
+        "versions": versions(("synspill", "rfdetr", "torch", "pytorch_lightning")),
     }
     if main:
         from synspill.io import write_json
@@ -476,18 +477,6 @@ def _plot_curves(csv_path: Path, png: Path) -> None:
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     os.replace(tmp, png)
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for p in ("synspill", "rfdetr", "torch", "pytorch_lightning"):
-        try:
-            out[p] = md.version(p)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 # ---- inference ------------------------------------------------------------------------------

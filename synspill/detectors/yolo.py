@@ -39,6 +39,7 @@ import numpy as np
 from synspill import taxonomy
 from synspill.coco.export import cache_dir, export_yolo, split_off_val
 from synspill.detections import Detections
+from synspill.envinfo import versions
 from synspill.errors import DeviceError, ModelNotFound, OutputExists, UsageError
 
 log = logging.getLogger(__name__)
@@ -359,7 +360,7 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         "data": {"export": str(export.root), "counts": export.counts, "boxes": export.boxes, "train": str(cfg.data), "val": val_src},
         "resumed": resume,
         "time_s": round(time.time() - t0, 1),
-        "versions": _versions(),
+        "versions": versions(("synspill", "ultralytics", "torch")),
     }
     from synspill.io import write_json
 
@@ -437,18 +438,6 @@ def _final_metrics(trainer: Any, out: Path) -> dict[str, Any]:
         best = max(rows, key=lambda r: float(r["metrics/mAP50-95(B)"] or 0))
         m["best_epoch"] = int(float(best.get("epoch", 0)))
     return m
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for p in ("synspill", "ultralytics", "torch"):
-        try:
-            out[p] = md.version(p)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 # ---- inference -------------------------------------------------------------------------------

@@ -624,7 +624,7 @@ _TRAINERS = {"yolo": _train_yolo, "detr": _train_detr, "lora": _train_lora}
 # ---- prediction ------------------------------------------------------------------------
 def _finished_preds(path: Path, eval_hash: str) -> bool:
     """True when ``path`` and its sidecar exist and were made for this evaluation set."""
-    from synspill.evaluation import find_sidecar
+    from synspill.detections import find_sidecar
 
     side = find_sidecar(path) if path.is_file() else None
     meta = _read_json(side) if side else None

@@ -107,20 +107,11 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 def package_versions() -> dict[str, str]:
     """Versions that decide the pixels: synspill, numpy, opencv, pillow, simplejpeg (+ diffusion stack if imported)."""
     import sys
-    from importlib import metadata
 
-    from synspill import __version__
+    from synspill.envinfo import versions
 
-    out = {"synspill": __version__, "numpy": np.__version__}
-    for pkg in ("opencv-python-headless", "pillow", "simplejpeg"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    for mod, pkg in (("torch", "torch"), ("diffusers", "diffusers"), ("transformers", "transformers")):
-        if mod in sys.modules:
-            out[pkg] = metadata.version(pkg)
-    return out
+    loaded = [m for m in ("torch", "diffusers", "transformers") if m in sys.modules]
+    return versions(["synspill", "numpy", "opencv-python-headless", "pillow", "simplejpeg", *loaded])
 
 
 def encode_jpeg(img: np.ndarray, quality: int) -> bytes:

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from synspill import detections
 from synspill.errors import DatasetError
-from synspill.io import IMAGE_SUFFIXES, list_images, write_json
+from synspill.io import IMAGE_SUFFIXES, list_images
 
 
 def list_queries(images: str | Path) -> tuple[list[tuple[int, str]], bool]:
@@ -41,16 +42,8 @@ def list_queries(images: str | Path) -> tuple[list[tuple[int, str]], bool]:
     return pairs, from_coco
 
 
-def sidecar_path(results: str | Path) -> Path:
-    """``preds.json`` -> ``preds.meta.json``."""
-    p = Path(results)
-    return p.with_name(p.stem + ".meta.json")
-
-
 def write_sidecar(results: str | Path, model: str, dropped: Mapping[str, int], **extra: Any) -> Path:
     """Write the sidecar meta file next to a results file (atomically)."""
     meta = {"model": model, "backend": "vlm", "unscored": False,
             "parse_dropped": {k: int(v) for k, v in sorted(dropped.items()) if v}, **extra}
-    path = sidecar_path(results)
-    write_json(path, meta, indent=2)
-    return path
+    return detections.write_sidecar(results, meta)

@@ -11,3 +11,6 @@ One file per concern (nothing heavy is imported here):
 - :mod:`~synspill.watch.loop`: the detection loop tying them together.
 - :mod:`~synspill.watch.report`: counts over time and heatmaps from the log.
 """
+
+#: The event log's file name when none is given (``watch --db``, ``events --db``, config ``db``).
+DEFAULT_DB = "events.sqlite"

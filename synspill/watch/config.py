@@ -16,6 +16,7 @@ from typing import Any
 
 from synspill import taxonomy
 from synspill.errors import UsageError
+from synspill.watch import DEFAULT_DB
 from synspill.watch.alerts import AlertPolicy, SeverityRule
 from synspill.watch.zones import CRITICALITY, Zone
 
@@ -102,7 +103,7 @@ class WatchConfig:
     """Everything ``synspill watch`` runs (cameras, log, sinks, severity rule)."""
 
     cameras: tuple[CameraConfig, ...]
-    db: str = "events.sqlite"
+    db: str = DEFAULT_DB
     sinks: SinkConfig = field(default_factory=SinkConfig)
     severity: SeverityRule = field(default_factory=SeverityRule)
     observations: bool = True
@@ -230,7 +231,7 @@ def config_from_dict(data: Any, source: str = "<config>", base: Path | None = No
     except UsageError as e:
         raise cx.err("sinks", str(e)) from None
     severity = _severity(cx, data.get("severity", {}))
-    db = out_path(cx.text(data.get("db", "events.sqlite"), "db"))
+    db = out_path(cx.text(data.get("db", DEFAULT_DB), "db"))
     obs = data.get("observations", True)
     if not isinstance(obs, bool):
         raise cx.err("observations", f"{obs!r} must be true or false")

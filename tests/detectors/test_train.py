@@ -90,7 +90,7 @@ def test_yolo_trains_and_beats_untrained(tmp_path, monkeypatch):
     r = CliRunner().invoke(app, ["predict", "--model", str(run), "--images", str(val), "--out", str(preds),
                                  "--device", "cpu", "--save-images", str(tmp_path / "pics")])
     assert r.exit_code == 0, r.output
-    meta = json.loads((tmp_path / "preds.json.meta.json").read_text())
+    meta = json.loads((tmp_path / "preds.meta.json").read_text())
     assert meta["backend"] == "yolo" and meta["n_images"] == 10 and meta["unscored"] is False
     assert len(list((tmp_path / "pics").glob("*.jpg"))) == 10
     hit, map50 = score(val, preds)
@@ -122,7 +122,7 @@ def test_detr_trains_and_beats_untrained(tmp_path, monkeypatch):
     preds = tmp_path / "preds.json"
     r = CliRunner().invoke(app, ["predict", "--model", str(run), "--images", str(val), "--out", str(preds), "--device", "cpu"])
     assert r.exit_code == 0, r.output
-    assert json.loads((tmp_path / "preds.json.meta.json").read_text())["backend"] == "detr"
+    assert json.loads((tmp_path / "preds.meta.json").read_text())["backend"] == "detr"
     hit, map50 = score(val, preds)
 
     from rfdetr import RFDETRNano
