@@ -87,3 +87,16 @@ def test_resolve_weights_never_downloads(tmp_path, monkeypatch):
     with pytest.raises(ModelNotFound, match="no such file"):
         runtime.resolve_weights(str(tmp_path / "missing.pt"))
     assert runtime.resolve_weights(str(tmp_path)) == str(tmp_path)
+
+
+def test_launcher_variables_are_read_in_one_place(monkeypatch):
+    from synspill import runtime
+
+    for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(k, raising=False)
+    assert (runtime.world_size(), runtime.process_rank(), runtime.is_main_process(), runtime.launched_shard()) == (1, 0, True, None)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert runtime.process_rank() == 1 and not runtime.is_main_process() and runtime.launched_shard() is None
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert runtime.process_rank() == 3 and runtime.world_size() == 4 and runtime.launched_shard() == (3, 4)

@@ -54,13 +54,6 @@ def default_workers(workers: int | None) -> int:
     return workers if workers is not None else max(1, min(2, os.cpu_count() or 1))
 
 
-def shard_device(device: str, shard: tuple[int, int]) -> str:
-    """Under accelerate/torchrun, ``auto`` means this process's own GPU (``cuda:LOCAL_RANK``)."""
-    if device == "auto" and shard[1] > 1 and "LOCAL_RANK" in os.environ:
-        return f"cuda:{int(os.environ['LOCAL_RANK'])}"
-    return device
-
-
 @contextmanager
 def job_progress(description: str) -> Any:
     """Yields ``(on_start, on_progress)`` callbacks drawing one rich bar with ETA."""

@@ -79,7 +79,7 @@ def inpaint(
     if be == "sdxl":
         from synspill.synth.base import DiffusionOptions
 
-        diff = DiffusionOptions(model=mdl or "", device=s.shard_device(device, shard_t), dtype=dtype,
+        diff = DiffusionOptions(model=mdl or "", device=device, dtype=dtype,
                                 steps=steps if steps is not None else 20, guidance=cfg if cfg is not None else 0.0,
                                 scheduler=scheduler, refs=str(refs) if refs else None, ip_adapter=ip_adapter,
                                 ip_weight_name=ip_weight_name, ip_scale=ip_scale, lora=lora,

@@ -78,7 +78,7 @@ def scenes(
     if be == "sdxl":
         from synspill.synth.base import DiffusionOptions
 
-        diff = DiffusionOptions(model=mdl or "", device=s.shard_device(device, shard_t), dtype=dtype,
+        diff = DiffusionOptions(model=mdl or "", device=device, dtype=dtype,
                                 steps=steps if steps is not None else 64, guidance=cfg if cfg is not None else 8.0,
                                 scheduler=scheduler, refs=str(style_refs) if style_refs else None, ip_adapter=ip_adapter,
                                 ip_weight_name=ip_weight_name, ip_scale=ip_scale, lora=lora,

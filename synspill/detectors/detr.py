@@ -46,6 +46,8 @@ from synspill.coco.export import cache_dir, export_rfdetr, rfdetr_class_to_taxon
 from synspill.detections import Detections
 from synspill.envinfo import versions
 from synspill.errors import ModelNotFound, OutputExists, UsageError
+from synspill.models import PredictorConfig, read_run
+from synspill.runtime import is_main_process, world_size
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +243,7 @@ def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
     t0 = time.time()
     out = Path(cfg.out).absolute()
     resume: Path | None = None
-    main = _is_main_process()
+    main = is_main_process()
     if not main:  # other DDP ranks (torchrun): rank 0 owns the folder checks and run.json
         resume = out / "last.ckpt" if (out / "last.ckpt").exists() and not cfg.force else None
     elif not cfg.force:
@@ -263,7 +265,7 @@ def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         val_src = f"{cfg.data} (seeded {cfg.val_fraction:.0%} split, seed {cfg.seed})"
     export = export_rfdetr({"train": train_ds, "val": val_ds}, sources={"train": str(cfg.data), "val": val_src})
     device = resolve_device(cfg.device)
-    if device.startswith("cuda") and (cfg.device.strip().lower() == "cuda" or _world_size() > 1):
+    if device.startswith("cuda") and (cfg.device.strip().lower() == "cuda" or world_size() > 1):
         device = "cuda"  # no index: Lightning uses every visible GPU (one per torchrun process)
     if variant == "base" and ckpt is None:
         _check_dinov2()
@@ -319,14 +321,6 @@ def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
 
         write_json(out / "run.json", record, indent=2)
     return record
-
-
-def _world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1") or 1)
-
-
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0
 
 
 def _check_dinov2() -> None:
@@ -482,8 +476,6 @@ def _plot_curves(csv_path: Path, png: Path) -> None:
 # ---- inference ------------------------------------------------------------------------------
 def resolve_weights(model: str) -> tuple[Path, dict[str, Any] | None]:
     """Find the checkpoint of a run folder or a ``.pth`` path; returns ``(checkpoint, run.json or None)``."""
-    from synspill.predictors import read_run
-
     p = Path(model).expanduser()
     if p.is_dir():
         run = read_run(p)
@@ -561,8 +553,8 @@ def _logger_level(name: str, level: int) -> Iterator[None]:
         lg.setLevel(saved)
 
 
-def load_predictor(cfg: Any) -> DetrPredictor:
-    """Build a :class:`DetrPredictor` from a :class:`~synspill.predictors.PredictorConfig`.
+def load_predictor(cfg: PredictorConfig) -> DetrPredictor:
+    """Build a :class:`DetrPredictor` from a :class:`~synspill.models.PredictorConfig`.
 
     ``cfg.model`` is a run folder of ``synspill finetune detr`` or a ``.pth`` checkpoint;
     ``cfg.imgsz`` (a multiple of the patch size x windows) overrides the trained resolution.

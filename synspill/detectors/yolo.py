@@ -41,6 +41,7 @@ from synspill.coco.export import cache_dir, export_yolo, split_off_val
 from synspill.detections import Detections
 from synspill.envinfo import versions
 from synspill.errors import DeviceError, ModelNotFound, OutputExists, UsageError
+from synspill.models import PredictorConfig, read_run
 
 log = logging.getLogger(__name__)
 
@@ -447,8 +448,6 @@ def resolve_weights(model: str) -> tuple[Path, dict[str, Any] | None]:
     Raises:
         ModelNotFound: No such file, or a run folder without its weights.
     """
-    from synspill.predictors import read_run
-
     p = Path(model).expanduser()
     if p.is_dir():
         run = read_run(p)
@@ -527,8 +526,8 @@ class YoloPredictor:
         return out
 
 
-def load_predictor(cfg: Any) -> YoloPredictor:
-    """Build a :class:`YoloPredictor` from a :class:`~synspill.predictors.PredictorConfig`.
+def load_predictor(cfg: PredictorConfig) -> YoloPredictor:
+    """Build a :class:`YoloPredictor` from a :class:`~synspill.models.PredictorConfig`.
 
     ``cfg.model`` is a run folder of ``synspill finetune yolo`` or a ``.pt`` file;
     ``cfg.imgsz`` defaults to the size the run trained at (else 640);

@@ -90,10 +90,12 @@ def parse_range(text: str | float | tuple[float, float], what: str, lo: float | 
 def parse_shard(text: str | None) -> tuple[int, int]:
     """``"i/n"`` -> ``(i, n)``; None -> from ``RANK``/``WORLD_SIZE`` env vars, else ``(0, 1)``."""
     if text is None:
-        rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
-        if rank is None or world is None:
+        from synspill.runtime import launched_shard
+
+        launched = launched_shard()
+        if launched is None:
             return 0, 1
-        text = f"{rank}/{world}"
+        text = f"{launched[0]}/{launched[1]}"
     try:
         i_s, n_s = str(text).split("/")
         i, n = int(i_s), int(n_s)

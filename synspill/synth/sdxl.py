@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -111,21 +110,6 @@ def _unet_in_channels(folder: Path) -> int:
         raise ModelNotFound(f"{cfg}: unreadable UNet config ({e}); re-download the model folder") from None
 
 
-def process_device(spec: str) -> str:
-    """Resolve ``--device``; under ``accelerate launch``/``torchrun`` ``auto``/``cuda`` mean this process's GPU.
-
-    Each launched process has ``LOCAL_RANK``; without this every process would pick
-    ``cuda:0``. An explicit ``cuda:N`` is kept as given.
-    """
-    from synspill.runtime import resolve_device
-
-    device = resolve_device(spec)
-    rank = os.environ.get("LOCAL_RANK")
-    if rank is not None and rank.isdigit() and spec.strip().lower() in ("auto", "cuda") and device.startswith("cuda"):
-        device = resolve_device(f"cuda:{rank}")
-    return device
-
-
 def load_pipeline(opts: DiffusionOptions, task: str) -> tuple[Any, str, Any]:
     """Load and configure a stock diffusers SDXL pipeline from local weights.
 
@@ -146,7 +130,7 @@ def load_pipeline(opts: DiffusionOptions, task: str) -> tuple[Any, str, Any]:
         StableDiffusionXLPipeline,
     )
 
-    from synspill.runtime import resolve_dtype
+    from synspill.runtime import process_device, resolve_dtype
 
     device = process_device(opts.device)
     dtype = resolve_dtype(opts.dtype, device)

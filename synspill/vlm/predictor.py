@@ -23,6 +23,7 @@ import numpy as np
 
 from synspill.detections import Detections
 from synspill.errors import UsageError
+from synspill.models import PredictorConfig, read_run
 from synspill.vlm.confidence import span_confidence, token_offsets
 from synspill.vlm.geometry import DEFAULT_MIN_PIXELS, Resize, check_budget, to_original
 from synspill.vlm.model import VLM, Decoding, Generation, generate, load_vlm, prepare_image
@@ -137,8 +138,6 @@ def _merge(parts: list[Detections]) -> Detections:
 
 def resolve_run(model: str, adapter: str | None) -> tuple[str, str | None, dict[str, Any]]:
     """Turn ``--model`` (+ ``--adapter``) into ``(base weights, adapter folder or None, run.json)``."""
-    from synspill.predictors import read_run
-
     p = Path(model)
     run = read_run(p) if p.is_dir() and (p / "run.json").is_file() else None
     if not run or run.get("backend") != "vlm":
@@ -151,8 +150,8 @@ def resolve_run(model: str, adapter: str | None) -> tuple[str, str | None, dict[
     return str(run["base_model"]), adapter or str(d / run.get("adapter", ".")), run
 
 
-def load_predictor(cfg: Any) -> VLMPredictor:
-    """Build a :class:`VLMPredictor` from a :class:`synspill.predictors.PredictorConfig`.
+def load_predictor(cfg: PredictorConfig) -> VLMPredictor:
+    """Build a :class:`VLMPredictor` from a :class:`synspill.models.PredictorConfig`.
 
     ``cfg.options`` understands ``per_class`` (bool), ``allow_pixel_mismatch`` (bool),
     ``min_pixels`` (int), ``max_new_tokens`` (int), ``temperature``, ``top_p``,

@@ -332,7 +332,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, int, dict[str, Any]], None] 
     from accelerate import Accelerator
     from peft import LoraConfig, PeftModel, get_peft_model
 
-    from synspill.runtime import resolve_device, seed_everything
+    from synspill.runtime import resolve_device, seed_everything, world_size
     from synspill.vlm.model import ADAPTER_META, VLM, load_vlm
     from synspill.vlm.prompts import PromptSet
 
@@ -341,7 +341,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, int, dict[str, Any]], None] 
     resume = _check_out(cfg, out)
     dev = resolve_device(cfg.device)
     # under `accelerate launch` each process gets its own device; alone, --device is honoured
-    multi = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    multi = world_size() > 1
     acc = Accelerator(cpu=dev == "cpu", device_placement=multi)
     if multi:
         dev = str(acc.device)

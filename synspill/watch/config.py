@@ -31,7 +31,7 @@ class CameraConfig:
             index (``0``) or an image folder.
         model: Weights / run folder / VLM for :func:`synspill.predictors.load_predictor`,
             or ``py:module:factory`` for a custom predictor.
-        backend, device, imgsz, adapter: Passed to :class:`~synspill.predictors.PredictorConfig`.
+        backend, device, imgsz, adapter: Passed to :class:`~synspill.models.PredictorConfig`.
         prompt: VLM user prompt (the deployed system takes the user's text).
         classes: Taxonomy ids to keep (None: all).
         fps: Samples per second taken from the stream.

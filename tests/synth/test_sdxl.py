@@ -225,7 +225,7 @@ def test_replace_keeps_options_frozen():
 
 
 def test_process_device_follows_local_rank(monkeypatch):
-    from synspill.synth.sdxl import process_device
+    from synspill.runtime import process_device
 
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert process_device("cpu") == "cpu"  # no GPU here: auto stays on the CPU
