@@ -32,7 +32,14 @@ import numpy as np
 from synspill import __version__, taxonomy
 from synspill.errors import OutputExists, UsageError
 from synspill.io import write_bytes, write_text
-from synspill.metrics import EvalMetrics, GroundTruth, Predictions, evaluate, parse_iou_thresholds
+from synspill.metrics import (
+    DEFAULT_IOU,
+    EvalMetrics,
+    GroundTruth,
+    Predictions,
+    evaluate,
+    parse_iou_thresholds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -369,7 +376,7 @@ def evaluate_files(
     gt_path: str | Path,
     pred_paths: Sequence[str | Path],
     names: Sequence[str] | None = None,
-    iou_thresholds: str | Sequence[float] = "0.5:0.9:0.1",
+    iou_thresholds: str | Sequence[float] = DEFAULT_IOU,
     classes: str | Sequence[str] | None = None,
     min_score: float = 0.0,
     max_dets: int = 100,

@@ -1,6 +1,7 @@
 """Run any predictor over a folder of images or a COCO file and write COCO results.
 
-``synspill predict`` is a thin shell over :func:`predict_to_results`. The model comes from
+``synspill predict`` is a thin shell over :func:`predict_files` (load the model a
+:class:`~synspill.models.PredictorConfig` names, then :func:`predict_to_results`). The model comes from
 :func:`synspill.predictors.load_predictor` (YOLO, RF-DETR or the VLM), so every backend is
 driven the same way. Images are decoded in a background thread while the model works on
 the previous batch.
@@ -32,6 +33,7 @@ from synspill.coco.dataset import CocoDataset, ImageRecord, load_coco
 from synspill.detections import Detections, Predictor, write_results, write_sidecar
 from synspill.errors import DatasetError, OutputExists
 from synspill.io import IMAGE_SUFFIXES, list_images, write_json
+from synspill.models import PredictorConfig
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +224,52 @@ def predict_to_results(
     }
     meta_path = write_sidecar(out, meta)
     return PredictSummary(out, meta_path, images_list, len(ds.images), n_det, seconds, meta)
+
+
+def predict_files(
+    cfg: PredictorConfig,
+    images: str | Path,
+    out: str | Path,
+    save_images: str | Path | None = None,
+    force: bool = False,
+    extra_meta: dict[str, Any] | None = None,
+    on_start: Callable[[str, int], None] | None = None,
+    on_item: Callable[[ImageRecord, Detections], None] | None = None,
+) -> PredictSummary:
+    """Load the model ``cfg`` names and write its COCO results on ``images`` (plus the sidecar).
+
+    The output and the images are checked before the (slow) model load. The sidecar records
+    ``cfg``'s ``conf``, ``imgsz``, ``classes``, ``device``, ``adapter`` and ``prompt``, then
+    ``extra_meta``.
+
+    Args:
+        cfg: The model and how to run it (``backend`` ``auto`` is resolved here).
+        images: Folder of images, or a COCO file (its image ids are kept for eval).
+        out: Results path (``.json``).
+        save_images: Folder for annotated copies of the images (None: none).
+        force: Overwrite existing results.
+        extra_meta: More sidecar keys (the experiment runner's cell and evaluation hash).
+        on_start: Called with ``(backend, n_images)`` once the inputs are known to be good.
+        on_item: Called after each image (progress).
+
+    Raises:
+        OutputExists: ``out`` exists and not ``force``.
+        DatasetError: No images, or an unreadable one.
+    """
+    from synspill.predictors import load_predictor
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise OutputExists(f"{out} exists; pass --force to overwrite it or choose another --out")
+    ds, _ = image_source(images)
+    backend = cfg.resolved_backend()
+    if on_start is not None:
+        on_start(backend, len(ds.images))
+    predictor = load_predictor(cfg)
+    meta = {"conf": cfg.conf, "imgsz": cfg.imgsz, "classes": list(cfg.classes) if cfg.classes else None,
+            "device": cfg.device, "adapter": cfg.adapter, "prompt": cfg.prompt, **(extra_meta or {})}
+    return predict_to_results(predictor, images, out, batch=cfg.batch, backend=backend, model=cfg.model,
+                              save_images=save_images, force=True, extra_meta=meta, on_item=on_item)
 
 
 class _Drawer:

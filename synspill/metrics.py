@@ -49,6 +49,8 @@ COCO_IOU_THRESHOLDS: np.ndarray = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.
 COCO_RECALL_THRESHOLDS: np.ndarray = np.linspace(0.0, 1.0, int(np.round((1.0 - 0.0) / 0.01)) + 1, endpoint=True)
 #: The paper's hit-rate thresholds 0.5, 0.6, ..., 0.9.
 HIT_IOU_THRESHOLDS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
+#: The same, as ``--iou`` and study files write it (the default everywhere).
+DEFAULT_IOU = "0.5:0.9:0.1"
 #: pycocotools' area range "all" (boxes outside it are ignored).
 AREA_ALL: tuple[float, float] = (0.0, 1e5**2)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from synspill.errors import ModelNotFound, UsageError
+from synspill.params import FromParams
 from synspill.runtime import DType, Quant
 
 RUN_FILE = "run.json"
@@ -37,7 +38,7 @@ BACKEND_NAMES: tuple[str, ...] = tuple(b.value for b in ModelBackend if b is not
 
 
 @dataclass(frozen=True)
-class PredictorConfig:
+class PredictorConfig(FromParams):
     """Everything a backend needs to build a predictor.
 
     Attributes:
@@ -83,7 +84,9 @@ class PredictorConfig:
             raise UsageError(f"--dtype {self.dtype!r} is unknown; use {', '.join(d.value for d in DType)}")
 
     def resolved_backend(self) -> str:
-        """``backend``, with ``auto`` inferred from ``model`` (see :func:`infer_backend`)."""
+        """``backend``, with ``auto`` inferred from ``model`` (see :func:`infer_backend`); ``py`` for ``py:`` specs."""
+        if self.model.startswith("py:"):
+            return "py"
         return self.backend if self.backend != ModelBackend.auto.value else infer_backend(self.model)
 
 

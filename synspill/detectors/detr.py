@@ -47,6 +47,7 @@ from synspill.detections import Detections
 from synspill.envinfo import versions
 from synspill.errors import ModelNotFound, OutputExists, UsageError
 from synspill.models import PredictorConfig, read_run
+from synspill.params import FromParams
 from synspill.runtime import is_main_process, world_size
 
 log = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ def _split_options(variant: str, options: dict[str, Any]) -> tuple[dict[str, Any
 
 # ---- training --------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class DetrTrainConfig:
+class DetrTrainConfig(FromParams):
     """One RF-DETR fine-tuning job (saved in ``run.json``).
 
     Attributes:
@@ -211,7 +212,7 @@ class DetrTrainConfig:
         if self.resolution is not None and (self.resolution < 32 or self.resolution % 32 and self.resolution % 56):
             raise UsageError(f"--resolution {self.resolution} must be a multiple of 32 (Nano-Large) or 56 (Base)")
         if self.batch < 1 or self.grad_accum < 1:
-            raise UsageError(f"--batch {self.batch} and --grad-accum {self.grad_accum} must be at least 1")
+            raise UsageError(f"--batch-size {self.batch} and --grad-accum {self.grad_accum} must be at least 1")
         if self.patience < 0:
             raise UsageError(f"--patience {self.patience} must be 0 or more")
         if self.lr <= 0:

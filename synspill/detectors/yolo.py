@@ -42,6 +42,7 @@ from synspill.detections import Detections
 from synspill.envinfo import versions
 from synspill.errors import DeviceError, ModelNotFound, OutputExists, UsageError
 from synspill.models import PredictorConfig, read_run
+from synspill.params import FromParams
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ def ultralytics_device(spec: str) -> str:
 
 # ---- training ------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class YoloTrainConfig:
+class YoloTrainConfig(FromParams):
     """One YOLO fine-tuning job (saved in ``run.json``).
 
     Attributes:
@@ -249,7 +250,7 @@ class YoloTrainConfig:
         if self.imgsz < 32 or self.imgsz % 32:
             raise UsageError(f"--imgsz {self.imgsz} must be a positive multiple of 32 (e.g. 640)")
         if self.batch == 0 or self.batch < -1:
-            raise UsageError(f"--batch {self.batch} must be at least 1 (or -1 for AutoBatch on a GPU)")
+            raise UsageError(f"--batch-size {self.batch} must be at least 1 (or -1 for AutoBatch on a GPU)")
         if self.patience < 0:
             raise UsageError(f"--patience {self.patience} must be 0 or more")
         if not 0.0 < self.val_fraction < 1.0:

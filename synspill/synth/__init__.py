@@ -5,5 +5,23 @@ Two interchangeable backends per stage (see :mod:`synspill.synth.base`): SDXL di
 (:mod:`synspill.synth.procedural`) that needs nothing downloaded.
 """
 
+from enum import Enum
+
 #: Default smallest proposed box side, fraction of the image's shorter side (6 px at least).
 MIN_BOX = 0.012
+
+
+class SynthBackend(str, Enum):
+    """Who draws scenes and spills; ``auto``: sdxl when weights are configured, else procedural."""
+
+    auto = "auto"
+    procedural = "procedural"
+    sdxl = "sdxl"
+
+
+class Scheduler(str, Enum):
+    """SDXL denoising scheduler; ``native`` keeps the checkpoint's own."""
+
+    dpmpp_2m_sde_karras = "dpmpp_2m_sde_karras"
+    euler_a = "euler_a"
+    native = "native"

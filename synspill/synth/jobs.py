@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from synspill.errors import DatasetError, OutputExists, UsageError
+from synspill.params import FromParams
 from synspill.synth import MIN_BOX
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,11 @@ Progress = Callable[[int], None]
 # ---------------------------------------------------------------------------------------
 # small pieces shared by both jobs
 # ---------------------------------------------------------------------------------------
+def default_workers() -> int:
+    """The CLI's worker processes when ``--workers`` is not given: two where the machine has them."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 def derive_seed(*parts: int | str) -> int:
     """A 63-bit seed from a base seed and item keys (stable across runs, Python and NumPy versions)."""
     keys = [p if isinstance(p, int) else int.from_bytes(p.encode()[:8].ljust(8, b"\0"), "little") for p in parts]
@@ -85,6 +91,18 @@ def parse_range(text: str | float | tuple[float, float], what: str, lo: float | 
     if (lo is not None and a < lo) or (hi is not None and b > hi):
         raise UsageError(f"{what} {text!r} must lie within [{lo}, {hi}]")
     return a, b
+
+
+def parse_count_range(text: str | tuple[int, int], what: str) -> tuple[int, int]:
+    """Parse ``"1:3"`` (or one number) into whole ``(lo, hi)`` counts within 0-100.
+
+    Raises:
+        UsageError: Not whole numbers, ``lo > hi``, or outside 0-100.
+    """
+    lo, hi = parse_range(text if isinstance(text, str) else (float(text[0]), float(text[1])), what, 0, 100)
+    if lo != int(lo) or hi != int(hi):
+        raise UsageError(f"{what} {text!r}: use whole numbers, e.g. 1:3")
+    return int(lo), int(hi)
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -350,7 +368,7 @@ def _check_complete(out: Path, recs: dict[int, dict[str, Any]], n: int, what: st
 # scenes
 # ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class ScenesJob:
+class ScenesJob(FromParams):
     """Settings of one ``synspill scenes`` run (saved as ``OUT/job.json``).
 
     Attributes:
@@ -360,10 +378,11 @@ class ScenesJob:
         backend: ``procedural``, ``backgrounds`` or ``sdxl``.
         width: Output width.
         height: Output height.
-        scene_types: Scene types drawn from (uniformly, per image seed).
+        scene_types: Scene types drawn from (uniformly, per image seed; empty: all of the
+            backend's, see :meth:`types`).
         backgrounds: Folder of real photos (``backend="backgrounds"``).
         batch_size: Images per backend call / per pool task.
-        workers: Processes for CPU backends.
+        workers: Processes for CPU backends (1: in this process).
         shard: ``(i, n)``: this process takes items ``i, i+n, ...``.
         quality: JPEG quality; None = per-image value sampled by the backend (CCTV-like), else 92.
         diffusion: SDXL options (``backend="sdxl"``).
@@ -392,6 +411,13 @@ class ScenesJob:
             raise UsageError(f"--size {self.width}x{self.height}: width and height must be multiples of 8, at least 32")
         if self.batch_size < 1 or self.workers < 1:
             raise UsageError("--batch-size and --workers must be at least 1")
+        if self.scene_types:
+            from synspill.synth.procedural import SCENE_TYPES
+
+            known = set(SCENE_TYPES) | set((self.scene_prompts.get("types") or {}).keys())
+            bad = [t for t in self.scene_types if t not in known and t.replace("_", "-") not in known]
+            if bad:
+                raise UsageError(f"--scene-types: {bad[0]!r} is not a scene type; use some of {', '.join(sorted(known))}")
         if self.backend not in ("procedural", "backgrounds", "sdxl"):
             raise UsageError(f"--backend {self.backend!r}: use auto, procedural or sdxl")
         if self.backend == "backgrounds" and not self.backgrounds:
@@ -660,7 +686,7 @@ def match_boxes(scenes: Any, boxes: Any, source: str) -> dict[int, list[Any]]:
 # inpaint
 # ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class InpaintJob:
+class InpaintJob(FromParams):
     """Settings of one ``synspill inpaint`` run (saved as ``OUT/job.json``).
 
     Attributes:
@@ -678,7 +704,7 @@ class InpaintJob:
         opacity: Soft-mask opacity (paper 0.75).
         strength: ``(lo, hi)`` denoise strength range (diffusion; paper 0.5-0.6).
         batch_size: Images per pool task.
-        workers: Processes for the procedural backend.
+        workers: Processes for the procedural backend (1: in this process).
         shard: ``(i, n)``.
         quality: JPEG quality (None: the scene's own, else 92).
         diffusion: SDXL-Turbo options (``backend="sdxl"``).
@@ -706,8 +732,10 @@ class InpaintJob:
     contact_sheet: int = 36
 
     def __post_init__(self) -> None:
-        if (self.boxes is None) == (not self.propose):
-            raise UsageError("pass exactly one of --boxes COCO (expert boxes) or --propose (automatic boxes)")
+        if self.boxes is not None and self.propose:
+            raise UsageError("pass either --boxes COCO or --propose, not both")
+        if self.boxes is None and not self.propose:
+            raise UsageError("no boxes: pass --boxes COCO (from annotate-import or synspill propose) or --propose")
         if self.feather < 0:
             raise UsageError(f"--feather {self.feather} must be >= 0")
         if not 0 < self.opacity <= 1:
@@ -896,12 +924,15 @@ def run_inpaint(job: InpaintJob, force: bool = False, on_progress: Progress | No
     return _finish_shard(out, job.shard, lambda: merge_inpaint(out, len(items), job.contact_sheet), merge_wait_s)
 
 
-def merge_inpaint(out: Path, n: int | None = None, contact_sheet: int = 36) -> Path:
+def merge_inpaint(out: Path, n: int | None = None, contact_sheet: int | None = None) -> Path:
     """Build ``annotations.json`` (and the contact sheet) from the manifests.
 
     Annotation ids run 1..N in (image id, spill order); spills with nothing visible are
-    left out of the COCO file (they stay in the manifest).
+    left out of the COCO file (they stay in the manifest). ``contact_sheet`` images go on
+    the sheet (None: :class:`InpaintJob`'s default; 0: no sheet).
     """
+    if contact_sheet is None:
+        contact_sheet = InpaintJob.contact_sheet
     from synspill.coco.dataset import Annotation, CocoDataset, ImageRecord, save_coco
 
     out = Path(out)

@@ -21,6 +21,7 @@ Proposals are marked ``{"auto": true}`` in the COCO annotations. Boxes are absol
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -189,3 +190,41 @@ def propose_dataset(scenes: Any, per_image: tuple[int, int] = (1, 3), classes: l
                        info={"description": "synspill automatic spill-box proposals", "seed": seed,
                              "per_image": list(per_image), "classes": classes or "all", "scale": scale,
                              "min_size": min_size})
+
+
+def propose_to_file(scenes: str | Path, out: str | Path, force: bool = False, **options: Any) -> Any:
+    """Proposals for a scenes folder (see :func:`propose_dataset`), written as a COCO file.
+
+    ``file_name`` s are relative to ``out``'s folder, so the file opens with its images.
+
+    Args:
+        scenes: Scenes folder (``synspill scenes`` output), COCO file/folder or image folder.
+        out: The ``.json`` to write.
+        force: Overwrite ``out``.
+        **options: ``per_image``, ``classes``, ``seed``, ``scale``, ``min_size`` of :func:`propose_dataset`.
+
+    Returns:
+        The proposals (a :class:`~synspill.coco.dataset.CocoDataset`).
+
+    Raises:
+        OutputExists: ``out`` exists and not ``force``.
+        UsageError: ``out`` is not a ``.json`` file.
+    """
+    import os
+
+    from synspill.coco.dataset import save_coco
+    from synspill.errors import OutputExists, UsageError
+    from synspill.synth.jobs import load_scenes
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise OutputExists(f"{out} exists; pass --force to overwrite it or choose another --out")
+    if out.suffix.lower() != ".json":
+        raise UsageError(f"--out {out}: write the proposals to a .json file")
+    ds = load_scenes(scenes)
+    props = propose_dataset(ds, **options)
+    for im, src in zip(props.images, ds.images, strict=True):
+        im.file_name = os.path.relpath(ds.image_path(src).resolve(), out.resolve().parent)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_coco(props, out)
+    return props

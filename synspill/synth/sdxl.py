@@ -38,14 +38,14 @@ import numpy as np
 from synspill.boxes import tight_box
 from synspill.errors import ModelNotFound, UsageError
 from synspill.io import IMAGE_SUFFIXES, list_images
-from synspill.synth import prompting
+from synspill.synth import Scheduler, prompting
 from synspill.synth.base import DiffusionOptions, SceneSpec, SpillResult, SpillSpec
 
 log = logging.getLogger(__name__)
 
 SCENE_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
 SPILL_MODEL = "stabilityai/sdxl-turbo"
-SCHEDULERS = ("dpmpp_2m_sde_karras", "euler_a", "native")
+SCHEDULERS = tuple(s.value for s in Scheduler)
 LORA_NAME = "style"
 VISIBLE_THRESHOLD = 10.0
 WINDOW = 512

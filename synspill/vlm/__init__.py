@@ -10,4 +10,25 @@ One file per concern, each importable on its own (heavy libraries load inside fu
 - :mod:`~synspill.vlm.predictor`: the :class:`~synspill.detections.Predictor` for ``predict``.
 - :mod:`~synspill.vlm.icl`: support-set selection and in-context prediction.
 - :mod:`~synspill.vlm.train`: LoRA-L / LoRA-V / LoRA-(V+L) / QLoRA fine-tuning.
+
+The choices a user picks from are defined here (nothing is imported), for the CLI and the
+modules above alike.
 """
+
+from enum import Enum
+
+
+class LoraMode(str, Enum):
+    """Which part of Qwen2.5-VL LoRA adapts: the language model, the vision tower, or both."""
+
+    l = "l"  # noqa: E741 - the paper's name
+    v = "v"
+    vl = "v+l"
+
+
+class SelectMethod(str, Enum):
+    """How in-context examples are picked for a query (see :mod:`synspill.vlm.icl`)."""
+
+    random = "random"
+    stratified = "stratified"
+    similar = "similar"

@@ -32,6 +32,12 @@ from synspill.vlm.prompts import PromptSet, build_chat
 
 log = logging.getLogger(__name__)
 
+#: What :func:`load_predictor` reads from :attr:`PredictorConfig.options`.
+OPTION_KEYS = ("per_class", "allow_pixel_mismatch", "min_pixels", "max_new_tokens", "temperature", "top_p",
+               "repetition_penalty", "system_prompt")
+#: The :class:`~synspill.vlm.model.Decoding` fields among them.
+DECODING_KEYS = ("temperature", "top_p", "repetition_penalty", "max_new_tokens")
+
 
 def to_detections(gen: Generation, r: Resize, classes: set[int] | None, default_class: int | None,
                   conf: float = 0.0) -> Detections:
@@ -170,7 +176,10 @@ def load_predictor(cfg: PredictorConfig) -> VLMPredictor:
                                   bool(opts.get("allow_pixel_mismatch")), where)
     rec = meta.get("prompts") or {}
     prompts = PromptSet.default(user=cfg.prompt or rec.get("user"), system=opts.get("system_prompt") or rec.get("system"))
-    dec = Decoding(**{k: opts[k] for k in ("temperature", "top_p", "repetition_penalty", "max_new_tokens") if k in opts})
+    unknown = sorted(set(opts) - set(OPTION_KEYS))
+    if unknown:
+        raise UsageError(f"VLM option {unknown[0]!r} is unknown; use {', '.join(OPTION_KEYS)}")
+    dec = Decoding(**{k: opts[k] for k in DECODING_KEYS if k in opts})
     name = Path(base).name + (f"+{Path(adapter).resolve().name}" if adapter else "")
     return VLMPredictor(vlm, prompts, max_px, min_px, dec, cfg.batch, cfg.classes, cfg.conf,
                         bool(opts.get("per_class")), name)

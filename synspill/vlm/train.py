@@ -49,6 +49,9 @@ import numpy as np
 from synspill.boxes import iou_xyxy, xywh_to_xyxy
 from synspill.errors import DatasetError, OutputExists, UsageError
 from synspill.io import write_json
+from synspill.params import FromParams
+from synspill.runtime import DType, Quant
+from synspill.vlm import LoraMode
 from synspill.vlm.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, Resize, to_input
 from synspill.vlm.parse import format_answer
 
@@ -57,7 +60,7 @@ log = logging.getLogger(__name__)
 LANGUAGE_RE = r"model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
 VISION_RE = r"model\.visual\.blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(gate|up|down)_proj)"
 MERGER_RE = r"model\.visual\.merger\.mlp\.(0|2)"
-LORA_MODES = ("l", "v", "v+l")
+LORA_MODES = tuple(m.value for m in LoraMode)
 CHECKPOINT = "checkpoint"
 #: Config fields that may change when resuming (everything else must match the checkpoint).
 RESUMABLE_CHANGES = {"steps", "early_stopping", "eval_every", "save_every", "val_gen", "merge", "force", "device"}
@@ -83,7 +86,7 @@ def target_regex(mode: str, merger: bool = False) -> str:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class VlmTrainConfig(FromParams):
     """One ``finetune vlm`` job (saved as ``OUT/train_config.json``).
 
     Attributes:
@@ -123,7 +126,7 @@ class TrainConfig:
     data: str
     out: str
     val: str | None = None
-    lora: str = "v+l"
+    lora: str = LoraMode.vl.value
     merger: bool = False
     rank: int = 8
     alpha: float = 1.0
@@ -138,9 +141,9 @@ class TrainConfig:
     eval_every: int = 50
     val_gen: int = 32
     save_every: int = 50
-    quant: str = "none"
+    quant: str = Quant.none.value
     device: str = "auto"
-    dtype: str = "auto"
+    dtype: str = DType.auto.value
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_pixels: int = DEFAULT_MIN_PIXELS
     prompt: str | None = None
@@ -156,15 +159,18 @@ class TrainConfig:
             raise UsageError("--lora-merger adapts the vision merger; use it with --lora v or v+l")
         for name in ("rank", "steps", "batch", "grad_accum", "eval_every", "save_every"):
             if int(getattr(self, name)) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)} must be at least 1")
+                flag = "batch-size" if name == "batch" else name.replace("_", "-")
+                raise UsageError(f"--{flag} {getattr(self, name)} must be at least 1")
         if self.lr <= 0 or self.alpha <= 0:
             raise UsageError(f"--lr {self.lr} and --alpha {self.alpha} must be positive")
         if self.early_stopping is not None and self.early_stopping < 1:
             raise UsageError(f"--early-stopping {self.early_stopping} must be at least 1 (evaluations without improvement)")
         if self.min_pixels > self.max_pixels:
             raise UsageError(f"--max-pixels {self.max_pixels} is below the minimum {self.min_pixels}")
-        if self.quant not in ("none", "4bit", "8bit"):
-            raise UsageError(f"--quant {self.quant!r} is unknown; use none, 4bit or 8bit")
+        if self.quant not in {q.value for q in Quant}:
+            raise UsageError(f"--quant {self.quant!r} is unknown; use {', '.join(q.value for q in Quant)}")
+        if self.dtype not in {d.value for d in DType}:
+            raise UsageError(f"--dtype {self.dtype!r} is unknown; use {', '.join(d.value for d in DType)}")
 
 
 @dataclass
@@ -290,7 +296,7 @@ def _atomic_dir_replace(tmp: Path, final: Path) -> None:
         shutil.rmtree(old)
 
 
-def _check_out(cfg: TrainConfig, out: Path) -> bool:
+def _check_out(cfg: VlmTrainConfig, out: Path) -> bool:
     """Validate ``out``; return True when a checkpoint should be resumed."""
     ck = out / CHECKPOINT
     if not ck.exists() and (out / f".{CHECKPOINT}.old").exists():
@@ -314,7 +320,7 @@ def _check_out(cfg: TrainConfig, out: Path) -> bool:
     return True
 
 
-def train(cfg: TrainConfig, on_step: Callable[[int, int, dict[str, Any]], None] | None = None,
+def train(cfg: VlmTrainConfig, on_step: Callable[[int, int, dict[str, Any]], None] | None = None,
           on_info: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Fine-tune with LoRA; resumable; writes the adapter, its metadata and ``run.json`` to ``cfg.out``.
 
