@@ -496,7 +496,7 @@ def scene_prompt(prompts: dict[str, Any], scene_type: str, seed: int) -> tuple[s
 
 def load_scene_prompts() -> dict[str, Any]:
     """The shipped ``prompts/synth/scene.toml``, or ``{}`` when this install has none."""
-    from synspill.prompts import PROMPT_DIR, load_toml
+    from synspill.templates import PROMPT_DIR, load_toml
 
     if not (PROMPT_DIR / "synth" / "scene.toml").is_file():
         return {}

@@ -2,7 +2,7 @@
 
 One file per concern, each importable on its own (heavy libraries load inside functions):
 
-- :mod:`~synspill.vlm.prompts`: system/user prompts rendered from the taxonomy, chat building.
+- :mod:`~synspill.vlm.chat`: the system/user prompts (rendered from the taxonomy) and chat building.
 - :mod:`~synspill.vlm.geometry`: original image <-> model-input box mapping, pixel budgets.
 - :mod:`~synspill.vlm.parse`: tolerant answer parsing with per-reason drop counts.
 - :mod:`~synspill.vlm.confidence`: per-box confidence from token probabilities.

@@ -202,7 +202,7 @@ def encode(vlm: VLM, chats: list[list[dict[str, Any]]], images: list[list[Any]],
 
     Args:
         vlm: The loaded model.
-        chats: One message list per sample (see :func:`synspill.vlm.prompts.build_chat`).
+        chats: One message list per sample (see :func:`synspill.vlm.chat.build_chat`).
         images: PIL images per sample, in placeholder order, sized by :func:`prepare_image`.
         add_generation_prompt: End with the assistant header (generation) or not (training).
         padding_side: ``left`` for generation, ``right`` for training.

@@ -24,11 +24,11 @@ import numpy as np
 from synspill.detections import Detections
 from synspill.errors import UsageError
 from synspill.models import PredictorConfig, read_run
+from synspill.vlm.chat import PromptSet, build_chat
 from synspill.vlm.confidence import span_confidence, token_offsets
 from synspill.vlm.geometry import DEFAULT_MIN_PIXELS, Resize, check_budget, to_original
 from synspill.vlm.model import VLM, Decoding, Generation, generate, load_vlm, prepare_image
 from synspill.vlm.parse import parse_answer
-from synspill.vlm.prompts import PromptSet, build_chat
 
 log = logging.getLogger(__name__)
 

@@ -339,8 +339,8 @@ def train(cfg: VlmTrainConfig, on_step: Callable[[int, int, dict[str, Any]], Non
     from peft import LoraConfig, PeftModel, get_peft_model
 
     from synspill.runtime import resolve_device, seed_everything, world_size
+    from synspill.vlm.chat import PromptSet
     from synspill.vlm.model import ADAPTER_META, VLM, load_vlm
-    from synspill.vlm.prompts import PromptSet
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -407,8 +407,8 @@ def train(cfg: VlmTrainConfig, on_step: Callable[[int, int, dict[str, Any]], Non
     def batch_of(exs: list[Example]) -> dict[str, Any]:
         from PIL import Image
 
+        from synspill.vlm.chat import build_chat
         from synspill.vlm.model import encode, prepare_image
-        from synspill.vlm.prompts import build_chat
 
         ims = [[prepare_image(Image.open(e.path), cfg.max_pixels, cfg.min_pixels, vlm.factor)[0]] for e in exs]
         chats = [build_chat(prompts, user_text, answer=e.answer) for e in exs]

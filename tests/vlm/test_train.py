@@ -73,8 +73,8 @@ def test_adapter_save_reload_identical_and_merge(tiny_vlm, tmp_path):
     import torch
     from peft import LoraConfig, get_peft_model
 
+    from synspill.vlm.chat import PromptSet, build_chat
     from synspill.vlm.model import load_vlm, prepare_image, score_answer
-    from synspill.vlm.prompts import PromptSet, build_chat
     from synspill.vlm.train import merge_adapter, target_regex
 
     vlm = load_vlm(tiny_vlm, "cpu")
@@ -180,8 +180,8 @@ def test_qlora_4bit_on_cpu(tiny_vlm, tmp_path):
 
 
 def test_mask_labels_keeps_only_the_answer(tiny_vlm):
+    from synspill.vlm.chat import PromptSet, build_chat
     from synspill.vlm.model import encode, load_vlm, prepare_image
-    from synspill.vlm.prompts import PromptSet, build_chat
     from synspill.vlm.train import mask_labels
 
     vlm = load_vlm(tiny_vlm, "cpu")
