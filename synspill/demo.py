@@ -114,7 +114,8 @@ class DemoResult:
 def _data_stage(cfg: DemoConfig, progress: StageProgress | None) -> dict[str, Any]:
     from synspill.coco.dataset import load_coco, save_coco
     from synspill.coco.tools import split
-    from synspill.synth import jobs
+    from synspill.synth.inpaint import InpaintJob, run_inpaint
+    from synspill.synth.scenes import ScenesJob, run_scenes
 
     out = cfg.out
     total = {"n": cfg.n_images}
@@ -135,14 +136,14 @@ def _data_stage(cfg: DemoConfig, progress: StageProgress | None) -> dict[str, An
         return on_start, on_progress
 
     s_start, s_prog = cb("scenes")
-    scenes = jobs.ScenesJob.from_params({"n": cfg.n_images, "seed": cfg.seed, "width": cfg.size, "height": cfg.size,
+    scenes = ScenesJob.from_params({"n": cfg.n_images, "seed": cfg.seed, "width": cfg.size, "height": cfg.size,
                                          "workers": cfg.workers}, "demo", out=out / "scenes")
-    jobs.run_scenes(scenes, on_progress=s_prog, on_start=s_start)
+    run_scenes(scenes, on_progress=s_prog, on_start=s_start)
     i_start, i_prog = cb("inpaint")
-    inpaint = jobs.InpaintJob.from_params({"per_image": cfg.per_image, "spill_scale": cfg.spill_scale, "min_box": cfg.min_box,
+    inpaint = InpaintJob.from_params({"per_image": cfg.per_image, "spill_scale": cfg.spill_scale, "min_box": cfg.min_box,
                                            "feather": cfg.feather, "opacity": cfg.opacity, "seed": cfg.seed, "workers": cfg.workers},
                                           "demo", scenes=out / "scenes", out=out / "dataset", propose=True)
-    ann = jobs.run_inpaint(inpaint, on_progress=i_prog, on_start=i_start)
+    ann = run_inpaint(inpaint, on_progress=i_prog, on_start=i_start)
     assert ann is not None  # single process: this shard merges
     ds = load_coco(ann)
     parts = split(ds, (0.8, 0.1, 0.1), seed=cfg.seed)

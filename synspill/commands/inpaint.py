@@ -59,18 +59,24 @@ def inpaint(
     from synspill.console import console
     from synspill.errors import UsageError
     from synspill.params import given
-    from synspill.synth import jobs
+    from synspill.synth.inpaint import InpaintJob, merge_inpaint, run_inpaint
+    from synspill.synth.jobrunner import (
+        default_workers,
+        parse_count_range,
+        parse_range,
+        parse_shard,
+    )
 
-    shard_t = jobs.parse_shard(shard)
+    shard_t = parse_shard(shard)
     if merge_only:
-        path = jobs.merge_inpaint(out, contact_sheet=contact)
+        path = merge_inpaint(out, contact_sheet=contact)
         console.print(f"merged {path}", highlight=False)
         typer.echo(str(path))
         return
     if scenes is None:
         raise UsageError("--scenes DIR is required (the folder made by `synspill scenes`, or a folder of images)")
-    per = jobs.parse_count_range(per_image, "--per-image") if per_image else None
-    st = jobs.parse_range(strength, "--strength", 0.0, 1.0) if strength else None
+    per = parse_count_range(per_image, "--per-image") if per_image else None
+    st = parse_range(strength, "--strength", 0.0, 1.0) if strength else None
     be, mdl = s.choose_backend(backend, model, "SYNSPILL_SDXL_INPAINT")
     diff = None
     if be == SynthBackend.sdxl.value:
@@ -79,16 +85,16 @@ def inpaint(
         diff = DiffusionOptions.for_inpaint(s.diffusion_params(
             device=device, dtype=dtype, steps=steps, cfg=cfg, scheduler=scheduler, refs=str(refs) if refs else None,
             ip_adapter=ip_adapter, ip_weight_name=ip_weight_name, ip_scale=ip_scale, lora=lora, strength=st,
-            batch_size=batch_size or jobs.InpaintJob.batch_size,  # one pipeline call per job batch
-            lora_scale=jobs.parse_range(lora_scale, "--lora-scale", 0.0, 2.0) if lora_scale else None), model=mdl or "")
+            batch_size=batch_size or InpaintJob.batch_size,  # one pipeline call per job batch
+            lora_scale=parse_range(lora_scale, "--lora-scale", 0.0, 2.0) if lora_scale else None), model=mdl or "")
     ids = taxonomy.parse_classes(classes)
-    job = jobs.InpaintJob(scenes=scenes, out=out, boxes=boxes, propose=propose, backend=be, shard=shard_t, diffusion=diff,
+    job = InpaintJob(scenes=scenes, out=out, boxes=boxes, propose=propose, backend=be, shard=shard_t, diffusion=diff,
                           classes=tuple(ids) if ids else None,
                           **given(per_image=per, spill_scale=spill_scale, min_box=min_box, seed=seed, feather=feather,
-                                  opacity=opacity, strength=st, batch_size=batch_size, workers=workers or jobs.default_workers(), quality=quality,
+                                  opacity=opacity, strength=st, batch_size=batch_size, workers=workers or default_workers(), quality=quality,
                                   contact_sheet=contact))
     with s.job_progress("inpaint") as (on_start, on_progress):
-        result = jobs.run_inpaint(job, force=force, on_progress=on_progress, on_start=on_start)
+        result = run_inpaint(job, force=force, on_progress=on_progress, on_start=on_start)
     if result is None:
         console.print(f"shard {shard_t[0]}/{shard_t[1]} done; rank 0 merges", highlight=False)
         return

@@ -32,10 +32,10 @@ def propose(
     from synspill import taxonomy
     from synspill.console import console
     from synspill.params import given
-    from synspill.synth import jobs
+    from synspill.synth.jobrunner import parse_count_range
     from synspill.synth.propose import propose_to_file
 
-    per = jobs.parse_count_range(per_image, "--per-image") if per_image else None
+    per = parse_count_range(per_image, "--per-image") if per_image else None
     props = propose_to_file(scenes, out, classes=taxonomy.parse_classes(classes), force=force,
                             **given(per_image=per, seed=seed, scale=spill_scale, min_size=min_box))
     console.print(f"{len(props.annotations)} proposals over {len(props.images)} scenes -> {out}", highlight=False)

@@ -51,11 +51,12 @@ def scenes(
     from synspill.console import console
     from synspill.errors import UsageError
     from synspill.params import given
-    from synspill.synth import jobs
+    from synspill.synth.jobrunner import default_workers, parse_range, parse_shard
+    from synspill.synth.scenes import ScenesJob, load_scene_prompts, merge_scenes, run_scenes
 
-    shard_t = jobs.parse_shard(shard)
+    shard_t = parse_shard(shard)
     if merge_only:
-        path = jobs.merge_scenes(out)
+        path = merge_scenes(out)
         console.print(f"merged {path}", highlight=False)
         typer.echo(str(path))
         return
@@ -73,15 +74,15 @@ def scenes(
         diff = DiffusionOptions(model=mdl or "", **s.diffusion_params(
             device=device, dtype=dtype, steps=steps, cfg=cfg, scheduler=scheduler, refs=str(style_refs) if style_refs else None,
             ip_adapter=ip_adapter, ip_weight_name=ip_weight_name, ip_scale=ip_scale, lora=lora,
-            batch_size=batch_size or jobs.ScenesJob.batch_size,  # one pipeline call per job batch
-            lora_scale=jobs.parse_range(lora_scale, "--lora-scale", 0.0, 2.0) if lora_scale else None))
+            batch_size=batch_size or ScenesJob.batch_size,  # one pipeline call per job batch
+            lora_scale=parse_range(lora_scale, "--lora-scale", 0.0, 2.0) if lora_scale else None))
     types = tuple(t.strip() for t in scene_types.split(",") if t.strip()) if scene_types else None
-    job = jobs.ScenesJob(out=out, n=n, backend=be, shard=shard_t, diffusion=diff, scene_prompts=jobs.load_scene_prompts(),
+    job = ScenesJob(out=out, n=n, backend=be, shard=shard_t, diffusion=diff, scene_prompts=load_scene_prompts(),
                          **given(seed=seed, width=size, height=size, scene_types=types,
                                  backgrounds=str(backgrounds) if backgrounds else None, batch_size=batch_size,
-                                 workers=workers or jobs.default_workers(), quality=quality))
+                                 workers=workers or default_workers(), quality=quality))
     with s.job_progress("scenes") as (on_start, on_progress):
-        result = jobs.run_scenes(job, force=force, on_progress=on_progress, on_start=on_start)
+        result = run_scenes(job, force=force, on_progress=on_progress, on_start=on_start)
     if result is None:
         console.print(f"shard {shard_t[0]}/{shard_t[1]} done; rank 0 merges", highlight=False)
         return

@@ -118,8 +118,9 @@ def _label_map(spec: DatasetSpec) -> dict[str, str]:
 
 def _synth_jobs(study: Study, spec: DatasetSpec, folder: Path, device: str) -> tuple[Any, Any]:
     """The scenes and inpaint jobs of a ``kind = "synthetic"`` dataset (keys checked by the spec)."""
-    from synspill.synth import jobs
     from synspill.synth.base import DiffusionOptions
+    from synspill.synth.inpaint import InpaintJob
+    from synspill.synth.scenes import ScenesJob
     from synspill.taxonomy import parse_classes
 
     o = dict(spec.options)
@@ -143,16 +144,17 @@ def _synth_jobs(study: Study, spec: DatasetSpec, folder: Path, device: str) -> t
     if o.get("classes") is not None:
         c = o["classes"]
         o["classes"] = tuple(parse_classes(c if isinstance(c, str) else ",".join(map(str, c))) or ()) or None
-    scene_job = jobs.ScenesJob.from_params({**common, "n": n, "width": size, "height": size}, where,
+    scene_job = ScenesJob.from_params({**common, "n": n, "width": size, "height": size}, where,
                                            out=folder / "scenes", seed=study.seed, diffusion=scene_diff)
-    inpaint_job = jobs.InpaintJob.from_params(o, where, scenes=folder / "scenes", out=folder / "dataset", propose=True,
+    inpaint_job = InpaintJob.from_params(o, where, scenes=folder / "scenes", out=folder / "dataset", propose=True,
                                               seed=study.seed, diffusion=inpaint_diff)
     return scene_job, inpaint_job
 
 
 def _synthesise(study: Study, spec: DatasetSpec, folder: Path, device: str, progress: StepProgress | None) -> Path:
     from synspill.errors import OutputExists
-    from synspill.synth import jobs
+    from synspill.synth.inpaint import run_inpaint
+    from synspill.synth.scenes import run_scenes
 
     scene_job, inpaint_job = _synth_jobs(study, spec, folder, device)
 
@@ -174,15 +176,15 @@ def _synthesise(study: Study, spec: DatasetSpec, folder: Path, device: str, prog
     start, prog = cb("scenes")
     forced = False
     try:
-        jobs.run_scenes(scene_job, on_progress=prog, on_start=start)
+        run_scenes(scene_job, on_progress=prog, on_start=start)
     except OutputExists:  # made earlier with other settings (the TOML changed): start over
         forced = True
-        jobs.run_scenes(scene_job, force=True, on_progress=prog, on_start=start)
+        run_scenes(scene_job, force=True, on_progress=prog, on_start=start)
     start, prog = cb("inpaint")
     try:
-        ann = jobs.run_inpaint(inpaint_job, force=forced, on_progress=prog, on_start=start)
+        ann = run_inpaint(inpaint_job, force=forced, on_progress=prog, on_start=start)
     except OutputExists:
-        ann = jobs.run_inpaint(inpaint_job, force=True, on_progress=prog, on_start=start)
+        ann = run_inpaint(inpaint_job, force=True, on_progress=prog, on_start=start)
     if ann is None:
         raise DatasetError(f"{folder / 'dataset'}: inpainting did not produce annotations.json")
     return Path(ann)

@@ -2,7 +2,10 @@
 
 Two interchangeable backends per stage (see :mod:`synspill.synth.base`): SDXL diffusion
 (:mod:`synspill.synth.sdxl`) for GPUs with real weights, and a procedural CPU renderer
-(:mod:`synspill.synth.procedural`) that needs nothing downloaded.
+(:mod:`synspill.synth.procedural`) that needs nothing downloaded. The stages run as
+resumable, shardable jobs: :mod:`synspill.synth.jobrunner` (manifest, shards, atomic
+writes) under :mod:`synspill.synth.scenes` and :mod:`synspill.synth.inpaint`; box
+proposals are :mod:`synspill.synth.propose`.
 """
 
 from enum import Enum

@@ -214,7 +214,7 @@ def propose_to_file(scenes: str | Path, out: str | Path, force: bool = False, **
 
     from synspill.coco.dataset import save_coco
     from synspill.errors import OutputExists, UsageError
-    from synspill.synth.jobs import load_scenes
+    from synspill.synth.scenes import load_scenes
 
     out = Path(out)
     if out.exists() and not force:
