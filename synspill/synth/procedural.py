@@ -105,6 +105,27 @@ class _Cam:
         return self.vx + self.f * x / z, self.yh + self.f * (self.h - y) / z
 
 
+@dataclass
+class _Room:
+    """What :meth:`_SceneRenderer.run` decided about the room (metres, render pixels)."""
+
+    cam: _Cam
+    zb: float  # depth of the back wall
+    wall_h: float
+    outdoor: bool
+    left: bool  # side walls present
+    right: bool
+    xl: float  # distance of the left / right wall (60: none)
+    xr: float
+    floor_kind: str
+    wall_kind: str
+    gloss: float
+    yb: float = 0.0  # back-wall base and top rows, its columns (set by the back-wall step)
+    yt: float = 0.0
+    c0: int = 0
+    c1: int = 0
+
+
 class ProceduralSceneBackend:
     """Procedural industrial scenes (CPU, deterministic per spec seed).
 
@@ -198,8 +219,34 @@ class _SceneRenderer:
 
     # -- main ----------------------------------------------------------------------------
     def run(self) -> tuple[np.ndarray, dict[str, Any]]:
-        import cv2
+        """Render the scene: room, walls, floor, objects, lights, then the camera model.
 
+        The steps draw from one random stream in this order; reordering them changes every image.
+        """
+        room = self._room()
+        img = np.empty((self.rh, self.rw, 3), np.float32)
+        self._sky(img, room)
+        wtex, wall_col, tile_m = self._back_wall(img, room)
+        self._side_walls(img, room, wtex, wall_col, tile_m)
+        fpoly, fade, fcol = self._floor(img, room)
+        # repair patches, mats, plates, drains, markings (all on the floor plane)
+        self._floor_decor(img, room.cam, room.xl, room.xr, room.zb, fcol)
+        # pipes, trays, valves on the back wall
+        if not room.outdoor:
+            self._wall_equipment(img, room.cam, room.zb, room.yb, room.yt, room.c0, room.c1)
+        # floor objects, far to near, with shadows
+        before = img[..., 1].copy()
+        shadow = np.ones((self.rh, self.rw), np.float32)
+        self._floor_objects(img, shadow, room.cam, room.xl, room.xr, room.zb, room.outdoor)
+        grid = self._free_floor(img, before)
+        del before
+        self._lighting(img, room, shadow, fade)
+        out = self._camera_model(img)
+        return out, self._layout(room, fpoly, grid)
+
+    # -- steps of run() ---------------------------------------------------------------------
+    def _room(self) -> _Room:
+        """Camera, depth, walls present, floor and wall materials, gloss."""
         rng, p = self.rng, self.p
         rw, rh = self.rw, self.rh
         cam = _Cam(f=rw * _u(rng, 0.55, 1.15), h=_u(rng, 2.2, 4.5),
@@ -216,25 +263,38 @@ class _SceneRenderer:
         wall_kind = _pick(rng, tx.WALLS)
         gloss = {"epoxy": _u(rng, 0.25, 0.6), "tiles": _u(rng, 0.1, 0.35), "concrete": _u(rng, 0.0, 0.15)}.get(floor_kind, 0.03)
         self.params.update(floor=floor_kind, wall=wall_kind, gloss=round(gloss, 3), outdoor=bool(outdoor))
+        return _Room(cam, zb, wall_h, bool(outdoor), bool(left), bool(right), xl, xr, floor_kind, wall_kind, gloss)
 
-        img = np.empty((rh, rw, 3), np.float32)
-        # ceiling / sky
+    def _sky(self, img: np.ndarray, room: _Room) -> None:
+        """Ceiling (indoors) or sky: a vertical gradient over the whole frame."""
+        rng, rh = self.rng, self.rh
         yy = np.linspace(0, 1, rh, dtype=np.float32)[:, None, None]
-        if outdoor:
+        if room.outdoor:
             top, bot = np.array([0.55, 0.65, 0.8], np.float32), np.array([0.85, 0.87, 0.88], np.float32)
         else:
             top = np.array([0.12, 0.12, 0.13], np.float32) * _u(rng, 0.6, 1.6)
             bot = top * 1.6
         img[:] = top + (bot - top) * yy
 
-        # back wall
+    def _back_wall(self, img: np.ndarray, room: _Room) -> tuple[np.ndarray, np.ndarray, float]:
+        """The textured back wall (a low bund wall outdoors) with grime at its base.
+
+        Sets ``room.yb``/``yt`` (wall base/top rows) and ``c0``/``c1`` (its columns).
+
+        Returns:
+            ``(wall texture, wall colour, texture tile in metres)`` for the side walls.
+        """
+        import cv2
+
+        rng, cam, rw, rh, zb = self.rng, room.cam, self.rw, self.rh, room.zb
+        outdoor = room.outdoor
         _, yb = cam.floor(0, zb)
-        _, yt = cam.point(0, wall_h, zb)
-        xa = cam.floor(-xl, zb)[0] if left else -10.0
-        xb_ = cam.floor(xr, zb)[0] if right else rw + 10.0
+        _, yt = cam.point(0, room.wall_h, zb)
+        xa = cam.floor(-room.xl, zb)[0] if room.left else -10.0
+        xb_ = cam.floor(room.xr, zb)[0] if room.right else rw + 10.0
         wall_col = np.array(_pick(rng, WALL_COLOURS), np.float32) * _u(rng, 0.8, 1.1)
         ppm_wall = cam.f / zb
-        wtex = tx.texture(wall_kind, int(rng.integers(2)))
+        wtex = tx.texture(room.wall_kind, int(rng.integers(2)))
         tile_m = _u(rng, 3.0, 6.0)
         s = ppm_wall * tile_m / tx.TILE
         m = np.array([[s, 0, _u(rng, 0, rw)], [0, s, yb]], np.float32)
@@ -254,15 +314,21 @@ class _SceneRenderer:
             g = np.linspace(1.0, _u(rng, 0.7, 0.95), band, dtype=np.float32)[:, None, None]
             a = max(r0, r1 - band)
             img[a:r1, c0:c1] *= g[band - (r1 - a):]
+        room.yb, room.yt, room.c0, room.c1 = yb, yt, c0, c1
+        return wtex, wall_col, tile_m
 
-        # side walls (perspective-mapped)
-        for side, xw in (("l", -xl), ("r", xr)):
-            if (side == "l" and not left) or (side == "r" and not right):
+    def _side_walls(self, img: np.ndarray, room: _Room, wtex: np.ndarray, wall_col: np.ndarray, tile_m: float) -> None:
+        """Left/right walls, perspective-mapped with the back wall's texture."""
+        import cv2
+
+        rng, cam, rw, rh = self.rng, room.cam, self.rw, self.rh
+        for side, xw in (("l", -room.xl), ("r", room.xr)):
+            if (side == "l" and not room.left) or (side == "r" and not room.right):
                 continue
             hmat = np.array([[cam.vx, 0, cam.f * xw], [cam.yh, -cam.f, cam.f * cam.h], [1, 0, 0]], np.float64)
             sc = tile_m / tx.TILE
             a_ = np.array([[sc, 0, 0], [0, sc, 0], [0, 0, 1]], np.float64)
-            pts = np.array([cam.point(xw, 0, zb), cam.point(xw, wall_h, zb), cam.point(xw, wall_h, 0.2),
+            pts = np.array([cam.point(xw, 0, room.zb), cam.point(xw, room.wall_h, room.zb), cam.point(xw, room.wall_h, 0.2),
                             cam.point(xw, 0, 0.2)], np.float64)
             mask = np.zeros((rh, rw), np.uint8)
             cv2.fillPoly(mask, [np.clip(pts, -1e5, 1e5).astype(np.int32)], 1)
@@ -276,8 +342,16 @@ class _SceneRenderer:
                 np.copyto(img[by0:by1, bx0:bx1], warped[..., None] * (wall_col * shade),
                           where=mask[by0:by1, bx0:bx1, None] > 0)
 
-        # floor
-        fkind = floor_kind
+    def _floor(self, img: np.ndarray, room: _Room) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The textured floor plane, faded toward the horizon; sets ``self.fm`` (its mask).
+
+        Returns:
+            ``(floor polygon, fade per row, floor colour)``.
+        """
+        import cv2
+
+        rng, cam, rw, rh = self.rng, room.cam, self.rw, self.rh
+        fkind = room.floor_kind
         ftex = tx.texture(fkind, int(rng.integers(2)))
         fcol = np.array(_pick(rng, FLOOR_COLOURS[fkind]), np.float32) * _u(rng, 0.85, 1.1)
         tile_m = {"concrete": _u(rng, 2.5, 5), "epoxy": _u(rng, 3, 6), "tiles": _u(rng, 1.0, 2.4),
@@ -292,6 +366,7 @@ class _SceneRenderer:
         a_ = np.array([[sc * math.cos(rot), -sc * math.sin(rot), _u(rng, 0, 50)],
                        [sc * math.sin(rot), sc * math.cos(rot), _u(rng, 0, 50)], [0, 0, 1]], np.float64)
         hmat = np.array([[cam.f, cam.vx, 0], [0, cam.yh, cam.f * cam.h], [0, 1, 0]], np.float64)
+        xl, xr, zb = room.xl, room.xr, room.zb
         fpoly = np.array([cam.floor(-xl, zb), cam.floor(xr, zb), cam.floor(xr, 0.2), cam.floor(-xl, 0.2)], np.float64)
         fmask = np.zeros((rh, rw), np.uint8)
         cv2.fillPoly(fmask, [np.clip(fpoly, -1e5, 1e5).astype(np.int32)], 1)
@@ -305,24 +380,20 @@ class _SceneRenderer:
         fl = floor * fade[y0f:] + float(ftex.mean()) * (1 - fade[y0f:])
         np.copyto(img[y0f:], fl[..., None] * fcol, where=fm[y0f:, :, None])
         self.fm = fm
+        return fpoly, fade, fcol
 
-        # repair patches, mats, plates, drains, markings (all on the floor plane)
-        self._floor_decor(img, cam, xl, xr, zb, fcol)
+    def _free_floor(self, img: np.ndarray, before: np.ndarray) -> np.ndarray:
+        """Where the floor is still visible (for box proposals): ``self.free`` and a coarse 32x32 grid."""
+        import cv2
 
-        # pipes, trays, valves on the back wall
-        if not outdoor:
-            self._wall_equipment(img, cam, zb, yb, yt, c0, c1)
+        self.free = self.fm & (img[..., 1] == before)
+        return cv2.resize(self.free.astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA) > 0.5
 
-        # floor objects, far to near, with shadows
-        before = img[..., 1].copy()
-        shadow = np.ones((rh, rw), np.float32)
-        self._floor_objects(img, shadow, cam, xl, xr, zb, outdoor)
-        # where the floor is still visible (for box proposals): a coarse 32x32 grid
-        self.free = fm & (img[..., 1] == before)
-        grid = cv2.resize(self.free.astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA) > 0.5
-        del before
+    def _lighting(self, img: np.ndarray, room: _Room, shadow: np.ndarray, fade: np.ndarray) -> None:
+        """Lights with falloff, soft contact shadows, glossy-floor reflections and light fixtures."""
+        import cv2
 
-        # lights
+        rng, cam, rw, rh, yb, outdoor = self.rng, room.cam, self.rw, self.rh, room.yb, room.outdoor
         n_l = int(rng.integers(1, 5))
         light_cols = []
         for _ in range(n_l):
@@ -349,6 +420,7 @@ class _SceneRenderer:
         shadow_s = cv2.GaussianBlur(shadow, (0, 0), max(1.0, rw / 250))
         img *= illum_full * shadow_s[..., None]
         # glossy floor: mirror of what is above the wall base + streaks under the lights
+        gloss = room.gloss
         if gloss > 0.05:
             y0r = min(rh - 1, max(0, int(min(yb, cam.yh))))  # only floor rows can reflect
             src = np.clip(2 * int(yb) - np.arange(y0r, rh), 0, rh - 1)
@@ -358,7 +430,12 @@ class _SceneRenderer:
         if not outdoor:
             for lx, ly, _rad, col in self.lights:
                 self._fixture(img, lx, ly, col, gloss, yb)
-        # global colour cast + camera model (exposure, vignetting, blur, gamma), one pass each
+
+    def _camera_model(self, img: np.ndarray) -> np.ndarray:
+        """Colour cast, exposure, vignetting, blur, gamma, upsampling and sensor noise: ``(H, W, 3)`` uint8."""
+        import cv2
+
+        rng, rw, rh = self.rng, self.rw, self.rh
         cast = np.array([_u(rng, 0.92, 1.08), 1.0, _u(rng, 0.9, 1.08)], np.float32)
         exposure = _u(rng, 0.85, 1.35)
         vig = _u(rng, 0.0, 0.45)
@@ -375,15 +452,19 @@ class _SceneRenderer:
         q = int(_pick(rng, (65, 72, 80, 85, 88, 92, 95)))
         self.params.update(noise_level=level, jpeg_quality=q, exposure=round(exposure, 3), blur=round(sig * self.sx, 3),
                            vignette=round(vig, 3), lights=len(self.lights))
+        return out
+
+    def _layout(self, room: _Room, fpoly: np.ndarray, grid: np.ndarray) -> dict[str, Any]:
+        """The scene's geometry in output pixels (see :meth:`ProceduralSceneBackend.render`)."""
+        cam, rw, rh = room.cam, self.rw, self.rh
         fpoly_img = _clip_poly_to_image(fpoly, rw, rh, cam.yh)
-        layout = {
+        return {
             "horizon": round(cam.yh * self.sy, 2), "cam_height": round(cam.h, 3), "focal": round(cam.f * self.sy, 2), "vp_x": round(cam.vx * self.sx, 2),
-            "wall_base": round(min(yb, rh) * self.sy, 2),
+            "wall_base": round(min(room.yb, rh) * self.sy, 2),
             "floor": [[round(x * self.sx, 1), round(y * self.sy, 1)] for x, y in fpoly_img],
             "equipment": self.equipment, "params": self.params,
             "floor_grid": ["".join("1" if v else "0" for v in row) for row in grid],
         }
-        return out, layout
 
     # -- parts ----------------------------------------------------------------------------
     def _fixture(self, img: np.ndarray, lx: float, ly: float, col: np.ndarray, gloss: float, yb: float) -> None:
@@ -869,6 +950,7 @@ def _paint(img: np.ndarray, s: SpillSpec, ctx: _SceneStats) -> tuple[np.ndarray,
         refl = cv2.GaussianBlur(src, (0, 0), _u(rng, 1.0, 4.0))
     name = mat["name"]
     th = np.clip(thick, 0, 1)[..., None]
+    col: np.ndarray  # the spill's colour, (h, w, 3) float
     if name == "water":  # wet floor: darker and more saturated, a darker meniscus at the rim
         k = _u(rng, *mat["darken"])
         g_ = bg.mean(axis=2, keepdims=True)
