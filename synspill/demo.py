@@ -349,7 +349,7 @@ def make_spill_video(clean: Any, spilled: Any, mask: Any, path: Path, fps: int =
     n = int(fps * seconds)
     tmp = path.with_suffix(".tmp.mp4")
     path.parent.mkdir(parents=True, exist_ok=True)
-    vw = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    vw = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
     for i in range(n):
         t = i / max(1, n - 1)
         grow = float(np.clip((t - 0.25) / 0.5, 0.0, 1.0))

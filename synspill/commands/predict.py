@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -58,10 +58,10 @@ def predict(
     if vlm is None and {k: v for k, v in vlm_only.items() if (k, v) != ("quant", "none")}:
         raise UsageError("--adapter, --prompt, --max-pixels and --quant apply to --vlm only")
     ids = taxonomy.parse_classes(classes)
-    cfg = PredictorConfig(model=vlm if vlm is not None else str(model), classes=tuple(ids) if ids else None,
-                          **given(backend=ModelBackend.vlm if vlm is not None else backend, device=device, conf=conf,
-                                  imgsz=imgsz, batch=batch, dtype=dtype),
-                          **{k: str(v) if isinstance(v, Path) else v for k, v in vlm_only.items()})
+    kw: dict[str, Any] = given(backend=ModelBackend.vlm if vlm is not None else backend, device=device, conf=conf, imgsz=imgsz,
+                               batch=batch, dtype=dtype)
+    kw.update({k: str(v) if isinstance(v, Path) else v for k, v in vlm_only.items()})
+    cfg = PredictorConfig(model=vlm if vlm is not None else str(model), classes=tuple(ids) if ids else None, **kw)
     with make_progress() as progress:
         task = progress.add_task("predict", total=None)
 

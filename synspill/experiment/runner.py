@@ -129,7 +129,7 @@ def _synth_jobs(study: Study, spec: DatasetSpec, folder: Path, device: str) -> t
     if n < 3:
         raise UsageError(f"{where} n = {n}; a synthetic dataset needs at least 3 images to split")
     models = {k: o.pop(k, None) for k in ("scene_model", "inpaint_model", "style_refs")}
-    common = {k: o[k] for k in ("backend", "workers", "quality") if k in o}
+    common: dict[str, Any] = {k: o[k] for k in ("backend", "workers", "quality") if k in o}
     scene_diff = inpaint_diff = None
     if common.get("backend") == "sdxl":
         for key in ("scene_model", "inpaint_model"):
@@ -670,7 +670,8 @@ def _predictor_config(study: Study, cell: Cell, train: dict[str, Any], device: s
         imgsz = {"imgsz": train["imgsz"]} if cell.kind == "yolo" and train.get("imgsz") else {}
         return PredictorConfig.from_params({**batch, **imgsz}, where, model=train["run_dir"], backend=cell.kind, device=device)
     model = train["run_dir"] if cell.kind == "lora" else local_path(study, cell.model)
-    params = {"batch": p.get("predict_batch", VLM_PREDICT_BATCH), **{k: p[k] for k in ("max_pixels", "quant", "dtype", "prompt") if k in p}}
+    params: dict[str, Any] = {"batch": p.get("predict_batch", VLM_PREDICT_BATCH),
+                              **{k: p[k] for k in ("max_pixels", "quant", "dtype", "prompt") if k in p}}
     return PredictorConfig.from_params(params, where, model=model, backend="vlm", device=device, conf=0.0,
                                        options={k: p[k] for k in OPTION_KEYS if k in p})
 

@@ -381,7 +381,8 @@ def config_from_flags(source: str | None = None, model: str | None = None, confi
     name = camera.pop("name", None) or camera_name_for(source)
     cam = CameraConfig.from_params(camera, "watch", name=name, url=source, model=model,
                                    policy=AlertPolicy.from_params(policy, "watch"))
-    return WatchConfig(cameras=(cam,), sinks=SinkConfig.from_params(sinks, "watch"), **({"db": db} if db is not None else {}))
+    cfg = WatchConfig(cameras=(cam,), sinks=SinkConfig.from_params(sinks, "watch"))
+    return cfg if db is None else dataclasses.replace(cfg, db=db)
 
 
 def camera_name_for(url: str) -> str:
