@@ -19,6 +19,7 @@ import numpy as np
 from synspill.errors import DatasetError, UsageError
 from synspill.params import FromParams
 from synspill.synth import MIN_BOX
+from synspill.synth.base import DiffusionOptions
 from synspill.synth.jobrunner import (
     DEFAULT_QUALITY,
     WORKER,
@@ -108,7 +109,7 @@ class InpaintJob(FromParams):
     workers: int = 1
     shard: tuple[int, int] = (0, 1)
     quality: int | None = None
-    diffusion: Any = None
+    diffusion: DiffusionOptions | None = None
     contact_sheet: int = 36
 
     def __post_init__(self) -> None:
@@ -128,6 +129,8 @@ class InpaintJob(FromParams):
             raise UsageError(f"--per-image {self.per_image}: need 0 <= LOW <= HIGH")
         if self.backend not in ("procedural", "sdxl"):
             raise UsageError(f"--backend {self.backend!r}: use auto, procedural or sdxl")
+        if self.backend == "sdxl" and self.diffusion is None:
+            raise UsageError("the sdxl backend needs its diffusion options (weights: --model)")
         if self.batch_size < 1 or self.workers < 1:
             raise UsageError("--batch-size and --workers must be at least 1")
         if Path(self.scenes).resolve() == Path(self.out).resolve():
@@ -148,7 +151,7 @@ class InpaintJob(FromParams):
         return d
 
 
-def _spill_worker_init(backend: str, diffusion: Any) -> None:
+def _spill_worker_init(backend: str, diffusion: DiffusionOptions | None) -> None:
     import cv2
 
     cv2.setNumThreads(1)
@@ -159,6 +162,7 @@ def _spill_worker_init(backend: str, diffusion: Any) -> None:
     else:
         from synspill.synth import sdxl  # type: ignore[attr-defined]
 
+        assert diffusion is not None  # InpaintJob checks it
         WORKER["spill"] = sdxl.make_spill_backend(diffusion)
     WORKER["versions"] = package_versions()
 

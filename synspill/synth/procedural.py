@@ -951,6 +951,7 @@ def _paint(img: np.ndarray, s: SpillSpec, ctx: _SceneStats) -> tuple[np.ndarray,
     name = mat["name"]
     th = np.clip(thick, 0, 1)[..., None]
     col: np.ndarray  # the spill's colour, (h, w, 3) float
+    grain: np.ndarray
     if name == "water":  # wet floor: darker and more saturated, a darker meniscus at the rim
         k = _u(rng, *mat["darken"])
         g_ = bg.mean(axis=2, keepdims=True)

@@ -19,6 +19,7 @@ import numpy as np
 
 from synspill.errors import DatasetError, UsageError
 from synspill.params import FromParams
+from synspill.synth.base import DiffusionOptions
 from synspill.synth.jobrunner import (
     DEFAULT_QUALITY,
     WORKER,
@@ -69,7 +70,7 @@ class ScenesJob(FromParams):
     workers: int = 1
     shard: tuple[int, int] = (0, 1)
     quality: int | None = None
-    diffusion: Any = None
+    diffusion: DiffusionOptions | None = None
     scene_prompts: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -88,6 +89,8 @@ class ScenesJob(FromParams):
                 raise UsageError(f"--scene-types: {bad[0]!r} is not a scene type; use some of {', '.join(sorted(known))}")
         if self.backend not in ("procedural", "backgrounds", "sdxl"):
             raise UsageError(f"--backend {self.backend!r}: use auto, procedural or sdxl")
+        if self.backend == "sdxl" and self.diffusion is None:
+            raise UsageError("the sdxl backend needs its diffusion options (weights: --model)")
         if self.backend == "backgrounds" and not self.backgrounds:
             raise UsageError("the backgrounds backend needs --backgrounds DIR")
         if self.quality is not None and not 1 <= self.quality <= 100:
@@ -171,7 +174,7 @@ def load_scene_prompts() -> dict[str, Any]:
     return load_toml("synth/scene.toml")
 
 
-def _scene_worker_init(backend: str, backgrounds: str | None, diffusion: Any, prompts: dict[str, Any]) -> None:
+def _scene_worker_init(backend: str, backgrounds: str | None, diffusion: DiffusionOptions | None, prompts: dict[str, Any]) -> None:
     import cv2
 
     cv2.setNumThreads(1)
@@ -186,6 +189,7 @@ def _scene_worker_init(backend: str, backgrounds: str | None, diffusion: Any, pr
     else:
         from synspill.synth import sdxl  # type: ignore[attr-defined]
 
+        assert diffusion is not None  # ScenesJob checks it
         WORKER["scene"] = sdxl.make_scene_backend(diffusion, prompts)
     WORKER["versions"] = package_versions()
 
