@@ -18,23 +18,8 @@ import numpy as np
 
 from synspill.errors import DatasetError, UsageError
 from synspill.params import FromParams
-from synspill.synth import MIN_BOX
+from synspill.synth import MIN_BOX, jobrunner
 from synspill.synth.base import DiffusionOptions
-from synspill.synth.jobrunner import (
-    DEFAULT_QUALITY,
-    WORKER,
-    Progress,
-    check_complete,
-    derive_seed,
-    encode_jpeg,
-    merge_manifests,
-    package_versions,
-    read_records,
-    read_rgb,
-    read_settings,
-    run_job,
-    write_file_atomic,
-)
 from synspill.synth.scenes import load_scenes
 
 
@@ -79,7 +64,7 @@ class InpaintJob(FromParams):
         spill_scale: With ``propose``: multiplier on real-world spill sizes.
         min_box: With ``propose``: smallest box side, fraction of the shorter image side.
         classes: Taxonomy ids for proposals (None: all).
-        seed: Base seed; spill ``k`` of image ``id`` uses :func:`derive_seed` ``(seed, "spill", id, k)``.
+        seed: Base seed; spill ``k`` of image ``id`` uses :func:`~synspill.synth.jobrunner.derive_seed` ``(seed, "spill", id, k)``.
         backend: ``procedural`` or ``sdxl``.
         feather: Soft-mask feather, px (paper 50).
         opacity: Soft-mask opacity (paper 0.75).
@@ -158,13 +143,13 @@ def _spill_worker_init(backend: str, diffusion: DiffusionOptions | None) -> None
     if backend == "procedural":
         from synspill.synth.procedural import ProceduralSpillBackend
 
-        WORKER["spill"] = ProceduralSpillBackend()
+        jobrunner.WORKER["spill"] = ProceduralSpillBackend()
     else:
         from synspill.synth import sdxl  # type: ignore[attr-defined]
 
         assert diffusion is not None  # InpaintJob checks it
-        WORKER["spill"] = sdxl.make_spill_backend(diffusion)
-    WORKER["versions"] = package_versions()
+        jobrunner.WORKER["spill"] = sdxl.make_spill_backend(diffusion)
+    jobrunner.WORKER["versions"] = jobrunner.package_versions()
 
 
 def rle_encode(mask: np.ndarray, box: tuple[float, float, float, float] | None = None) -> dict[str, Any]:
@@ -199,10 +184,10 @@ def rle_encode(mask: np.ndarray, box: tuple[float, float, float, float] | None =
 
 
 def _spill_worker(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    be = WORKER["spill"]
+    be = jobrunner.WORKER["spill"]
     recs = []
     for it in items:
-        img = read_rgb(Path(it["scene_path"]))
+        img = jobrunner.read_rgb(Path(it["scene_path"]))
         h, w = img.shape[:2]
         if (w, h) != (it["width"], it["height"]):
             raise DatasetError(f"{it['scene_path']}: image is {w}x{h} but its record says {it['width']}x{it['height']}; fix the scenes COCO")
@@ -212,8 +197,8 @@ def _spill_worker(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             out_img, masks, boxes, params = res.image, res.masks, res.boxes, res.params
         else:
             out_img, masks, boxes, params = img, [], [], []
-        data = encode_jpeg(out_img, it["quality"])
-        write_file_atomic(Path(it["out"]) / it["file_name"], data, it["tag"])
+        data = jobrunner.encode_jpeg(out_img, it["quality"])
+        jobrunner.write_file_atomic(Path(it["out"]) / it["file_name"], data, it["tag"])
         spills = []
         for k, spec in enumerate(specs):
             m = masks[k] if k < len(masks) else None
@@ -230,7 +215,7 @@ def _spill_worker(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             spills.append(s)
         recs.append({"index": it["index"], "id": it["id"], "file_name": it["file_name"], "width": w, "height": h,
                      "scene_file": it["scene_file"], "seed": it["seed"], "backend": be.name, "spills": spills,
-                     "jpeg_quality": it["quality"], "bytes": len(data), "versions": WORKER["versions"]})
+                     "jpeg_quality": it["quality"], "bytes": len(data), "versions": jobrunner.WORKER["versions"]})
     return recs
 
 
@@ -266,21 +251,21 @@ def _inpaint_items(job: InpaintJob) -> tuple[list[dict[str, Any]], Any]:
                                                                job.spill_scale, job.min_box)]
         else:
             boxes_ = per_scene.get(im.id, [])
-        img_seed = derive_seed(job.seed, "image", im.id)
+        img_seed = jobrunner.derive_seed(job.seed, "image", im.id)
         srng = np.random.default_rng(img_seed)
         specs = []
         for k, (box, cls, _auto) in enumerate(boxes_):
             st = float(srng.uniform(*job.strength))
-            specs.append(SpillSpec(box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])), class_id=int(cls), seed=derive_seed(job.seed, "spill", im.id, k),
+            specs.append(SpillSpec(box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])), class_id=int(cls), seed=jobrunner.derive_seed(job.seed, "spill", im.id, k),
                                    feather=job.feather, opacity=job.opacity, strength=round(st, 4)))
-        q = job.quality or int(im.extra.get("jpeg_quality", DEFAULT_QUALITY))
+        q = job.quality or int(im.extra.get("jpeg_quality", jobrunner.DEFAULT_QUALITY))
         items.append({"index": index, "id": im.id, "file_name": f"images/{im.id:06d}.jpg", "width": im.width, "height": im.height,
                       "scene_path": str(scenes.image_path(im)), "scene_file": im.file_name, "seed": img_seed, "specs": specs,
                       "auto": [b[2] for b in boxes_], "quality": q, "out": str(job.out)})
     return items, scenes
 
 
-def run_inpaint(job: InpaintJob, force: bool = False, on_progress: Progress | None = None,
+def run_inpaint(job: InpaintJob, force: bool = False, on_progress: jobrunner.Progress | None = None,
                 on_start: Callable[[int, int], None] | None = None, merge_wait_s: float = 1800.0) -> Path | None:
     """Paint spills into every scene (or resume); write images, manifest, COCO, contact sheet.
 
@@ -293,7 +278,7 @@ def run_inpaint(job: InpaintJob, force: bool = False, on_progress: Progress | No
     if missing:
         raise DatasetError(f"{job.scenes}: scene image {missing[0]['scene_path']!r} (id {missing[0]['id']}) does not exist; "
                            "fix the scenes folder or its scenes.json")
-    return run_job(out, job.settings(), len(items), lambda todo, tag: [dict(items[i], tag=tag) for i in todo],
+    return jobrunner.run_job(out, job.settings(), len(items), lambda todo, tag: [dict(items[i], tag=tag) for i in todo],
                    _spill_worker, (_spill_worker_init, (job.backend, job.diffusion)),
                    lambda: merge_inpaint(out, len(items), job.contact_sheet), force=force, shard=job.shard,
                    workers=job.workers if job.backend != "sdxl" else 1, batch_size=job.batch_size,
@@ -309,31 +294,27 @@ def merge_inpaint(out: Path, n: int | None = None, contact_sheet: int | None = N
     """
     if contact_sheet is None:
         contact_sheet = InpaintJob.contact_sheet
-    from synspill.coco.dataset import Annotation, CocoDataset, ImageRecord, save_coco
+    from synspill.coco.dataset import Annotation, ImageRecord
+
+    def build(recs: dict[int, dict[str, Any]]) -> tuple[list[Any], list[Any]]:
+        images: list[ImageRecord] = []
+        anns: list[Annotation] = []
+        for _, r in sorted(recs.items(), key=lambda kv: kv[1]["id"]):
+            images.append(ImageRecord(r["id"], r["file_name"], r["width"], r["height"],
+                                      {"seed": r["seed"], "scene_file": r["scene_file"], "backend": r["backend"]}))
+            for k, s in enumerate(r["spills"]):
+                if "bbox" not in s:
+                    continue
+                anns.append(Annotation(len(anns) + 1, r["id"], s["class_id"], s["bbox"], float(s["area"]), 0, s["segmentation"],
+                                       {"auto": bool(s["auto"]), "spill": k, "requested_box": s["requested_box"]}))
+        return images, anns
 
     out = Path(out)
-    settings = read_settings(out)
-    recs = read_records(out)
-    if n is None:
-        n = len(load_scenes(settings["scenes"]).images)
-    check_complete(out, recs, n, "images")
-    images: list[ImageRecord] = []
-    anns: list[Annotation] = []
-    for _, r in sorted(recs.items(), key=lambda kv: kv[1]["id"]):
-        images.append(ImageRecord(r["id"], r["file_name"], r["width"], r["height"],
-                                  {"seed": r["seed"], "scene_file": r["scene_file"], "backend": r["backend"]}))
-        for k, s in enumerate(r["spills"]):
-            if "bbox" not in s:
-                continue
-            anns.append(Annotation(len(anns) + 1, r["id"], s["class_id"], s["bbox"], float(s["area"]), 0, s["segmentation"],
-                                   {"auto": bool(s["auto"]), "spill": k, "requested_box": s["requested_box"]}))
-    ds = CocoDataset(images=images, annotations=anns, root=out,
-                     info={"description": "synspill synthetic spills", "job": settings, "versions": package_versions()})
-    merge_manifests(out, recs)
-    path = save_coco(ds, out / "annotations.json")
+    ds = jobrunner.merge_job(out, n if n is not None else lambda settings: len(load_scenes(settings["scenes"]).images), "images",
+                   "annotations.json", "synspill synthetic spills", build)
     if contact_sheet > 0:
         write_contact_sheet(ds, out / "contact_sheet.png", contact_sheet)
-    return path
+    return out / "annotations.json"
 
 
 def write_contact_sheet(ds: Any, path: Path, n: int = 36, tile: int = 256, cols: int = 6) -> Path:
@@ -389,4 +370,4 @@ def _read_small(path: Path, tile: int) -> np.ndarray:
             return simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=tile, min_width=tile)
         except ValueError:
             pass
-    return read_rgb(path)
+    return jobrunner.read_rgb(path)

@@ -406,3 +406,37 @@ def run_job(out: Path, settings: dict[str, Any], n_items: int, make_items: Calla
     finally:
         mw.close()
     return finish_shard(out, shard, merge, merge_wait_s)
+
+
+def merge_job(out: Path, n: int | Callable[[dict[str, Any]], int] | None, what: str, file_name: str, description: str,
+              build: Callable[[dict[int, dict[str, Any]]], tuple[list[Any], list[Any]]]) -> Any:
+    """Check every item is finished, build the job's COCO file from the manifests, tidy them.
+
+    Args:
+        out: The output folder.
+        n: Items of the whole job, or how to get it from the settings (``job.json``).
+        what: What the items are, for the error message (``scenes``, ``images``).
+        file_name: The COCO file to write in ``out``.
+        description: Its ``info.description``.
+        build: ``records by index -> (ImageRecords, Annotations)``.
+
+    Returns:
+        The :class:`~synspill.coco.dataset.CocoDataset` written to ``out/file_name``.
+
+    Raises:
+        DatasetError: Items are missing (a shard is not finished).
+    """
+    from synspill.coco.dataset import CocoDataset, save_coco
+
+    settings = read_settings(out)
+    n_items = n(settings) if callable(n) else n
+    assert n_items is not None
+    recs = read_records(out)
+    check_complete(out, recs, n_items, what)
+    recs = {i: r for i, r in recs.items() if i < n_items}
+    images, anns = build(recs)
+    ds = CocoDataset(images=images, annotations=anns, root=out,
+                     info={"description": description, "job": settings, "versions": package_versions()})
+    merge_manifests(out, recs)
+    save_coco(ds, out / file_name)
+    return ds

@@ -24,13 +24,10 @@ from synspill.synth.jobrunner import (
     DEFAULT_QUALITY,
     WORKER,
     Progress,
-    check_complete,
     derive_seed,
     encode_jpeg,
-    merge_manifests,
+    merge_job,
     package_versions,
-    read_records,
-    read_settings,
     run_job,
     write_file_atomic,
 )
@@ -248,23 +245,20 @@ def run_scenes(job: ScenesJob, force: bool = False, on_progress: Progress | None
 
 def merge_scenes(out: Path, n: int | None = None) -> Path:
     """Build ``scenes.json`` (COCO images with ``seed``, ``scene_type``, ``layout``) from the manifests."""
-    from synspill.coco.dataset import CocoDataset, ImageRecord, save_coco
+    from synspill.coco.dataset import ImageRecord
+
+    def build(recs: dict[int, dict[str, Any]]) -> tuple[list[Any], list[Any]]:
+        images = [ImageRecord(r["id"], r["file_name"], r["width"], r["height"],
+                              {"seed": r["seed"], "scene_type": r["scene_type"], "backend": r["backend"],
+                               **({"layout": r["layout"]} if r.get("layout") else {}),
+                               **({"jpeg_quality": r["params"]["jpeg_quality"]} if "jpeg_quality" in r.get("params", {}) else {})})
+                  for _, r in sorted(recs.items())]
+        return images, []
 
     out = Path(out)
-    settings = read_settings(out)
-    n = n if n is not None else int(settings.get("n", 0))
-    recs = read_records(out)
-    check_complete(out, recs, n, "scenes")
-    recs = {i: r for i, r in recs.items() if i < n}
-    images = [ImageRecord(r["id"], r["file_name"], r["width"], r["height"],
-                          {"seed": r["seed"], "scene_type": r["scene_type"], "backend": r["backend"],
-                           **({"layout": r["layout"]} if r.get("layout") else {}),
-                           **({"jpeg_quality": r["params"]["jpeg_quality"]} if "jpeg_quality" in r.get("params", {}) else {})})
-              for _, r in sorted(recs.items())]
-    ds = CocoDataset(images=images, annotations=[], root=out,
-                     info={"description": "synspill scenes", "job": settings, "versions": package_versions()})
-    merge_manifests(out, recs)
-    return save_coco(ds, out / "scenes.json")
+    merge_job(out, n if n is not None else lambda settings: int(settings.get("n", 0)), "scenes", "scenes.json",
+              "synspill scenes", build)
+    return out / "scenes.json"
 
 
 # ---- scenes input (for propose / inpaint) ---------------------------------------------

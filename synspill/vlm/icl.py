@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 
-from synspill.boxes import xywh_to_xyxy
 from synspill.errors import DatasetError, OutputExists, UsageError
 from synspill.models import PredictorConfig
 from synspill.params import FromParams
@@ -132,18 +131,13 @@ def load_support(coco: str | Path) -> list[SupportItem]:
     """
     from PIL import Image
 
-    from synspill.coco.dataset import load_coco
+    from synspill.vlm.outputs import solved_images
 
-    ds = load_coco(coco, check_images=True)
-    by_img = ds.anns_by_image()
     items = []
-    for im in ds.images:
-        anns = by_img.get(im.id, [])
-        xyxy = xywh_to_xyxy([a.bbox for a in anns])
-        path = str(ds.image_path(im))
-        with Image.open(path) as pil:
+    for s in solved_images(coco):
+        with Image.open(s.path) as pil:
             hist = colour_hist(pil)
-        items.append(SupportItem(path, xyxy, np.array([a.category_id for a in anns], dtype=np.int64), hist))
+        items.append(SupportItem(s.path, s.xyxy, s.class_ids, hist))
     if not items:
         raise DatasetError(f"{coco}: the support set has no images; ICL needs solved examples")
     return items

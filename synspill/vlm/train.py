@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from synspill.boxes import iou_xyxy, xywh_to_xyxy
+from synspill.boxes import iou_xyxy
 from synspill.errors import DatasetError, OutputExists, UsageError
 from synspill.io import write_json
 from synspill.params import FromParams
@@ -201,18 +201,13 @@ def load_examples(coco: str, max_pixels: int, min_pixels: int, factor: int = 28)
     Raises:
         DatasetError: The file is missing/invalid or has no images.
     """
-    from synspill.coco.dataset import load_coco
+    from synspill.vlm.outputs import solved_images
 
-    ds = load_coco(coco, check_images=True)
-    by_img = ds.anns_by_image()
     out = []
-    for im in ds.images:
-        anns = by_img.get(im.id, [])
-        xyxy = xywh_to_xyxy([a.bbox for a in anns])
-        cids = np.array([a.category_id for a in anns], dtype=np.int64)
-        r = Resize.for_image(im.width, im.height, max_pixels=max_pixels, min_pixels=min_pixels, factor=factor)
-        ans = format_answer([tuple(b) for b in to_input(xyxy, r).tolist()], cids.tolist())
-        out.append(Example(str(ds.image_path(im)), ans, xyxy, cids))
+    for s in solved_images(coco):
+        r = Resize.for_image(s.width, s.height, max_pixels=max_pixels, min_pixels=min_pixels, factor=factor)
+        ans = format_answer([tuple(b) for b in to_input(s.xyxy, r).tolist()], s.class_ids.tolist())
+        out.append(Example(s.path, ans, s.xyxy, s.class_ids))
     if not out:
         raise DatasetError(f"{coco}: no images; a training set needs at least one image")
     return out
