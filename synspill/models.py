@@ -11,7 +11,6 @@ A *run folder* is what ``synspill finetune ...`` writes: it holds ``run.json`` w
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -95,6 +94,8 @@ def read_run(path: str | Path) -> dict[str, Any] | None:
 
     The record gets ``"_dir"``: the folder it was found in (weights are relative to it).
     """
+    import json
+
     p = Path(path)
     for cand in (p / RUN_FILE, p.parent / RUN_FILE, p.parent.parent / RUN_FILE):
         if cand.is_file():
