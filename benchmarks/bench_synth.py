@@ -30,7 +30,7 @@ TARGET = 10.0  # images/s (issue #3)
 def _io_floor_batch(args: tuple[str, list[int], int]) -> int:
     import simplejpeg
 
-    from synspill.synth.jobs import read_rgb, write_file_atomic
+    from synspill.synth.jobrunner import read_rgb, write_file_atomic
 
     out, idx, size = args
     frames = _frames(size)
@@ -72,12 +72,13 @@ def io_floor(n: int, workers: int, size: int, tmp: Path) -> float:
 
 
 def end_to_end(n: int, workers: int, size: int, tmp: Path) -> tuple[float, float, int]:
-    from synspill.synth import jobs
+    from synspill.synth.inpaint import InpaintJob, run_inpaint
+    from synspill.synth.scenes import ScenesJob, run_scenes
 
     t0 = time.perf_counter()
-    jobs.run_scenes(jobs.ScenesJob(out=tmp / "scenes", n=n, seed=0, width=size, height=size, workers=workers, batch_size=8))
+    run_scenes(ScenesJob(out=tmp / "scenes", n=n, seed=0, width=size, height=size, workers=workers, batch_size=8))
     t1 = time.perf_counter()
-    jobs.run_inpaint(jobs.InpaintJob(scenes=tmp / "scenes", out=tmp / "inp", propose=True, per_image=(1, 3), seed=0,
+    run_inpaint(InpaintJob(scenes=tmp / "scenes", out=tmp / "inp", propose=True, per_image=(1, 3), seed=0,
                                      workers=workers, batch_size=8))
     t2 = time.perf_counter()
     import json

@@ -52,8 +52,8 @@ def _images(n: int, size: tuple[int, int]) -> list[np.ndarray]:
 
 
 def bench_generation(vlm, n: int, max_pixels: int, size: tuple[int, int], new_tokens: int) -> dict:
+    from synspill.vlm.chat import PromptSet, build_chat
     from synspill.vlm.model import Decoding, generate, prepare_image
-    from synspill.vlm.prompts import PromptSet, build_chat
 
     ps = PromptSet.default()
     ims = [prepare_image(a, max_pixels, 3136, vlm.factor)[0] for a in _images(n, size)]
@@ -75,9 +75,9 @@ def bench_generation(vlm, n: int, max_pixels: int, size: tuple[int, int], new_to
 def bench_train(vlm, batch: int, max_pixels: int, size: tuple[int, int], steps: int, answer_boxes: int = 3) -> dict:
     from peft import LoraConfig, get_peft_model
 
+    from synspill.vlm.chat import PromptSet, build_chat
     from synspill.vlm.model import VLM, encode, prepare_image
     from synspill.vlm.parse import format_answer
-    from synspill.vlm.prompts import PromptSet, build_chat
     from synspill.vlm.train import mask_labels, target_regex
 
     model = vlm.model

@@ -23,10 +23,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def make_data(root: Path, n: int, size: int) -> Path:
-    from synspill.synth import jobs
+    from synspill.synth.inpaint import InpaintJob, run_inpaint
+    from synspill.synth.scenes import ScenesJob, run_scenes
 
-    jobs.run_scenes(jobs.ScenesJob(out=root / "scenes", n=n, seed=0, width=size, height=size, workers=2))
-    ann = jobs.run_inpaint(jobs.InpaintJob(scenes=root / "scenes", out=root / "data", propose=True, per_image=(2, 4),
+    run_scenes(ScenesJob(out=root / "scenes", n=n, seed=0, width=size, height=size, workers=2))
+    ann = run_inpaint(InpaintJob(scenes=root / "scenes", out=root / "data", propose=True, per_image=(2, 4),
                                            spill_scale=6.0, min_box=0.08, feather=6.0, opacity=1.0, workers=2))
     assert ann is not None
     return Path(ann)

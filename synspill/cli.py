@@ -52,7 +52,7 @@ class SynspillGroup(TyperGroup):
         from typer import rich_utils
 
         original = rich_utils.rich_format_error
-        rich_utils.rich_format_error = _plain_usage_error
+        rich_utils.rich_format_error = _plain_usage_error  # type: ignore[assignment]
         try:
             return super().main(*args, **kwargs)
         finally:

@@ -17,6 +17,7 @@ from rich.console import Console, ConsoleDimensions
 from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
+    TaskID,
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
@@ -132,7 +133,7 @@ class PlainProgress:
     def __init__(self, console: Console, interval: float | None = None) -> None:
         self.console = console
         self.interval = _interval() if interval is None else interval
-        self._tasks: dict[int, dict[str, Any]] = {}
+        self._tasks: dict[TaskID, dict[str, Any]] = {}
         self._next = 0
 
     def __enter__(self) -> PlainProgress:
@@ -144,23 +145,23 @@ class PlainProgress:
                 if not t["finished"] and t["completed"] > t["shown"]:
                     self._line(t)
 
-    def add_task(self, description: str, total: float | None = None, completed: float = 0, **_: Any) -> int:
-        tid = self._next
+    def add_task(self, description: str, total: float | None = None, completed: float = 0, **_: Any) -> TaskID:
+        tid = TaskID(self._next)
         self._next += 1
         now = time.monotonic()
         self._tasks[tid] = {"description": description, "total": total, "completed": completed, "start": now,
                             "last": None, "shown": -1.0, "finished": False}
         return tid
 
-    def remove_task(self, task_id: int) -> None:
+    def remove_task(self, task_id: TaskID) -> None:
         self._tasks.pop(task_id, None)
 
-    def advance(self, task_id: int, advance: float = 1) -> None:
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
         t = self._tasks.get(task_id)
         if t is not None:
             self.update(task_id, completed=t["completed"] + advance)
 
-    def update(self, task_id: int, *, total: float | None = None, completed: float | None = None,
+    def update(self, task_id: TaskID, *, total: float | None = None, completed: float | None = None,
                advance: float | None = None, description: str | None = None, **_: Any) -> None:
         t = self._tasks.get(task_id)
         if t is None:

@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from synspill.errors import UsageError
+from synspill.params import FromParams
 from synspill.stages import StageRunner
 
 log = logging.getLogger(__name__)
 
-#: Callback used by the CLI to draw progress: ``(stage, done, total, info)``.
-StageProgress = Callable[[str, int, int | None, str], None]
+#: Callback used by the CLI to draw progress: ``(stage, done, total, info)``; ``info`` is what
+#: the step reports (a training epoch's ``epoch``, ``loss``, ``mAP50`` ...; ``{}`` otherwise).
+StageProgress = Callable[[str, int, int | None, dict[str, Any]], None]
 
 
 #: Ultralytics settings for a short from-scratch run on a CPU (measured on procedural data,
@@ -42,7 +44,7 @@ YOLO_SHORT_RUN: dict[str, Any] = {"optimizer": "AdamW", "lr0": 0.001, "cls": 1.5
 
 
 @dataclass(frozen=True)
-class DemoConfig:
+class DemoConfig(FromParams):
     """Settings of one demo run (saved as ``OUT/demo.json``).
 
     Attributes:
@@ -112,7 +114,8 @@ class DemoResult:
 def _data_stage(cfg: DemoConfig, progress: StageProgress | None) -> dict[str, Any]:
     from synspill.coco.dataset import load_coco, save_coco
     from synspill.coco.tools import split
-    from synspill.synth import jobs
+    from synspill.synth.inpaint import InpaintJob, run_inpaint
+    from synspill.synth.scenes import ScenesJob, run_scenes
 
     out = cfg.out
     total = {"n": cfg.n_images}
@@ -123,22 +126,24 @@ def _data_stage(cfg: DemoConfig, progress: StageProgress | None) -> dict[str, An
         def on_start(prev: int, todo: int) -> None:
             total["n"] = todo
             if progress:
-                progress(stage, 0, todo, "")
+                progress(stage, 0, todo, {})
 
         def on_progress(n: int) -> None:
             done[0] += n
             if progress:
-                progress(stage, done[0], total["n"], "")
+                progress(stage, done[0], total["n"], {})
 
         return on_start, on_progress
 
     s_start, s_prog = cb("scenes")
-    jobs.run_scenes(jobs.ScenesJob(out=out / "scenes", n=cfg.n_images, seed=cfg.seed, width=cfg.size, height=cfg.size,
-                                   workers=cfg.workers), on_progress=s_prog, on_start=s_start)
+    scenes = ScenesJob.from_params({"n": cfg.n_images, "seed": cfg.seed, "width": cfg.size, "height": cfg.size,
+                                         "workers": cfg.workers}, "demo", out=out / "scenes")
+    run_scenes(scenes, on_progress=s_prog, on_start=s_start)
     i_start, i_prog = cb("inpaint")
-    ann = jobs.run_inpaint(jobs.InpaintJob(scenes=out / "scenes", out=out / "dataset", propose=True, per_image=cfg.per_image,
-                                           spill_scale=cfg.spill_scale, min_box=cfg.min_box, feather=cfg.feather, opacity=cfg.opacity,
-                                           seed=cfg.seed, workers=cfg.workers), on_progress=i_prog, on_start=i_start)
+    inpaint = InpaintJob.from_params({"per_image": cfg.per_image, "spill_scale": cfg.spill_scale, "min_box": cfg.min_box,
+                                           "feather": cfg.feather, "opacity": cfg.opacity, "seed": cfg.seed, "workers": cfg.workers},
+                                          "demo", scenes=out / "scenes", out=out / "dataset", propose=True)
+    ann = run_inpaint(inpaint, on_progress=i_prog, on_start=i_start)
     assert ann is not None  # single process: this shard merges
     ds = load_coco(ann)
     parts = split(ds, (0.8, 0.1, 0.1), seed=cfg.seed)
@@ -151,65 +156,62 @@ def _data_stage(cfg: DemoConfig, progress: StageProgress | None) -> dict[str, An
             "stats": ds.stats(), "split_sizes": {k: len(v.images) for k, v in parts.items()}}
 
 
+def _train_progress(progress: StageProgress | None, stage: str) -> Callable[[int, int, dict[str, Any]], None]:
+    def on_progress(done: int, total: int, info: dict[str, Any]) -> None:
+        if progress:
+            progress(stage, done, total or None, info)
+
+    return on_progress
+
+
 def _train_yolo(cfg: DemoConfig, data: dict[str, Any], progress: StageProgress | None) -> dict[str, Any]:
-    from synspill.console import describe_epoch
     from synspill.detectors import yolo
 
     run_dir = cfg.out / "runs" / "yolo"
-
-    def on_progress(done: int, total: int, info: dict[str, Any]) -> None:
-        if progress:
-            progress("train yolo", done, total or None, describe_epoch(info))
-
-    run = yolo.train(yolo.YoloTrainConfig(data=data["splits"]["train"], val=data["splits"]["val"], out=str(run_dir),
-                                          model=cfg.model, epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
-                                          device=cfg.device, seed=cfg.seed, patience=cfg.epochs, workers=cfg.workers,
-                                          force=True, options={**YOLO_SHORT_RUN, **cfg.options}), on_progress=on_progress)
+    params = {"model": cfg.model, "epochs": cfg.epochs, "imgsz": cfg.imgsz, "batch": cfg.batch, "patience": cfg.epochs,
+              "workers": cfg.workers, "options": {**YOLO_SHORT_RUN, **cfg.options}}
+    train_cfg = yolo.YoloTrainConfig.from_params(params, "demo", data=data["splits"]["train"], val=data["splits"]["val"],
+                                                 out=str(run_dir), device=cfg.device, seed=cfg.seed, force=True)
+    run = yolo.train(train_cfg, on_progress=_train_progress(progress, "train yolo"))
     return {"run_dir": str(run_dir), "weights": str(run_dir / run["weights"]), "metrics": run.get("metrics", {}),
             "from_scratch": run.get("from_scratch")}
 
 
 def _train_detr(cfg: DemoConfig, data: dict[str, Any], progress: StageProgress | None) -> dict[str, Any]:
-    from synspill.console import describe_epoch
     from synspill.detectors import detr
 
     run_dir = cfg.out / "runs" / "detr"
-
-    def on_progress(done: int, total: int, info: dict[str, Any]) -> None:
-        if progress:
-            progress("train rf-detr", done, total or None, describe_epoch(info))
-
-    run = detr.train(detr.DetrTrainConfig(data=data["splits"]["train"], val=data["splits"]["val"], out=str(run_dir),
-                                          model="nano", epochs=cfg.detr_epochs, device=cfg.device, seed=cfg.seed,
-                                          force=True), on_progress=on_progress)
+    train_cfg = detr.DetrTrainConfig.from_params({"model": "nano", "epochs": cfg.detr_epochs}, "demo", data=data["splits"]["train"],
+                                                 val=data["splits"]["val"], out=str(run_dir), device=cfg.device, seed=cfg.seed,
+                                                 force=True)
+    run = detr.train(train_cfg, on_progress=_train_progress(progress, "train rf-detr"))
     return {"run_dir": str(run_dir), "metrics": run.get("metrics", {})}
 
 
 def _eval_stage(cfg: DemoConfig, data: dict[str, Any], runs: dict[str, dict[str, Any]],
                 progress: StageProgress | None) -> dict[str, Any]:
     from synspill.evaluation import evaluate_files
-    from synspill.inference import predict_to_results
-    from synspill.predictors import PredictorConfig, load_predictor
+    from synspill.inference import predict_files
+    from synspill.models import PredictorConfig
 
     ev = cfg.out / "eval"
     test = data["splits"]["test"]
     preds, names = [], []
     for name, run in runs.items():
-        predictor = load_predictor(PredictorConfig(model=run["run_dir"], device=cfg.device, conf=0.001, imgsz=cfg.imgsz))
         n_test = data["split_sizes"]["test"]
         done = [0]
 
         def on_item(*_: Any, _name: str = name, _n: int = n_test, done: list[int] = done) -> None:
             done[0] += 1
             if progress:
-                progress(f"predict {_name}", done[0], _n, "")
+                progress(f"predict {_name}", done[0], _n, {})
 
         p = ev / f"{name}.preds.json"
-        predict_to_results(predictor, test, p, batch=8, backend=name, model=run["run_dir"],
-                           save_images=ev / f"{name}-annotated", on_item=on_item)
+        pcfg = PredictorConfig.from_params({"imgsz": cfg.imgsz}, "demo", model=run["run_dir"], device=cfg.device)
+        predict_files(pcfg, test, p, save_images=ev / f"{name}-annotated", force=True, on_item=on_item)
         preds.append(p)
         names.append(name)
-    report = evaluate_files(test, preds, names=names, iou_thresholds="0.5:0.9:0.1")
+    report = evaluate_files(test, preds, names=names)
     files = report.write(ev, force=True) + report.plot(ev, force=True)
     rows = {}
     for r in report.results:
@@ -287,13 +289,13 @@ def _pick_watch_example(cfg: DemoConfig, data: dict[str, Any], run: dict[str, An
     """
     import numpy as np
 
+    from synspill.boxes import iou_xyxy
     from synspill.coco.dataset import load_coco
     from synspill.inference import read_rgb
-    from synspill.metrics import iou_xyxy
     from synspill.predictors import PredictorConfig, load_predictor
 
     test = load_coco(data["splits"]["test"])
-    pred = load_predictor(PredictorConfig(model=run["run_dir"], device=cfg.device, conf=0.05, imgsz=cfg.imgsz))
+    pred = load_predictor(PredictorConfig.from_params({"conf": 0.05, "imgsz": cfg.imgsz}, "demo", model=run["run_dir"], device=cfg.device))
     by_img = test.anns_by_image()
     best: tuple[float, Any, Any] | None = None
     for im in test.images[:40]:
@@ -347,7 +349,7 @@ def make_spill_video(clean: Any, spilled: Any, mask: Any, path: Path, fps: int =
     n = int(fps * seconds)
     tmp = path.with_suffix(".tmp.mp4")
     path.parent.mkdir(parents=True, exist_ok=True)
-    vw = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    vw = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
     for i in range(n):
         t = i / max(1, n - 1)
         grow = float(np.clip((t - 0.25) / 0.5, 0.0, 1.0))
@@ -366,6 +368,7 @@ def _watch_stage(cfg: DemoConfig, data: dict[str, Any], run: dict[str, Any]) -> 
 
     from synspill.coco.dataset import load_coco
     from synspill.inference import read_rgb
+    from synspill.watch import DEFAULT_DB
     from synspill.watch.alerts import AlertPolicy
     from synspill.watch.config import CameraConfig, SinkConfig, WatchConfig
     from synspill.watch.loop import Watcher
@@ -391,12 +394,12 @@ def _watch_stage(cfg: DemoConfig, data: dict[str, Any], run: dict[str, Any]) -> 
     # Only this spill appears; everything else (the image's other spills too) is there from the first frame.
     clean = np.where(mask[..., None], clean, spilled)
     video = make_spill_video(clean, spilled, mask, wdir / "spill.mp4")
-    db = wdir / "events.sqlite"
+    db = wdir / DEFAULT_DB
     for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
         p.unlink(missing_ok=True)
     threshold = 0.5 if score >= 0.6 else max(0.1, round(score * 0.8, 2)) if score > 0 else 0.25
-    cam = CameraConfig(name="demo-cam", url=str(video), model=run["run_dir"], imgsz=cfg.imgsz, device=cfg.device, fps=2.0,
-                       policy=AlertPolicy(threshold=threshold, k=3, n=5))
+    cam = CameraConfig(name="demo-cam", url=str(video), model=run["run_dir"], imgsz=cfg.imgsz, device=cfg.device,
+                       policy=AlertPolicy(threshold=threshold))
     wc = WatchConfig(cameras=(cam,), db=str(db), sinks=SinkConfig(stdout=False, snapshots=str(wdir / "snapshots")))
     summary = Watcher(wc, once=True, origin=1_700_000_000.0).run()
     events = EventStore(str(db)).query()

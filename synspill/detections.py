@@ -3,6 +3,11 @@
 Every predictor (YOLO, RF-DETR, the VLM) returns one :class:`Detections` per image, in
 absolute ``xyxy`` pixels of the *original* image and taxonomy category ids (1-8), so
 ``predict``, ``eval`` and ``watch`` treat every model the same. NumPy only.
+
+A results file ``preds.json`` has a sidecar ``preds.meta.json`` (:func:`sidecar_path`):
+what made it (model, backend, parse drops ...), written after the results, so a sidecar
+marks a finished file. Files written before this name settled have ``preds.json.meta.json``;
+:func:`find_sidecar` still finds those.
 """
 
 from __future__ import annotations
@@ -86,6 +91,42 @@ def write_results(path: str | Path, records: list[dict[str, Any]]) -> Path:
     """Write COCO results records to ``path`` atomically."""
     write_json(path, records)
     return Path(path)
+
+
+def sidecar_path(results: str | Path) -> Path:
+    """Where the sidecar of a results file goes: ``preds.json`` -> ``preds.meta.json``."""
+    p = Path(results)
+    return p.with_name(p.stem + ".meta.json")
+
+
+def write_sidecar(results: str | Path, meta: dict[str, Any]) -> Path:
+    """Write ``meta`` as the sidecar of ``results`` (atomically); returns its path."""
+    path = sidecar_path(results)
+    write_json(path, meta, indent=2)
+    return path
+
+
+def find_sidecar(results: str | Path) -> Path | None:
+    """The sidecar of a results file: ``preds.meta.json``, else the older ``preds.json.meta.json``."""
+    p = Path(results)
+    for cand in (sidecar_path(p), p.with_name(p.name + ".meta.json")):
+        if cand.is_file() and cand != p:
+            return cand
+    return None
+
+
+def read_sidecar(path: str | Path) -> dict[str, Any]:
+    """Read a sidecar; it must be a JSON object.
+
+    Raises:
+        DatasetError: Malformed JSON or not an object (names the file).
+    """
+    from synspill.coco.dataset import read_json
+
+    d = read_json(path, "prediction metadata")
+    if not isinstance(d, dict):
+        raise DatasetError(f"{path}: top level is {type(d).__name__}; a prediction .meta.json is a JSON object, e.g. {{\"model\": ...}}")
+    return d
 
 
 def read_results(path: str | Path, image_ids: set[int] | None = None, category_ids: set[int] | None = None) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from collections.abc import Iterable
 from importlib import metadata
 from typing import Any
 
@@ -15,15 +16,33 @@ PACKAGES = ("torch", "torchvision", "transformers", "diffusers", "peft", "bitsan
             "ultralytics", "rfdetr", "supervision", "pycocotools", "faster-coco-eval", "opencv-python-headless", "typer", "rich")
 
 
-def package_versions() -> dict[str, str]:
-    """Installed versions read from package metadata (nothing is imported)."""
+def versions(packages: Iterable[str], missing: str | None = None) -> dict[str, str]:
+    """Installed versions of ``packages`` from their metadata (nothing is imported).
+
+    Args:
+        packages: Distribution names (``opencv-python-headless``, not ``cv2``); ``synspill``
+            is this package's own ``__version__`` (also when run from a source tree).
+        missing: What to record for a package that is not installed (None: leave it out).
+
+    Returns:
+        ``{package: version}`` in the order given; what run records and manifests store.
+    """
     out = {}
-    for p in PACKAGES:
+    for p in packages:
+        if p == "synspill":
+            out[p] = __version__
+            continue
         try:
             out[p] = metadata.version(p)
         except metadata.PackageNotFoundError:
-            out[p] = "not installed"
+            if missing is not None:
+                out[p] = missing
     return out
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of everything ``synspill env`` reports (``not installed`` where missing)."""
+    return versions(PACKAGES, missing="not installed")
 
 
 def collect(probe_torch: bool = True) -> dict[str, Any]:

@@ -6,8 +6,9 @@
 like the paper's Tables 2-5) and PNG plots: hit rate against IoU threshold for every
 method (the paper's Fig. 3a) and precision-recall curves at IoU 0.5.
 
-A prediction file may have a sidecar ``<pred>.meta.json`` (``results.json.meta.json`` or
-``results.meta.json``), written by ``synspill predict``, e.g.
+A prediction file may have a sidecar ``results.meta.json`` (or the older
+``results.json.meta.json``, see :func:`synspill.detections.find_sidecar`), written by
+``synspill predict``, e.g.
 ``{"model": "qwen2.5-vl-7b+lora", "parse_dropped": {"no_json": 3}, "unscored": true}``;
 its contents are shown in the report (VLM parse drops matter when comparing hit rates).
 
@@ -29,9 +30,16 @@ from typing import Any
 import numpy as np
 
 from synspill import __version__, taxonomy
-from synspill.errors import DatasetError, OutputExists, UsageError
+from synspill.errors import OutputExists, UsageError
 from synspill.io import write_bytes, write_text
-from synspill.metrics import EvalMetrics, GroundTruth, Predictions, evaluate, parse_iou_thresholds
+from synspill.metrics import (
+    DEFAULT_IOU,
+    EvalMetrics,
+    GroundTruth,
+    Predictions,
+    evaluate,
+    parse_iou_thresholds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -321,29 +329,6 @@ def plot_pr_curves(report: EvalReport, dpi: int = 120) -> bytes:
 # ---------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------
-def find_sidecar(pred_path: str | Path) -> Path | None:
-    """The ``.meta.json`` next to a prediction file (``x.json.meta.json`` or ``x.meta.json``)."""
-    p = Path(pred_path)
-    for cand in (p.with_name(p.name + ".meta.json"), p.with_name(p.stem + ".meta.json")):
-        if cand.is_file() and cand != p:
-            return cand
-    return None
-
-
-def load_sidecar(path: str | Path) -> dict[str, Any]:
-    """Read a prediction sidecar; it must be a JSON object.
-
-    Raises:
-        DatasetError: Malformed JSON or not an object (names the file).
-    """
-    from synspill.coco.dataset import read_json
-
-    d = read_json(path, "prediction metadata")
-    if not isinstance(d, dict):
-        raise DatasetError(f"{path}: top level is {type(d).__name__}; a prediction .meta.json is a JSON object, e.g. {{\"model\": ...}}")
-    return d
-
-
 def resolve_classes(spec: str | Sequence[str] | None, gt: GroundTruth) -> list[int] | None:
     """Turn ``--classes`` (names, taxonomy aliases or ids, comma-separated) into GT category ids.
 
@@ -391,7 +376,7 @@ def evaluate_files(
     gt_path: str | Path,
     pred_paths: Sequence[str | Path],
     names: Sequence[str] | None = None,
-    iou_thresholds: str | Sequence[float] = "0.5:0.9:0.1",
+    iou_thresholds: str | Sequence[float] = DEFAULT_IOU,
     classes: str | Sequence[str] | None = None,
     min_score: float = 0.0,
     max_dets: int = 100,
@@ -418,7 +403,7 @@ def evaluate_files(
         UsageError: Bad thresholds, names or classes.
     """
     from synspill.coco.dataset import find_coco_file, load_coco
-    from synspill.detections import read_results
+    from synspill.detections import find_sidecar, read_results, read_sidecar
 
     thr = parse_iou_thresholds(iou_thresholds)
     if not pred_paths:
@@ -455,7 +440,7 @@ def evaluate_files(
         metrics = evaluate(gt.agnostic(), pred.agnostic(), thr, cls, max_dets, min_score) if agnostic else \
             evaluate(gt, pred, thr, cls, max_dets, min_score)
         meta_path = find_sidecar(p)
-        meta = load_sidecar(meta_path) if meta_path else {}
+        meta = read_sidecar(meta_path) if meta_path else {}
         results.append(MethodResult(name, str(p), metrics, meta, str(meta_path) if meta_path else None))
         if on_file is not None:
             on_file(p)

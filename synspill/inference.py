@@ -1,6 +1,7 @@
 """Run any predictor over a folder of images or a COCO file and write COCO results.
 
-``synspill predict`` is a thin shell over :func:`predict_to_results`. The model comes from
+``synspill predict`` is a thin shell over :func:`predict_files` (load the model a
+:class:`~synspill.models.PredictorConfig` names, then :func:`predict_to_results`). The model comes from
 :func:`synspill.predictors.load_predictor` (YOLO, RF-DETR or the VLM), so every backend is
 driven the same way. Images are decoded in a background thread while the model works on
 the previous batch.
@@ -9,7 +10,7 @@ Outputs, next to ``OUT`` (a ``.json`` path):
 
 - ``OUT``: COCO results, a list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``
   (absolute pixels of the original image, taxonomy ids; ``score`` omitted when a model gives none);
-- ``OUT.meta.json``: ``{"model", "backend", "n_images", "n_detections", "unscored",
+- the sidecar ``<stem>.meta.json`` (:func:`synspill.detections.sidecar_path`): ``{"model", "backend", "n_images", "n_detections", "unscored",
   "parse_dropped": {reason: count}, ...}`` -- what ``synspill eval`` reports beside the scores;
 - ``<stem>.images.json`` when the images came from a folder: the generated COCO image list
   (ids, file names, sizes) that the results' ``image_id`` refer to.
@@ -29,13 +30,12 @@ from typing import Any
 import numpy as np
 
 from synspill.coco.dataset import CocoDataset, ImageRecord, load_coco
-from synspill.detections import Detections, Predictor, write_results
+from synspill.detections import Detections, Predictor, write_results, write_sidecar
 from synspill.errors import DatasetError, OutputExists
-from synspill.io import write_json
+from synspill.io import IMAGE_SUFFIXES, list_images, write_json
+from synspill.models import PredictorConfig
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 def image_source(path: str | Path) -> tuple[CocoDataset, bool]:
@@ -56,9 +56,9 @@ def image_source(path: str | Path) -> tuple[CocoDataset, bool]:
         raise DatasetError(f"{p}: no such file or folder; pass a folder of images or a COCO file (--images)")
     if p.is_file() or any((p / n).exists() for n in ("annotations.json", "_annotations.coco.json", "instances.json", "coco.json")):
         return load_coco(p), False
-    files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+    files = list_images(p)
     if not files:
-        raise DatasetError(f"{p}: folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))}) and no annotations.json")
+        raise DatasetError(f"{p}: folder has no images ({', '.join(IMAGE_SUFFIXES)}) and no annotations.json")
     from PIL import Image, UnidentifiedImageError
 
     images = []
@@ -222,9 +222,54 @@ def predict_to_results(
         "seconds": round(seconds, 3),
         **(extra_meta or {}),
     }
-    meta_path = out.with_name(out.name + ".meta.json")
-    write_json(meta_path, meta, indent=2)
+    meta_path = write_sidecar(out, meta)
     return PredictSummary(out, meta_path, images_list, len(ds.images), n_det, seconds, meta)
+
+
+def predict_files(
+    cfg: PredictorConfig,
+    images: str | Path,
+    out: str | Path,
+    save_images: str | Path | None = None,
+    force: bool = False,
+    extra_meta: dict[str, Any] | None = None,
+    on_start: Callable[[str, int], None] | None = None,
+    on_item: Callable[[ImageRecord, Detections], None] | None = None,
+) -> PredictSummary:
+    """Load the model ``cfg`` names and write its COCO results on ``images`` (plus the sidecar).
+
+    The output and the images are checked before the (slow) model load. The sidecar records
+    ``cfg``'s ``conf``, ``imgsz``, ``classes``, ``device``, ``adapter`` and ``prompt``, then
+    ``extra_meta``.
+
+    Args:
+        cfg: The model and how to run it (``backend`` ``auto`` is resolved here).
+        images: Folder of images, or a COCO file (its image ids are kept for eval).
+        out: Results path (``.json``).
+        save_images: Folder for annotated copies of the images (None: none).
+        force: Overwrite existing results.
+        extra_meta: More sidecar keys (the experiment runner's cell and evaluation hash).
+        on_start: Called with ``(backend, n_images)`` once the inputs are known to be good.
+        on_item: Called after each image (progress).
+
+    Raises:
+        OutputExists: ``out`` exists and not ``force``.
+        DatasetError: No images, or an unreadable one.
+    """
+    from synspill.predictors import load_predictor
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise OutputExists(f"{out} exists; pass --force to overwrite it or choose another --out")
+    ds, _ = image_source(images)
+    backend = cfg.resolved_backend()
+    if on_start is not None:
+        on_start(backend, len(ds.images))
+    predictor = load_predictor(cfg)
+    meta = {"conf": cfg.conf, "imgsz": cfg.imgsz, "classes": list(cfg.classes) if cfg.classes else None,
+            "device": cfg.device, "adapter": cfg.adapter, "prompt": cfg.prompt, **(extra_meta or {})}
+    return predict_to_results(predictor, images, out, batch=cfg.batch, backend=backend, model=cfg.model,
+                              save_images=save_images, force=True, extra_meta=meta, on_item=on_item)
 
 
 class _Drawer:

@@ -1,4 +1,4 @@
-"""Atomic file writes: write to a temp name in the same folder, fsync, rename.
+"""Files: atomic writes (temp name in the same folder, fsync, rename) and image listing.
 
 A crash or Ctrl-C leaves either the old file or the new one, never a half-written one.
 """
@@ -12,6 +12,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+#: Image file suffixes synspill reads, lower case (a search by stem tries them in this order).
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Image files in ``folder`` (and its subfolders when ``recursive``), sorted by path.
+
+    A file counts when its suffix (any case) is one of :data:`IMAGE_SUFFIXES`. Hidden
+    files and folders (a name starting with ``.``, e.g. temp files of an interrupted write
+    or ``.ipynb_checkpoints``) are skipped. The caller decides whether an empty list is an
+    error (and words it).
+    """
+    root = Path(folder)
+    found = root.rglob("*") if recursive else root.iterdir()
+    return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
 @contextmanager

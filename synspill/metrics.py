@@ -20,7 +20,8 @@ are "ignore" regions: they are not counted as ground truth, may absorb any numbe
 predictions, and a prediction absorbed by one is neither a hit nor a false positive. A
 prediction only falls back to a crowd box when no regular box is free at IoU >= t.
 
-Boxes are COCO ``[x, y, w, h]`` in absolute pixels unless a name says ``xyxy``.
+Boxes are COCO ``[x, y, w, h]`` in absolute pixels unless a name says ``xyxy``; the box
+arithmetic (IoU, conversions) is in :mod:`synspill.boxes`.
 
 Differences from pycocotools (deliberate, documented in ``docs/eval.md``): predictions
 without a score are accepted (score 1.0, file order kept) and counted in
@@ -37,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from synspill.boxes import paired_iou_xywh, xyxy_to_xywh
 from synspill.errors import DatasetError, UsageError
 
 log = logging.getLogger(__name__)
@@ -47,87 +49,13 @@ COCO_IOU_THRESHOLDS: np.ndarray = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.
 COCO_RECALL_THRESHOLDS: np.ndarray = np.linspace(0.0, 1.0, int(np.round((1.0 - 0.0) / 0.01)) + 1, endpoint=True)
 #: The paper's hit-rate thresholds 0.5, 0.6, ..., 0.9.
 HIT_IOU_THRESHOLDS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
+#: The same, as ``--iou`` and study files write it (the default everywhere).
+DEFAULT_IOU = "0.5:0.9:0.1"
 #: The one category of class-agnostic evaluation ("is there a spill here", whatever its class).
 AGNOSTIC_ID = 1
 AGNOSTIC_NAME = "any spill"
 #: pycocotools' area range "all" (boxes outside it are ignored).
 AREA_ALL: tuple[float, float] = (0.0, 1e5**2)
-
-
-# ---------------------------------------------------------------------------------------
-# Box helpers
-# ---------------------------------------------------------------------------------------
-def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
-    """Convert ``(N, 4)`` COCO ``x, y, w, h`` boxes to ``x1, y1, x2, y2`` (same units)."""
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
-
-
-def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
-    """Convert ``(N, 4)`` ``x1, y1, x2, y2`` boxes to COCO ``x, y, w, h`` (same units)."""
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
-
-
-def _pair_iou_xywh(d: np.ndarray, g: np.ndarray, crowd: np.ndarray | None = None) -> np.ndarray:
-    """IoU of matching rows ``d[i]``/``g[i]`` (both ``(P, 4)`` xywh, float64).
-
-    The arithmetic is pycocotools' ``bbIou`` operation by operation, so results are
-    bit-identical; for crowd ground truth the union is the prediction's own area.
-    """
-    w = np.minimum(d[:, 2] + d[:, 0], g[:, 2] + g[:, 0]) - np.maximum(d[:, 0], g[:, 0])
-    h = np.minimum(d[:, 3] + d[:, 1], g[:, 3] + g[:, 1]) - np.maximum(d[:, 1], g[:, 1])
-    da = d[:, 2] * d[:, 3]
-    ga = g[:, 2] * g[:, 3]
-    inter = w * h
-    union = (da + ga) - inter
-    if crowd is not None:
-        union = np.where(crowd, da, union)
-    ok = (w > 0) & (h > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(ok, inter / np.where(ok, union, 1.0), 0.0)
-
-
-def iou_xywh(dt: np.ndarray, gt: np.ndarray, iscrowd: np.ndarray | Sequence[bool] | None = None) -> np.ndarray:
-    """IoU matrix of COCO ``xywh`` boxes, exactly as ``pycocotools.mask.iou``.
-
-    Args:
-        dt: ``(N, 4)`` predictions ``x, y, w, h`` (absolute or normalised, same as ``gt``).
-        gt: ``(M, 4)`` ground truth ``x, y, w, h``.
-        iscrowd: ``(M,)``; where true the union is the prediction's area (COCO crowd rule).
-
-    Returns:
-        ``(N, M)`` float64 IoUs in [0, 1]; 0 where boxes do not overlap.
-    """
-    d = np.asarray(dt, dtype=np.float64).reshape(-1, 4)
-    g = np.asarray(gt, dtype=np.float64).reshape(-1, 4)
-    n, m = len(d), len(g)
-    crowd = None if iscrowd is None else np.broadcast_to(np.asarray(iscrowd, dtype=bool).reshape(1, -1), (n, m)).reshape(-1)
-    out = _pair_iou_xywh(np.repeat(d, m, axis=0), np.tile(g, (n, 1)), crowd)
-    return out.reshape(n, m)
-
-
-def iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix of ``x1, y1, x2, y2`` boxes.
-
-    Args:
-        a: ``(N, 4)`` boxes ``x1, y1, x2, y2`` (any consistent units).
-        b: ``(M, 4)`` boxes, same convention.
-
-    Returns:
-        ``(N, M)`` float64 IoUs in [0, 1]; 0 for non-overlapping or degenerate boxes.
-    """
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0.0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -499,7 +427,7 @@ def _match(
     pair_d = np.repeat(np.arange(n_d), n_g)
     offsets = np.cumsum(n_g) - n_g
     pair_g = np.repeat(lo - offsets, n_g) + np.arange(n_pairs)
-    iou = _pair_iou_xywh(d_xywh[pair_d], g_xywh[pair_g], g_crowd[pair_g])
+    iou = paired_iou_xywh(d_xywh[pair_d], g_xywh[pair_g], g_crowd[pair_g])
     thr = np.minimum(thresholds, 1 - 1e-10)[:, None]  # pycocotools: iou = min([t, 1-1e-10])
     # Pairs below the lowest threshold can never match: drop them (most pairs in busy images).
     keep = iou >= thr.min()
@@ -574,11 +502,49 @@ def evaluate(
         UsageError: Bad thresholds or class filter.
     """
     hit_thr = np.array(parse_iou_thresholds(iou_thresholds), dtype=np.float64)
-    warnings: list[str] = []
+    d_img, cat_ids = _check_predictions(gt, pred, classes)
+    g = _GtRows.of(gt, cat_ids)
+    d = _PredRows.of(pred, d_img, cat_ids)
+
+    # match once for the union of COCO and hit-rate thresholds
+    all_thr = np.unique(np.concatenate([COCO_IOU_THRESHOLDS, hit_thr]))
+    coco_ti = np.searchsorted(all_thr, COCO_IOU_THRESHOLDS)
+    hit_ti = np.searchsorted(all_thr, hit_thr)
+    match = _match(d.grp, d.xywh, d.rank, g.grp, g.xywh, g.crowd, g.ignore, all_thr)
+    matched = match >= 0
+    m_ig = np.zeros_like(matched)
+    m_ig[matched] = g.ignore[match[matched]]
+    d_ignored = m_ig | (~matched & d.out_of_range[None, :])  # neither TP nor FP
+
+    counted = (d.score >= min_score) | d.unscored if min_score > 0 else np.ones(len(d.score), bool)
+    n_gt = np.bincount(g.k[~g.ignore], minlength=len(cat_ids)).astype(np.int64)
+    counts = _hit_counts(matched[hit_ti], m_ig[hit_ti], d_ignored[hit_ti], d.k, counted, n_gt, len(gt.image_ids))
+    coco_prec, ap50, ap = _coco_accumulate(
+        matched[coco_ti], d_ignored[coco_ti], match[coco_ti], g.annid, d.rank < max_dets,
+        d.k, d.img, d.file, d.score, n_gt, len(cat_ids),
+    )
+    s = coco_prec[coco_prec > -1]
+    s50 = coco_prec[0][coco_prec[0] > -1]
+    return EvalMetrics(
+        iou_thresholds=hit_thr, category_ids=cat_ids.copy(),
+        category_names=[gt.category_names.get(int(c), str(int(c))) for c in cat_ids], n_images=len(gt.image_ids),
+        n_gt=n_gt, n_pred=np.bincount(d.k[counted], minlength=len(cat_ids)).astype(np.int64), **counts,
+        map50=float(np.mean(s50)) if s50.size else float("nan"), map50_95=float(np.mean(s)) if s.size else float("nan"),
+        ap50=ap50, ap50_95=ap, coco_precision=coco_prec, pr_recall=COCO_RECALL_THRESHOLDS.copy(),
+        n_unscored=d.n_unscored, n_pred_total=int(counted.sum()), min_score=float(min_score), max_dets=int(max_dets),
+        warnings=_warnings(d.n_unscored, len(d.score), g.annid, n_gt),
+    )
+
+
+def _check_predictions(gt: GroundTruth, pred: Predictions, classes: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Every prediction's image index into ``gt.image_ids``, and the evaluated category ids.
+
+    Raises:
+        DatasetError: A prediction of an unknown image or category (names the record).
+        UsageError: A class filter naming a category the ground truth does not have.
+    """
     img_ids = gt.image_ids
     n_img = len(img_ids)
-
-    # ---- validate predictions against the ground truth ----------------------------------
     d_img = np.searchsorted(img_ids, pred.image_id)
     if n_img:
         bad = (d_img >= n_img) | (img_ids[np.minimum(d_img, n_img - 1)] != pred.image_id)
@@ -598,67 +564,96 @@ def evaluate(
         if len(missing):
             raise UsageError(f"class id {int(missing[0])} is not a category of {gt.source}; use some of {cat_ids.tolist()}")
         cat_ids = cls
-    n_cat = len(cat_ids)
-    names = [gt.category_names.get(int(c), str(int(c))) for c in cat_ids]
+    return d_img, cat_ids
 
-    # ---- ground truth: keep evaluated classes; order (group, ignore, file order) ---------
-    g_keep = np.isin(gt.category_id, cat_ids)
-    g_file = np.flatnonzero(g_keep)
-    g_img = np.searchsorted(img_ids, gt.image_id[g_keep])
-    g_k = np.searchsorted(cat_ids, gt.category_id[g_keep])
-    g_area = gt.area[g_keep]
-    g_crowd = gt.iscrowd[g_keep]
-    g_ignore = g_crowd | (g_area < AREA_ALL[0]) | (g_area > AREA_ALL[1])
-    g_grp = g_img * n_cat + g_k
-    go = np.lexsort((g_file, g_ignore, g_grp))
-    g_grp, g_k, g_crowd, g_ignore = g_grp[go], g_k[go], g_crowd[go], g_ignore[go]
-    g_xywh = gt.xywh[g_keep][go]
-    g_annid = gt.ann_id[g_keep][go]
 
-    # ---- predictions: order (group, score desc, file order) ------------------------------
-    d_keep = np.isin(pred.category_id, cat_ids)
-    d_file = np.flatnonzero(d_keep)
-    score = pred.score[d_keep]
-    unscored = np.isnan(score)
-    n_unscored = int(unscored.sum())
-    score = np.where(unscored, 1.0, score)
-    d_imgk = d_img[d_keep]
-    d_k = np.searchsorted(cat_ids, pred.category_id[d_keep])
-    d_grp = d_imgk * n_cat + d_k
-    do = np.lexsort((d_file, -score, d_grp))
-    d_grp, d_k, d_imgk, d_file, score = d_grp[do], d_k[do], d_imgk[do], d_file[do], score[do]
-    d_xywh = pred.xywh[d_keep][do]
-    d_rank = np.arange(len(d_grp)) - _group_starts(d_grp)
-    d_area = d_xywh[:, 2] * d_xywh[:, 3]
-    d_out_of_range = (d_area < AREA_ALL[0]) | (d_area > AREA_ALL[1])
+@dataclass
+class _GtRows:
+    """Ground truth of the evaluated classes in pycocotools' visiting order: (group, ignore, file order).
 
-    # ---- match once for the union of COCO and hit-rate thresholds ------------------------
-    all_thr = np.unique(np.concatenate([COCO_IOU_THRESHOLDS, hit_thr]))
-    coco_ti = np.searchsorted(all_thr, COCO_IOU_THRESHOLDS)
-    hit_ti = np.searchsorted(all_thr, hit_thr)
-    match = _match(d_grp, d_xywh, d_rank, g_grp, g_xywh, g_crowd, g_ignore, all_thr)
-    matched = match >= 0
-    m_ig = np.zeros_like(matched)
-    m_ig[matched] = g_ignore[match[matched]]
-    d_ignored = m_ig | (~matched & d_out_of_range[None, :])  # neither TP nor FP
+    A *group* is one (image, class) pair: ``image index * n_classes + class index``.
+    """
 
-    # ---- hit rate, precision, FP/image (all predictions, score >= min_score) -------------
-    n_thr = len(hit_thr)
-    counted = (score >= min_score) | unscored if min_score > 0 else np.ones(len(score), bool)
-    hm, hig, hdi = matched[hit_ti], m_ig[hit_ti], d_ignored[hit_ti]
-    g_real = ~g_ignore
-    n_gt = np.bincount(g_k[g_real], minlength=n_cat).astype(np.int64)
+    grp: np.ndarray
+    k: np.ndarray  # class index into the evaluated category ids
+    crowd: np.ndarray
+    ignore: np.ndarray  # crowd or outside COCO's area range: neither counted nor missed
+    xywh: np.ndarray
+    annid: np.ndarray
+
+    @classmethod
+    def of(cls, gt: GroundTruth, cat_ids: np.ndarray) -> _GtRows:
+        keep = np.isin(gt.category_id, cat_ids)
+        file_order = np.flatnonzero(keep)
+        k = np.searchsorted(cat_ids, gt.category_id[keep])
+        area, crowd = gt.area[keep], gt.iscrowd[keep]
+        ignore = crowd | (area < AREA_ALL[0]) | (area > AREA_ALL[1])
+        grp = np.searchsorted(gt.image_ids, gt.image_id[keep]) * len(cat_ids) + k
+        order = np.lexsort((file_order, ignore, grp))
+        return cls(grp[order], k[order], crowd[order], ignore[order], gt.xywh[keep][order], gt.ann_id[keep][order])
+
+
+@dataclass
+class _PredRows:
+    """Predictions of the evaluated classes in pycocotools' visiting order: (group, score desc, file order).
+
+    Unscored predictions count as score 1.0 (file order kept); ``rank`` is a prediction's
+    position within its group.
+    """
+
+    grp: np.ndarray
+    k: np.ndarray
+    img: np.ndarray  # image index
+    file: np.ndarray  # row in the results file
+    score: np.ndarray
+    unscored: np.ndarray
+    xywh: np.ndarray
+    rank: np.ndarray
+    out_of_range: np.ndarray  # outside COCO's area range: unmatched ones are not false positives
+    n_unscored: int
+
+    @classmethod
+    def of(cls, pred: Predictions, d_img: np.ndarray, cat_ids: np.ndarray) -> _PredRows:
+        keep = np.isin(pred.category_id, cat_ids)
+        file_order = np.flatnonzero(keep)
+        score = pred.score[keep]
+        unscored = np.isnan(score)
+        score = np.where(unscored, 1.0, score)
+        img = d_img[keep]
+        k = np.searchsorted(cat_ids, pred.category_id[keep])
+        grp = img * len(cat_ids) + k
+        order = np.lexsort((file_order, -score, grp))
+        grp = grp[order]
+        xywh = pred.xywh[keep][order]
+        area = xywh[:, 2] * xywh[:, 3]
+        return cls(grp, k[order], img[order], file_order[order], score[order], unscored[order], xywh,
+                   np.arange(len(grp)) - _group_starts(grp), (area < AREA_ALL[0]) | (area > AREA_ALL[1]),
+                   int(unscored.sum()))
+
+
+def _hit_counts(matched: np.ndarray, m_ig: np.ndarray, d_ignored: np.ndarray, d_k: np.ndarray, counted: np.ndarray,
+                n_gt: np.ndarray, n_img: int) -> dict[str, np.ndarray]:
+    """Hits, TP, FP, hit rate, precision and FP/image per class and hit-rate threshold.
+
+    Args:
+        matched, m_ig, d_ignored: ``(T, N)`` per threshold and prediction: matched, matched to
+            an ignored box, neither TP nor FP.
+        d_k: ``(N,)`` class index of each prediction.
+        counted: ``(N,)`` predictions at or above ``min_score``.
+        n_gt: ``(K,)`` regular ground-truth boxes per class.
+        n_img: Evaluated images.
+    """
+    n_cat, n_thr = len(n_gt), matched.shape[0]
     hits = np.zeros((n_cat, n_thr), dtype=np.int64)
     tp = np.zeros((n_cat, n_thr), dtype=np.int64)
     fp = np.zeros((n_cat, n_thr), dtype=np.int64)
     for j in range(n_thr):
-        is_tp = hm[j] & ~hig[j] & counted
-        is_fp = ~hm[j] & ~hdi[j] & counted
+        is_tp = matched[j] & ~m_ig[j] & counted
+        is_fp = ~matched[j] & ~d_ignored[j] & counted
         tp[:, j] = np.bincount(d_k[is_tp], minlength=n_cat)
         fp[:, j] = np.bincount(d_k[is_fp], minlength=n_cat)
         # one-to-one: each real GT is matched at most once, so hits == TP per class
         hits[:, j] = tp[:, j]
-    n_pred = np.bincount(d_k[counted], minlength=n_cat).astype(np.int64)
     with np.errstate(divide="ignore", invalid="ignore"):
         hr_pc = np.where(n_gt[:, None] > 0, hits / np.maximum(n_gt, 1)[:, None], np.nan)
         has_gt = n_gt > 0
@@ -669,39 +664,23 @@ def evaluate(
         tot = denom.sum(0)
         precision = np.where(tot > 0, tp.sum(0) / np.maximum(tot, 1), np.nan)
     fp_img = fp.sum(0) / n_img if n_img else np.full(n_thr, np.nan)
+    return {"hits": hits, "tp": tp, "fp": fp, "hit_rate": hit_rate, "hit_rate_micro": np.asarray(hit_micro, dtype=np.float64),
+            "hit_rate_per_class": hr_pc, "precision": precision, "precision_per_class": prec_pc,
+            "fp_per_image": np.asarray(fp_img, dtype=np.float64)}
 
-    # ---- COCO accumulate (maxDets per image and class, 101-point interpolation) ----------
-    coco_prec, ap50, ap = _coco_accumulate(
-        matched[coco_ti], d_ignored[coco_ti], match[coco_ti], g_annid, d_rank < max_dets,
-        d_k, d_imgk, d_file, score, n_gt, n_cat,
-    )
-    s = coco_prec[coco_prec > -1]
-    map50_95 = float(np.mean(s)) if s.size else float("nan")
-    s50 = coco_prec[0][coco_prec[0] > -1]
-    map50 = float(np.mean(s50)) if s50.size else float("nan")
 
+def _warnings(n_unscored: int, n_pred: int, g_annid: np.ndarray, n_gt: np.ndarray) -> list[str]:
+    """What a reader of the numbers must know."""
+    out = []
     if n_unscored:
-        warnings.append(
-            f"{n_unscored} of {len(score)} predictions have no score: ranked as score 1.0 in file order, "
-            "so mAP reflects a single operating point"
-        )
+        out.append(f"{n_unscored} of {n_pred} predictions have no score: ranked as score 1.0 in file order, "
+                   "so mAP reflects a single operating point")
     if (g_annid == 0).any():
-        warnings.append(
-            "the ground truth has an annotation with id 0: like pycocotools, mAP counts a prediction matched "
-            "to it as a false positive (hit rate does not); renumber annotation ids from 1"
-        )
+        out.append("the ground truth has an annotation with id 0: like pycocotools, mAP counts a prediction matched "
+                   "to it as a false positive (hit rate does not); renumber annotation ids from 1")
     if not n_gt.sum():
-        warnings.append("the ground truth has no (non-crowd) boxes in the evaluated classes; hit rate and mAP are undefined")
-    return EvalMetrics(
-        iou_thresholds=hit_thr, category_ids=cat_ids.copy(), category_names=names, n_images=n_img,
-        n_gt=n_gt, n_pred=n_pred, hits=hits, tp=tp, fp=fp,
-        hit_rate=hit_rate, hit_rate_micro=np.asarray(hit_micro, dtype=np.float64), hit_rate_per_class=hr_pc,
-        precision=precision, precision_per_class=prec_pc, fp_per_image=np.asarray(fp_img, dtype=np.float64),
-        map50=map50, map50_95=map50_95, ap50=ap50, ap50_95=ap,
-        coco_precision=coco_prec, pr_recall=COCO_RECALL_THRESHOLDS.copy(),
-        n_unscored=n_unscored, n_pred_total=int(counted.sum()), min_score=float(min_score), max_dets=int(max_dets),
-        warnings=warnings,
-    )
+        out.append("the ground truth has no (non-crowd) boxes in the evaluated classes; hit rate and mAP are undefined")
+    return out
 
 
 def _coco_accumulate(

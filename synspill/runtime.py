@@ -1,6 +1,8 @@
 """Device, dtype, seeding and quantisation: the only place that resolves ``auto``.
 
-Nothing here imports torch at module level; each function imports it when called.
+Also the only place that reads the launcher's process variables (``RANK``, ``LOCAL_RANK``,
+``WORLD_SIZE``, set by ``torchrun`` / ``accelerate launch``). Nothing here imports torch at
+module level; each function imports it when called.
 """
 
 from __future__ import annotations
@@ -78,6 +80,42 @@ def resolve_device(spec: str = "auto") -> str:
     if i >= n:
         raise DeviceError(f"--device {spec!r}: only {n} CUDA device(s) (0-{n - 1}); pick one of them")
     return f"cuda:{i}"
+
+
+def world_size() -> int:
+    """Processes launched together (``WORLD_SIZE``; 1 when run alone)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def process_rank() -> int:
+    """This process's global rank (``RANK``, else ``LOCAL_RANK``; 0 when run alone)."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0)
+
+
+def is_main_process() -> bool:
+    """True for rank 0 (the process that owns output folders and run records)."""
+    return process_rank() == 0
+
+
+def launched_shard() -> tuple[int, int] | None:
+    """``(RANK, WORLD_SIZE)`` when a launcher set both, else None."""
+    rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
+    if rank is None or world is None:
+        return None
+    return int(rank), int(world)
+
+
+def process_device(spec: str) -> str:
+    """Resolve ``--device``; under ``accelerate launch``/``torchrun`` ``auto``/``cuda`` mean this process's GPU.
+
+    Each launched process has ``LOCAL_RANK``; without this every process would pick
+    ``cuda:0``. An explicit ``cuda:N`` is kept as given.
+    """
+    device = resolve_device(spec)
+    rank = os.environ.get("LOCAL_RANK")
+    if rank is not None and rank.isdigit() and spec.strip().lower() in ("auto", "cuda") and device.startswith("cuda"):
+        device = resolve_device(f"cuda:{rank}")
+    return device
 
 
 def resolve_dtype(spec: str | DType = "auto", device: str = "cpu") -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from synspill.cli import app
@@ -86,3 +87,53 @@ def test_unknown_command_is_usage_error():
 def test_module_entry_point():
     p = subprocess.run([sys.executable, "-m", "synspill", "--version"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and p.stdout.startswith("synspill ")
+
+
+def test_versions_helper_skips_or_marks_missing_packages():
+    from synspill import __version__
+    from synspill.envinfo import versions
+
+    v = versions(["synspill", "numpy", "no-such-package-xyz"])
+    assert v["synspill"] == __version__ and "numpy" in v and "no-such-package-xyz" not in v
+    assert versions(["no-such-package-xyz"], missing="not installed") == {"no-such-package-xyz": "not installed"}
+
+
+CHOICE_ROWS = [  # (command line, option): click rejects the value and names the good ones
+    (["events", "list", "--severity", "urgent"], "--severity", "critical"),
+    (["events", "list", "--status", "pending"], "--status", "closed"),
+    (["events", "export", "--out", "x.csv", "--format", "xml"], "--format", "json"),
+    (["events", "report", "--out", "rep", "--bucket", "year"], "--bucket", "month"),
+    (["predict", "--images", "i", "--out", "o.json", "--model", "m", "--backend", "onnx"], "--backend", "detr"),
+    (["predict", "--images", "i", "--out", "o.json", "--vlm", "m", "--quant", "2bit"], "--quant", "4bit"),
+    (["predict", "--images", "i", "--out", "o.json", "--vlm", "m", "--dtype", "fp8"], "--dtype", "bfloat16"),
+    (["icl", "-m", "m", "--support", "s.json", "--images", "i", "--out", "o.json", "--select", "best"], "--select", "stratified"),
+    (["finetune", "vlm", "-m", "m", "--data", "d.json", "--out", "o", "--lora", "vision"], "--lora", "v+l"),
+    (["scenes", "--out", "o", "--backend", "magic"], "--backend", "procedural"),
+    (["scenes", "--out", "o", "--scheduler", "ddim"], "--scheduler", "euler_a"),
+    (["annotate-import", "x", "--out", "o.json", "--format", "pdf"], "--format", "labelstudio"),
+    (["watch", "x", "--model", "m", "--backend", "onnx"], "--backend", "yolo"),
+]
+
+
+@pytest.mark.parametrize(("args", "option", "choice"), CHOICE_ROWS)
+def test_choices_are_enums_click_rejects(args, option, choice):
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2, r.output
+    assert f"Invalid value for '{option}'" in r.output and choice in r.output
+    cmd = args[:2] if args[0] in ("events", "finetune") else args[:1]
+    h = CliRunner(env={"COLUMNS": "250"}).invoke(app, [*cmd, "--help"])
+    assert choice in h.output  # --help lists the choices
+
+
+def test_batch_size_has_one_name_and_keeps_the_old_spelling(tmp_path):
+    r = CliRunner(env={"COLUMNS": "250"}).invoke(app, ["predict", "--help"])
+    assert "--batch-size" in r.output
+    for args in (["--batch-size", "0"], ["--batch", "0"]):  # the old spelling still works
+        r = CliRunner().invoke(app, ["predict", "--images", str(tmp_path), "--out", str(tmp_path / "o.json"), "--model", "m", *args])
+        assert r.exit_code == 2 and "--batch-size 0 must be at least 1" in r.output
+
+
+def test_json_option_is_shared():
+    for cmd in (["env"], ["dataset", "stats"], ["events", "list"]):
+        r = CliRunner(env={"COLUMNS": "250"}).invoke(app, [*cmd, "--help"])
+        assert "Print JSON on stdout (for scripts) instead of a table." in " ".join(r.output.split()), cmd

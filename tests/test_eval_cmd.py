@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from synspill import taxonomy
 from synspill.cli import app
-from synspill.evaluation import evaluate_files, find_sidecar, resolve_classes
+from synspill.detections import find_sidecar
+from synspill.evaluation import evaluate_files, resolve_classes
 from synspill.metrics import GroundTruth, Predictions, evaluate
 
 runner = CliRunner()
@@ -118,7 +119,7 @@ def test_default_names_and_sidecar_lookup(data, tmp_path):
     rep = evaluate_files(data["gt"], [data["det"], data["vlm"]])
     assert [r.name for r in rep.results] == ["yolo", "qwen"]
     assert rep.results[1].parse_dropped == {"no_json": 2, "bad_box": 1}
-    # the x.meta.json spelling is found too
+    # the current x.meta.json name is preferred over the older x.json.meta.json
     (tmp_path / "yolo.meta.json").write_text('{"model": "yolo11n"}')
     assert find_sidecar(data["det"]) == tmp_path / "yolo.meta.json"
 

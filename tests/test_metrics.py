@@ -1,4 +1,4 @@
-"""Metrics: IoU tables, hand-made hit-rate cases, mAP against pycocotools on random data."""
+"""Metrics: hand-made hit-rate cases, mAP against pycocotools on random data."""
 
 from __future__ import annotations
 
@@ -15,11 +15,7 @@ from synspill.metrics import (
     GroundTruth,
     Predictions,
     evaluate,
-    iou_xywh,
-    iou_xyxy,
     parse_iou_thresholds,
-    xywh_to_xyxy,
-    xyxy_to_xywh,
 )
 
 # ---------------------------------------------------------------------------------------
@@ -125,61 +121,6 @@ def pycoco_eval(gt, res, iou_thrs=None, max_dets=None, cat_ids=None, summarize=T
         if summarize:
             e.summarize()
     return e
-
-
-# ---------------------------------------------------------------------------------------
-# IoU
-# ---------------------------------------------------------------------------------------
-GT_BOX = [0, 0, 10, 10]
-IOU_TABLE = [  # (prediction xywh, IoU with GT_BOX [0,0,10,10]) computed by hand
-    ([0, 0, 10, 10], 1.0),          # identical
-    ([5, 0, 10, 10], 50 / 150),      # half overlap: 50 / (100 + 100 - 50)
-    ([0, 0, 5, 10], 0.5),            # inside, half the area: 50 / 100
-    ([0, 0, 5, 5], 0.25),            # quarter inside
-    ([2, 2, 6, 6], 0.36),            # centred inside: 36 / 100
-    ([5, 5, 10, 10], 25 / 175),      # corner overlap
-    ([-5, -5, 20, 20], 0.25),        # contains GT: 100 / 400
-    ([10, 0, 10, 10], 0.0),          # touching edge
-    ([20, 20, 5, 5], 0.0),           # disjoint
-]
-
-
-def test_iou_hand_computed_table():
-    dt = np.array([b for b, _ in IOU_TABLE], dtype=float)
-    want = np.array([v for _, v in IOU_TABLE])
-    got = iou_xywh(dt, [GT_BOX])[:, 0]
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-15)
-    got_xyxy = iou_xyxy(xywh_to_xyxy(dt), xywh_to_xyxy(np.array([GT_BOX])))[:, 0]
-    np.testing.assert_allclose(got_xyxy, want, rtol=0, atol=1e-15)
-    # symmetric for non-crowd boxes
-    np.testing.assert_allclose(iou_xywh([GT_BOX], dt)[0], want, atol=1e-15)
-
-
-def test_iou_crowd_uses_prediction_area():
-    # a 5x5 prediction inside a 10x10 crowd region: intersection / prediction area = 1
-    assert iou_xywh([[0, 0, 5, 5]], [GT_BOX], iscrowd=[1])[0, 0] == 1.0
-    assert iou_xywh([[0, 0, 5, 5]], [GT_BOX], iscrowd=[0])[0, 0] == 0.25
-    # half outside: 50 / 100 (prediction area), not 50 / 150
-    assert iou_xywh([[5, 0, 10, 10]], [GT_BOX], iscrowd=[1])[0, 0] == 0.5
-
-
-def test_iou_equals_pycocotools_bitwise():
-    from pycocotools import mask as mask_utils
-
-    rng = np.random.default_rng(1)
-    d = np.c_[rng.uniform(0, 50, (30, 2)), rng.uniform(1, 40, (30, 2))]
-    g = np.c_[rng.uniform(0, 50, (20, 2)), rng.uniform(1, 40, (20, 2))]
-    crowd = rng.random(20) < 0.3
-    ref = mask_utils.iou(d.tolist(), g.tolist(), crowd.astype(np.uint8).tolist())
-    assert np.array_equal(iou_xywh(d, g, crowd), ref)
-
-
-def test_box_conversions_roundtrip_and_shapes():
-    b = np.array([[1.5, 2.0, 3.0, 4.5]])
-    assert xywh_to_xyxy(b).tolist() == [[1.5, 2.0, 4.5, 6.5]]
-    assert np.allclose(xyxy_to_xywh(xywh_to_xyxy(b)), b)
-    assert iou_xyxy(np.zeros((0, 4)), np.zeros((3, 4))).shape == (0, 3)
-    assert iou_xywh(np.zeros((2, 4)), np.zeros((0, 4))).shape == (2, 0)
 
 
 # ---------------------------------------------------------------------------------------

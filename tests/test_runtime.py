@@ -178,3 +178,15 @@ def test_ultralytics_cpu_device_keeps_our_thread_count(monkeypatch, clean_thread
         runtime.set_threads(None)
         runtime.apply_threads()
         torch.set_num_threads(before)
+
+def test_launcher_variables_are_read_in_one_place(monkeypatch):
+    from synspill import runtime
+
+    for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(k, raising=False)
+    assert (runtime.world_size(), runtime.process_rank(), runtime.is_main_process(), runtime.launched_shard()) == (1, 0, True, None)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert runtime.process_rank() == 1 and not runtime.is_main_process() and runtime.launched_shard() is None
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert runtime.process_rank() == 3 and runtime.world_size() == 4 and runtime.launched_shard() == (3, 4)

@@ -15,7 +15,7 @@ import os
 import random
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from synspill import taxonomy
@@ -25,6 +25,10 @@ from synspill.errors import DatasetError, UsageError
 log = logging.getLogger(__name__)
 
 SPLIT_NAMES = ("train", "val", "test")
+#: train/val/test fractions when none are given.
+DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
+#: The manifest :func:`split_to_folder` writes beside the splits.
+SPLIT_MANIFEST = "split.json"
 
 
 # ---- paths -----------------------------------------------------------------------------
@@ -202,7 +206,7 @@ def parse_fractions(spec: str | Sequence[float]) -> tuple[float, ...]:
 
 def split(
     ds: CocoDataset,
-    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    fractions: str | Sequence[float] = DEFAULT_FRACTIONS,
     seed: int = 0,
     names: Sequence[str] | None = None,
 ) -> dict[str, CocoDataset]:
@@ -274,6 +278,63 @@ def split(
     for name, part in out.items():
         part.info = {**ds.info, "split": name, "split_seed": seed, "split_fractions": list(fr)}
     return out
+
+
+@dataclass
+class SplitResult:
+    """What :func:`split_to_folder` wrote.
+
+    Attributes:
+        files: Split name -> its COCO file (``train``, ``val``[, ``test``]).
+        manifest: The manifest ``split.json`` (source, seed, fractions, version, summary).
+        summary: Split name -> ``images``, ``annotations``, ``images_without_boxes`` and
+            per-class ``{"boxes", "images"}`` (from :func:`dataset_stats`).
+        seed: The seed used.
+    """
+
+    files: dict[str, Path]
+    manifest: Path
+    summary: dict[str, dict]
+    seed: int
+
+
+def split_to_folder(coco: str | os.PathLike, out: str | os.PathLike, fractions: str | Sequence[float] = DEFAULT_FRACTIONS,
+                    seed: int = 0, images: str | os.PathLike | None = None, force: bool = False) -> SplitResult:
+    """Split a dataset (see :func:`split`) into ``out/<split>.json`` plus the manifest ``out/split.json``.
+
+    Args:
+        coco: COCO file or dataset folder.
+        out: Folder to write to (created); ``file_name`` s are re-rooted there (:func:`rebase`).
+        fractions: ``"0.8,0.1,0.1"`` or a sequence of 2-3 fractions summing to 1.
+        seed: Same seed, same split.
+        images: Folder ``file_name`` is relative to (default: the JSON's folder).
+        force: Overwrite existing split files.
+
+    Raises:
+        OutputExists: A split file or the manifest exists and not ``force`` (nothing is written).
+    """
+    from synspill import __version__
+    from synspill.coco.dataset import load_coco, save_coco
+    from synspill.errors import OutputExists
+    from synspill.io import write_json
+
+    out = Path(out)
+    fr = parse_fractions(fractions)
+    ds = load_coco(coco, images)
+    parts = split(ds, fr, seed)
+    files = {name: out / f"{name}.json" for name in parts}
+    for p in [*files.values(), out / SPLIT_MANIFEST]:
+        if p.exists() and not force:
+            raise OutputExists(f"{p} exists; pass --force to overwrite the split or choose another --out")
+    keep = ("images", "annotations", "images_without_boxes", "classes")
+    summary = {}
+    for name, part in parts.items():
+        save_coco(rebase(part, out), files[name])
+        summary[name] = {k: v for k, v in dataset_stats(part).items() if k in keep}
+    manifest = out / SPLIT_MANIFEST
+    write_json(manifest, {"source": str(Path(coco).resolve()), "seed": seed, "fractions": list(fr), "synspill": __version__,
+                          "splits": summary}, indent=1)
+    return SplitResult(files, manifest, summary, seed)
 
 
 def class_image_counts(ds: CocoDataset) -> dict[int, int]:

@@ -2,79 +2,43 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from synspill.coco.formats import ImportFormat
 from synspill.commands.options import ForceOpt
-
-
-class ImportFormat(str, Enum):
-    auto = "auto"
-    labelme = "labelme"
-    cvat = "cvat"
-    labelstudio = "labelstudio"
-    voc = "voc"
-    yolo = "yolo"
-    coco = "coco"
 
 
 def register(app: typer.Typer) -> None:
     app.command("annotate-import")(annotate_import)
 
 
-def report_path(out: Path) -> Path:
-    """The per-item import report written beside ``out`` (``x.json`` -> ``x.import-report.json``)."""
-    return out.with_name(f"{out.stem}.import-report.json")
-
-
 def annotate_import(
     src: Annotated[list[Path], typer.Argument(help="Export file(s) or folder(s) from LabelMe, CVAT, Label Studio, VOC, YOLO or COCO.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output COCO JSON file.", show_default=False)],
     images: Annotated[Path | None, typer.Option("--images", help="Folder of the scene images (default: look beside the exports).")] = None,
-    fmt: Annotated[ImportFormat, typer.Option("--format", help="Export format; auto detects it from the files.")] = ImportFormat.auto,
+    fmt: Annotated[ImportFormat | None, typer.Option("--format", help="Export format; auto (the default) detects it from the files.")] = None,
     mapping: Annotated[list[str] | None, typer.Option("--map", help="Map a tool label to a class: --map 'oil puddle=oil-spill' (repeatable).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on unknown labels and missing images instead of skipping them.")] = False,
-    min_size: Annotated[float, typer.Option("--min-size", help="Skip boxes narrower or lower than this many pixels.")] = 1.0,
+    min_size: Annotated[float | None, typer.Option("--min-size", help="Skip boxes narrower or lower than this many pixels.")] = None,
     force: ForceOpt = False,
 ) -> None:
     """Import expert boxes from annotation tools into a COCO dataset over the scene images.
 
     Labels are mapped onto the eight spill classes (--map, then built-in aliases); unknown labels, missing images and degenerate boxes are skipped and reported per item (errors with --strict). Boxes sticking out of the image are clipped and reported.
     """
-    from synspill.coco.dataset import save_coco
-    from synspill.coco.importers import import_annotations
-    from synspill.coco.tools import parse_label_map, rebase
+    from synspill.coco.importers import import_to_file
+    from synspill.coco.tools import parse_label_map
     from synspill.console import console, progress_task
-    from synspill.errors import OutputExists, UsageError
-    from synspill.io import write_json
+    from synspill.params import given
 
-    if out.suffix.lower() != ".json":
-        raise UsageError(f"--out {out}: the output is a COCO .json file; e.g. --out spills.json")
-    rpath = report_path(out)
-    for p in (out, rpath):
-        if p.exists() and not force:
-            raise OutputExists(f"{p} exists; pass --force to overwrite it or choose another --out")
-    label_map = parse_label_map(mapping)
     with progress_task("reading exports", None) as advance:
-        res = import_annotations(
-            src,
-            fmt=fmt.value,
-            images=images,
-            label_map=label_map,
-            strict=strict,
-            embed_dir=out.parent / "images",
-            exclude=[out, rpath],
-            min_size=min_size,
-            on_file=lambda _f: advance(),
-        )
-    ds = rebase(res.dataset, out.parent)
-    ds.check_image_files(str(out))
-    save_coco(ds, out)
-    write_json(rpath, res.report.to_dict(), indent=1)
-    print_summary(res.report, out, rpath, console)
+        res = import_to_file(src, out, force=force, label_map=parse_label_map(mapping), strict=strict,
+                             on_file=lambda _f: advance(), **given(fmt=fmt, images=images, min_size=min_size))
+    assert res.report_path is not None
+    print_summary(res.report, out, res.report_path, console)
 
 
 def print_summary(rep, out: Path, rpath: Path, console) -> None:  # noqa: ANN001 - rich types stay lazy

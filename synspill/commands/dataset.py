@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from synspill.commands.options import ForceOpt, OutDirOpt, SeedOpt
+from synspill.commands.options import ForceOpt, JsonOpt, OutDirOpt, SeedOpt
 
 dataset_app = typer.Typer(
     help="Inspect, split and merge COCO datasets: [bold]stats[/], [bold]split[/], [bold]merge[/].",
@@ -27,7 +27,7 @@ def stats(
     coco: Annotated[Path, typer.Argument(help="COCO JSON file or dataset folder.", show_default=False)],
     images: ImagesOpt = None,
     check_images: Annotated[bool, typer.Option("--check-images", help="Also check every image file exists and is readable.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of tables.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Images, boxes, images without boxes, boxes and images per class, box sizes."""
     import json
@@ -61,42 +61,27 @@ def stats(
 def split(
     coco: Annotated[Path, typer.Argument(help="COCO JSON file or dataset folder.", show_default=False)],
     out: OutDirOpt,
-    fractions: Annotated[str, typer.Option("--fractions", help="train,val[,test] fractions summing to 1.")] = "0.8,0.1,0.1",
-    seed: SeedOpt = 0,
+    fractions: Annotated[str | None, typer.Option("--fractions", help="train,val[,test] fractions summing to 1, e.g. 0.7,0.15,0.15 (default: an 80/10/10 split).", show_default=False)] = None,
+    seed: SeedOpt = None,
     images: ImagesOpt = None,
     force: ForceOpt = False,
 ) -> None:
-    """Seeded train/val/test split stratified by class; writes train.json, val.json[, test.json]."""
-    from synspill import __version__
-    from synspill.coco.dataset import load_coco, save_coco
-    from synspill.coco.tools import dataset_stats, parse_fractions, rebase
-    from synspill.coco.tools import split as split_ds
-    from synspill.console import console
-    from synspill.errors import OutputExists
-    from synspill.io import write_json
-
-    fr = parse_fractions(fractions)
-    ds = load_coco(coco, images)
-    parts = split_ds(ds, fr, seed)
-    targets = [out / f"{name}.json" for name in parts] + [out / "split.json"]
-    for p in targets:
-        if p.exists() and not force:
-            raise OutputExists(f"{p} exists; pass --force to overwrite the split or choose another --out")
-    summary = {}
-    for name, part in parts.items():
-        save_coco(rebase(part, out), out / f"{name}.json")
-        summary[name] = {k: v for k, v in dataset_stats(part).items() if k in ("images", "annotations", "images_without_boxes", "classes")}
-    write_json(out / "split.json", {"source": str(Path(coco).resolve()), "seed": seed, "fractions": list(fr), "synspill": __version__, "splits": summary}, indent=1)
+    """Seeded train/val/test split stratified by class; writes train.json, val.json[, test.json] and split.json."""
     from rich.table import Table
 
-    t = Table(title=f"split of {coco} (seed {seed}) -> {out}", title_justify="left")
+    from synspill.coco.tools import split_to_folder
+    from synspill.console import console
+    from synspill.params import given
+
+    res = split_to_folder(coco, out, images=images, force=force, **given(fractions=fractions, seed=seed))
+    summary = res.summary
+    t = Table(title=f"split of {coco} (seed {res.seed}) -> {out}", title_justify="left")
     t.add_column("class")
-    for name in parts:
+    for name in summary:
         t.add_column(f"{name} boxes/images", justify="right")
-    t.add_row("[bold]all images[/]", *[str(summary[n]["images"]) for n in parts])
-    names = sorted({c for n in parts for c in summary[n]["classes"]})
-    for c in names:
-        t.add_row(c, *[f"{summary[n]['classes'].get(c, {}).get('boxes', 0)}/{summary[n]['classes'].get(c, {}).get('images', 0)}" for n in parts])
+    t.add_row("[bold]all images[/]", *[str(summary[n]["images"]) for n in summary])
+    for c in sorted({c for n in summary for c in summary[n]["classes"]}):
+        t.add_row(c, *[f"{summary[n]['classes'].get(c, {}).get('boxes', 0)}/{summary[n]['classes'].get(c, {}).get('images', 0)}" for n in summary])
     console.print(t)
 
 

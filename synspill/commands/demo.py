@@ -15,40 +15,44 @@ def register(app: typer.Typer) -> None:
 
 
 def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("synspill-demo"),
-    n_images: Annotated[int, typer.Option("--n-images", help="Synthetic images (split 80/10/10).")] = 2000,
-    size: Annotated[int, typer.Option("--size", help="Scene size in pixels.")] = 160,
-    epochs: Annotated[int, typer.Option("--epochs", help="YOLO11n training epochs (more epochs: higher mAP, longer).")] = 40,
-    imgsz: Annotated[int, typer.Option("--imgsz", help="YOLO training/inference size.")] = 160,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: synspill-demo).", show_default=False)] = None,
+    n_images: Annotated[int | None, typer.Option("--n-images", help="Synthetic images (split 80/10/10).", show_default=False)] = None,
+    size: Annotated[int | None, typer.Option("--size", help="Scene size in pixels.", show_default=False)] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="YOLO11n training epochs (more epochs: higher mAP, longer).", show_default=False)] = None,
+    imgsz: Annotated[int | None, typer.Option("--imgsz", help="YOLO training/inference size.", show_default=False)] = None,
     detr: Annotated[bool, typer.Option("--detr", help="Also fine-tune RF-DETR Nano (slower on CPU).")] = False,
     skip_watch: Annotated[bool, typer.Option("--skip-watch", help="Leave out the watch stage.")] = False,
-    seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
     force: ForceOpt = False,
 ) -> None:
     """Run the whole pipeline: synthesise -> train YOLO11n -> evaluate -> watch a video.
 
-    Re-running reuses finished stages; [bold]--force[/] redoes them.
+    Re-running reuses finished stages; [bold]--force[/] redoes them. Unset options keep the
+    defaults of [bold]synspill.demo.DemoConfig[/] (measured: README, demo section).
     """
     import time
 
     from rich.markup import escape
     from rich.table import Table
 
-    from synspill.console import console, make_progress, out_console
+    from synspill.console import console, describe_epoch, make_progress, out_console
     from synspill.demo import DemoConfig, run_demo
+    from synspill.params import given
+    from synspill.watch import DEFAULT_DB
 
-    cfg = DemoConfig(out=out, n_images=n_images, size=size, epochs=epochs, imgsz=imgsz, detr=detr, seed=seed,
-                     device=device, force=force, skip_watch=skip_watch)
-    console.print(f"[bold]synspill demo[/] -> {out}  (procedural data, {cfg.model} from scratch, CPU-friendly defaults)")
+    cfg = DemoConfig(detr=detr, force=force, skip_watch=skip_watch,
+                     **given(out=out, n_images=n_images, size=size, epochs=epochs, imgsz=imgsz, seed=seed, device=device))
+    console.print(f"[bold]synspill demo[/] -> {cfg.out}  (procedural data, {cfg.model} from scratch, CPU-friendly defaults)")
     t0 = time.perf_counter()
     tasks: dict[str, Any] = {}
     with make_progress() as progress:
 
-        def on_progress(stage: str, done: int, total: int | None, info: str) -> None:
+        def on_progress(stage: str, done: int, total: int | None, info: dict[str, Any]) -> None:
             if stage not in tasks:
                 tasks[stage] = progress.add_task(stage, total=total)
-            label = escape(f"{stage} [{info}]" if info else stage)
+            text = describe_epoch(info)
+            label = escape(f"{stage} [{text}]" if text else stage)
             progress.update(tasks[stage], completed=done, total=total, description=label)
 
         def on_stage(stage: str, reused: bool) -> None:
@@ -87,6 +91,6 @@ def demo(
         "  synspill scenes --model /weights/sdxl-base --style-refs plant_photos/ --n 2000 --out scenes/\n"
         "  synspill inpaint --scenes scenes/ --boxes expert_boxes.json --model /weights/sdxl-turbo --out synspill/\n"
         "  synspill finetune vlm --model /weights/Qwen2.5-VL-7B-Instruct --lora v+l --data synspill/annotations.json --out runs/vlm\n"
-        "  synspill watch rtsp://camera/stream --model runs/vlm --threshold 0.5 --db events.sqlite"
+        f"  synspill watch rtsp://camera/stream --model runs/vlm --threshold 0.5 --db {DEFAULT_DB}"
     )
     console.print(f"demo finished in {time.perf_counter() - t0:.0f} s" + (f" (reused: {', '.join(res.reused)})" if res.reused else ""))

@@ -6,13 +6,15 @@ from typing import Annotated
 
 import typer
 
+from synspill.commands.options import JsonOpt
+
 
 def register(app: typer.Typer) -> None:
     app.command("env")(env)
 
 
 def env(
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")] = False,
+    json_out: JsonOpt = False,
     no_torch: Annotated[bool, typer.Option("--no-torch", help="Skip importing torch (no accelerator probe).")] = False,
 ) -> None:
     """Show versions, CPU/CUDA/MPS availability and where model weights are looked up."""

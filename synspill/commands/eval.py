@@ -18,10 +18,10 @@ def eval_cmd(
     gt: Annotated[Path, typer.Option("--gt", help="Ground-truth COCO JSON (or a dataset folder with annotations.json).")],
     pred: Annotated[list[Path], typer.Option("--pred", help="COCO results JSON: a list of {image_id, category_id, bbox (x, y, w, h), score (optional)}; repeat for several methods.")],
     name: Annotated[list[str] | None, typer.Option("--name", help="Row label for each --pred, in the same order (default: file name).")] = None,
-    iou: Annotated[str, typer.Option("--iou", help="Hit-rate IoU thresholds: 0.5, a list 0.5,0.75 or a range start:stop:step.")] = "0.5:0.9:0.1",
+    iou: Annotated[str | None, typer.Option("--iou", help="Hit-rate IoU thresholds: 0.5, a list 0.5,0.75 or a range start:stop:step (default: the paper's 0.5 to 0.9).", show_default=False)] = None,
     classes: ClassesOpt = None,
     agnostic: Annotated[bool, typer.Option("--agnostic", help="Class-agnostic: any predicted spill class counts for any ground-truth spill (one class, 'any spill').")] = False,
-    min_score: Annotated[float, typer.Option("--min-score", help="Leave predictions below this score out of hit rate, precision and FP/img (mAP uses all).")] = 0.0,
+    min_score: Annotated[float | None, typer.Option("--min-score", help="Leave predictions below this score out of hit rate, precision and FP/img (mAP uses all; default: keep all).", show_default=False)] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report: a .json, .csv or .md file, or a folder (gets all three).")] = None,
     plots: Annotated[Path | None, typer.Option("--plots", help="Folder for PNG plots: hit rate vs IoU, precision-recall at IoU 0.5.")] = None,
     force: ForceOpt = False,
@@ -34,10 +34,11 @@ def eval_cmd(
 
     from synspill.console import console, out_console, progress_task
     from synspill.evaluation import evaluate_files
+    from synspill.params import given
 
     with progress_task("evaluating", len(pred)) as advance:
-        report = evaluate_files(gt, pred, names=name, iou_thresholds=iou, classes=classes,
-                                min_score=min_score, on_file=lambda _p: advance(), agnostic=agnostic)
+        report = evaluate_files(gt, pred, names=name, classes=classes, on_file=lambda _p: advance(), agnostic=agnostic,
+                                **given(iou_thresholds=iou, min_score=min_score))
 
     table = Table(title=f"synspill eval - {report.n_images} images, {report.n_gt} boxes, {len(report.category_ids)} classes")
     for i, h in enumerate(report.comparison_header()):

@@ -7,6 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
+from synspill.commands.options import JsonOpt
+from synspill.watch import DEFAULT_DB, Bucket, EventStatus, ExportFormat, Severity
+
 events_app = typer.Typer(
     help="The spill event log written by [bold]synspill watch[/]: list, ack, export, report.",
     no_args_is_help=True,
@@ -19,9 +22,9 @@ ZoneOpt = Annotated[str | None, typer.Option("--zone", help="Only this zone.")]
 ClassOpt = Annotated[str | None, typer.Option("--class", help="Only this class (name, alias or id).")]
 SinceOpt = Annotated[str | None, typer.Option("--since", help="First seen at/after: ISO date/time or a span back (24h, 7d).")]
 UntilOpt = Annotated[str | None, typer.Option("--until", help="First seen before: ISO date/time or a span back.")]
-SeverityOpt = Annotated[str | None, typer.Option("--severity", help="This level and above: low, medium, high, critical.")]
+SeverityOpt = Annotated[Severity | None, typer.Option("--severity", help="This level and above.")]
 UnackedOpt = Annotated[bool, typer.Option("--unacked", help="Only events nobody acknowledged.")]
-StatusOpt = Annotated[str | None, typer.Option("--status", help="open or closed.")]
+StatusOpt = Annotated[EventStatus | None, typer.Option("--status", help="Only open or only closed events.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -29,25 +32,20 @@ def register(app: typer.Typer) -> None:
 
 
 def _filter(camera: str | None, zone: str | None, cls: str | None, since: str | None, until: str | None,
-            severity: str | None, unacked: bool, status: str | None) -> Any:
+            severity: Severity | None, unacked: bool, status: EventStatus | None) -> Any:
     from synspill import taxonomy
-    from synspill.errors import UsageError
-    from synspill.watch.alerts import LEVELS
     from synspill.watch.report import parse_time
     from synspill.watch.store import EventFilter
 
-    if severity is not None and severity not in LEVELS:
-        raise UsageError(f"--severity {severity!r}: use one of {', '.join(LEVELS)}")
-    if status is not None and status not in ("open", "closed"):
-        raise UsageError(f"--status {status!r}: use open or closed")
     name = taxonomy.BY_ID[taxonomy.class_id(cls)].name if cls else None
     return EventFilter(camera=camera, zone=zone, class_name=name, since=parse_time(since) if since else None,
-                       until=parse_time(until) if until else None, min_severity=severity, unacked=unacked, status=status)
+                       until=parse_time(until) if until else None, min_severity=severity.value if severity else None,
+                       unacked=unacked, status=status.value if status else None)
 
 
 @events_app.command("list")
 def list_events(
-    db: DbOpt = Path("events.sqlite"),
+    db: DbOpt = Path(DEFAULT_DB),
     camera: CameraOpt = None,
     zone: ZoneOpt = None,
     cls: ClassOpt = None,
@@ -57,7 +55,7 @@ def list_events(
     unacked: UnackedOpt = False,
     status: StatusOpt = None,
     limit: Annotated[int | None, typer.Option("--limit", help="At most this many (the newest).")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="JSON lines on stdout instead of a table.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """List spill events (oldest first), filtered."""
     from synspill.console import out_console
@@ -87,7 +85,7 @@ def list_events(
 @events_app.command("ack")
 def ack(
     ids: Annotated[list[int], typer.Argument(help="Event ids to acknowledge.")],
-    db: DbOpt = Path("events.sqlite"),
+    db: DbOpt = Path(DEFAULT_DB),
 ) -> None:
     """Acknowledge events (someone looked at them)."""
     from synspill.console import console
@@ -101,8 +99,8 @@ def ack(
 @events_app.command("export")
 def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file.")],
-    fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
-    db: DbOpt = Path("events.sqlite"),
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="File format.")] = ExportFormat.csv,
+    db: DbOpt = Path(DEFAULT_DB),
     camera: CameraOpt = None,
     zone: ZoneOpt = None,
     cls: ClassOpt = None,
@@ -119,15 +117,15 @@ def export(
 
     with EventStore(db, readonly=True) as store:
         rows = store.query(_filter(camera, zone, cls, since, until, severity, unacked, status))
-    do_export(rows, fmt, out)
+    do_export(rows, fmt.value, out)
     console.print(f"wrote {len(rows)} events to {out}", highlight=False)
 
 
 @events_app.command("report")
 def report(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
-    db: DbOpt = Path("events.sqlite"),
-    bucket: Annotated[str, typer.Option("--bucket", help="Time bucket of the counts: hour, day, week, month.")] = "day",
+    db: DbOpt = Path(DEFAULT_DB),
+    bucket: Annotated[Bucket | None, typer.Option("--bucket", help="Time bucket of the counts (default: day).", show_default=False)] = None,
     camera: CameraOpt = None,
     zone: ZoneOpt = None,
     cls: ClassOpt = None,
@@ -137,12 +135,13 @@ def report(
 ) -> None:
     """Counts over time per camera/zone/class and a heatmap of where spills occur per camera."""
     from synspill.console import console
+    from synspill.params import given
     from synspill.watch.report import build_report
     from synspill.watch.store import EventStore
 
     with EventStore(db, readonly=True) as store:
         rows = store.query(_filter(camera, zone, cls, since, until, severity, False, None))
-    summary = build_report(rows, out, bucket)
+    summary = build_report(rows, out, **given(bucket=bucket))
     console.print(f"{summary['events']} events; by camera {summary['by_camera']}; wrote:", highlight=False)
     for f in summary["files"]:
         console.print(f"  {f}", highlight=False)

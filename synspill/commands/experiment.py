@@ -28,7 +28,7 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List every cell, its status and what it needs; run nothing.")] = False,
     only: Annotated[str | None, typer.Option("--only", help="Run only cells whose id matches these globs (comma-separated), e.g. 'icl-*__7B'.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Redo the selected cells from scratch (datasets are re-split; finished synthetic images are kept).")] = False,
-    device: DeviceOpt = "auto",
+    device: DeviceOpt = None,
 ) -> None:
     """Run (or resume) every cell of a study, then write OUT/report.md.
 
@@ -38,9 +38,10 @@ def run(
 
     from rich.markup import escape
 
-    from synspill.console import console, make_progress, out_console
+    from synspill.console import console, describe_epoch, make_progress, out_console
     from synspill.experiment.runner import plan, run_study
     from synspill.experiment.spec import load_study
+    from synspill.params import given
 
     study = load_study(file)
     if dry_run:
@@ -55,10 +56,11 @@ def run(
         overall = progress.add_task("cells", total=len(cells))
         tasks: dict[str, Any] = {}
 
-        def on_progress(task: str, done: int, total: int | None, info: str) -> None:
+        def on_progress(task: str, done: int, total: int | None, info: dict[str, Any]) -> None:
             if task not in tasks:
                 tasks[task] = progress.add_task(escape(task), total=total)
-            progress.update(tasks[task], completed=done, total=total, description=escape(f"{task} [{info}]" if info else task))
+            text = describe_epoch(info)
+            progress.update(tasks[task], completed=done, total=total, description=escape(f"{task} [{text}]" if text else task))
 
         def on_cell(event: str, cell_id: str, info: dict[str, Any]) -> None:
             if event == "start":
@@ -75,7 +77,7 @@ def run(
             else:
                 progress.console.print(f"  [red]failed[/]  {escape(cell_id)}: {escape(str(info.get('error')))}")
 
-        res = run_study(study, device=device, only=only, force=force, progress=on_progress, on_cell=on_cell)
+        res = run_study(study, only=only, force=force, progress=on_progress, on_cell=on_cell, **given(device=device))
     _report(study, out_console)
     summary = f"{len(res.ran)} ran, {len(res.skipped)} done earlier, {len(res.failed)} failed in {time.perf_counter() - t0:.0f} s"
     console.print(("[yellow]" if res.failed else "[green]") + summary + "[/]")

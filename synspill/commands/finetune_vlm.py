@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from synspill.commands._groups import finetune_app
-from synspill.commands.options import DeviceOpt, DTypeOpt, ForceOpt, QuantOpt, SeedOpt
+from synspill.commands.options import DeviceOpt, DTypeOpt, ForceOpt, QuantOpt, SeedOpt, batch_size
+from synspill.vlm import LoraMode
 
 
 def finetune_vlm(
@@ -16,49 +17,52 @@ def finetune_vlm(
     data: Annotated[Path, typer.Option("--data", help="Training COCO file.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (adapter, run.json, resumable checkpoint).")],
     val: Annotated[Path | None, typer.Option("--val", help="Validation COCO file (loss + hit rate, early stopping).")] = None,
-    lora: Annotated[str, typer.Option("--lora", help="l (language), v (vision) or v+l (both).")] = "v+l",
-    lora_merger: Annotated[bool, typer.Option("--lora-merger/--no-lora-merger", help="Also adapt the vision->language merger (v, v+l).")] = False,
-    rank: Annotated[int, typer.Option("--rank", help="LoRA rank r.")] = 8,
-    alpha: Annotated[float, typer.Option("--alpha", help="peft lora_alpha; scaling = alpha/r, so 1 is the paper's alpha = 1/r.")] = 1.0,
-    dropout: Annotated[float, typer.Option("--dropout", help="LoRA dropout.")] = 0.05,
-    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 5e-5,
-    steps: Annotated[int, typer.Option("--steps", help="Optimizer steps.")] = 800,
-    batch: Annotated[int, typer.Option("--batch", help="Examples per micro-batch (per GPU).")] = 8,
-    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")] = 4,
-    early_stopping: Annotated[int | None, typer.Option("--early-stopping", help="Stop after this many evaluations without a lower val loss (0: off).")] = 5,
-    eval_every: Annotated[int, typer.Option("--eval-every", help="Validate every N steps.")] = 50,
-    val_gen: Annotated[int, typer.Option("--val-gen", help="Val images generated for the hit rate per evaluation (0: loss only).")] = 32,
-    save_every: Annotated[int, typer.Option("--save-every", help="Resumable checkpoint every N steps.")] = 50,
-    max_pixels: Annotated[int, typer.Option("--max-pixels", help="Pixel budget of training images (recorded; inference must match).")] = 1003520,
-    min_pixels: Annotated[int, typer.Option("--min-pixels", help="Lower pixel budget.")] = 3136,
+    lora: Annotated[LoraMode | None, typer.Option("--lora", help="Adapt l (language), v (vision) or v+l (both; the default).", show_default=False)] = None,
+    lora_merger: Annotated[bool | None, typer.Option("--lora-merger/--no-lora-merger", help="Also adapt the vision->language merger (v, v+l).", show_default=False)] = None,
+    rank: Annotated[int | None, typer.Option("--rank", help="LoRA rank r.", show_default=False)] = None,
+    alpha: Annotated[float | None, typer.Option("--alpha", help="peft lora_alpha; scaling = alpha/r, so 1 is the paper's alpha = 1/r.", show_default=False)] = None,
+    dropout: Annotated[float | None, typer.Option("--dropout", help="LoRA dropout.", show_default=False)] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="AdamW learning rate.", show_default=False)] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Optimizer steps.", show_default=False)] = None,
+    batch: Annotated[int | None, batch_size("Examples per micro-batch (per GPU).")] = None,
+    grad_accum: Annotated[int | None, typer.Option("--grad-accum", help="Micro-batches per optimizer step.", show_default=False)] = None,
+    early_stopping: Annotated[int | None, typer.Option("--early-stopping", help="Stop after this many evaluations without a lower val loss (0: off).", show_default=False)] = None,
+    eval_every: Annotated[int | None, typer.Option("--eval-every", help="Validate every N steps.", show_default=False)] = None,
+    val_gen: Annotated[int | None, typer.Option("--val-gen", help="Val images generated for the hit rate per evaluation (0: loss only).", show_default=False)] = None,
+    save_every: Annotated[int | None, typer.Option("--save-every", help="Resumable checkpoint every N steps.", show_default=False)] = None,
+    max_pixels: Annotated[int | None, typer.Option("--max-pixels", help="Pixel budget of training images (recorded; inference must match).", show_default=False)] = None,
+    min_pixels: Annotated[int | None, typer.Option("--min-pixels", help="Lower pixel budget.", show_default=False)] = None,
     prompt: Annotated[str | None, typer.Option("--prompt", help="Your own user prompt template (recorded with the adapter).")] = None,
-    grad_ckpt: Annotated[bool, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Trade compute for memory.")] = True,
+    grad_ckpt: Annotated[bool | None, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Trade compute for memory (on by default).", show_default=False)] = None,
     merge: Annotated[bool, typer.Option("--merge", help="Also write OUT/merged: base + adapter as one model.")] = False,
-    quant: QuantOpt = "none",
-    device: DeviceOpt = "auto",
-    dtype: DTypeOpt = "auto",
-    seed: SeedOpt = 0,
+    quant: QuantOpt = None,
+    device: DeviceOpt = None,
+    dtype: DTypeOpt = None,
+    seed: SeedOpt = None,
     force: ForceOpt = False,
 ) -> None:
     """LoRA fine-tuning of Qwen2.5-VL (the paper: rank 8, alpha 1/r, lr 5e-5, 800 steps, batch 8 x 4).
 
+    Unset options keep the paper's settings, the defaults of [bold]synspill.vlm.train.VlmTrainConfig[/].
     Re-running the same command after a crash resumes from OUT/checkpoint.
     """
     from synspill.console import console, make_progress
-    from synspill.vlm.train import TrainConfig, train
+    from synspill.params import given
+    from synspill.vlm.train import VlmTrainConfig, train
 
-    cfg = TrainConfig(model=model, data=str(data), out=str(out), val=str(val) if val else None, lora=lora,
-                      merger=lora_merger, rank=rank, alpha=alpha, dropout=dropout, lr=lr, steps=steps, batch=batch,
-                      grad_accum=grad_accum, early_stopping=early_stopping or None, eval_every=eval_every, val_gen=val_gen,
-                      save_every=save_every, quant=quant, device=device, dtype=dtype, max_pixels=max_pixels,
-                      min_pixels=min_pixels, prompt=prompt, gradient_checkpointing=grad_ckpt, seed=seed, merge=merge,
-                      force=force)
+    kw = given(val=str(val) if val else None, lora=lora, merger=lora_merger, rank=rank, alpha=alpha, dropout=dropout, lr=lr,
+               steps=steps, batch=batch, grad_accum=grad_accum, eval_every=eval_every, val_gen=val_gen, save_every=save_every,
+               quant=quant, device=device, dtype=dtype, max_pixels=max_pixels, min_pixels=min_pixels, prompt=prompt,
+               gradient_checkpointing=grad_ckpt, seed=seed)
+    if early_stopping is not None:
+        kw["early_stopping"] = early_stopping or None  # 0: off
+    cfg = VlmTrainConfig(model=model, data=str(data), out=str(out), merge=merge, force=force, **kw)
 
-    bar: dict = {}
+    bar: dict[str, Any] = {}
 
-    def info(i: dict) -> None:
+    def info(i: dict[str, Any]) -> None:
         pct = 100.0 * i["trainable_params"] / max(i["total_params"], 1)
-        console.print(f"LoRA-{lora.upper()}: {i['trainable_params']:,} trainable of {i['total_params']:,} parameters "
+        console.print(f"LoRA-{cfg.lora.upper()}: {i['trainable_params']:,} trainable of {i['total_params']:,} parameters "
                       f"({pct:.3f} %) in {len(i['trainable_names'])} modules; {i['train_images']} train / {i['val_images']} val images")
         if i["resumed_from"] is not None:
             console.print(f"resuming from step {i['resumed_from']}")
@@ -66,10 +70,10 @@ def finetune_vlm(
                 bar["progress"].update(bar["task"], completed=i["resumed_from"])
 
     with make_progress() as progress:
-        task = progress.add_task("finetune vlm", total=steps)
+        task = progress.add_task("finetune vlm", total=cfg.steps)
         bar.update(progress=progress, task=task)
 
-        def step(s: int, total: int, logs: dict) -> None:
+        def step(s: int, total: int, logs: dict[str, Any]) -> None:
             desc = f"loss {logs['loss']:.4f}"
             if "val_loss" in logs:
                 desc += f" val {logs['val_loss']:.4f}"

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from synspill.commands.options import DeviceOpt, ForceOpt, SeedOpt
+from synspill.commands.options import DeviceOpt, ForceOpt, SeedOpt, batch_size
 
 
 def register(app: typer.Typer) -> None:
@@ -20,34 +20,35 @@ def finetune_yolo(
     data: Annotated[Path, typer.Option("--data", help="Training COCO file, or a dataset folder with annotations.json (e.g. from `synspill inpaint`).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to create (weights, curves, run.json).")],
     val: Annotated[Path | None, typer.Option("--val", help="Validation COCO; default: a seeded split of --data.")] = None,
-    model: Annotated[str, typer.Option("--model", help="Local .pt to fine-tune (e.g. yolo11n.pt), or an architecture to train from scratch (yolo11n, yolo11s ...).")] = "yolo11n",
-    epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs.")] = 100,
-    imgsz: Annotated[int, typer.Option("--imgsz", help="Training image size (multiple of 32).")] = 640,
-    batch: Annotated[int, typer.Option("--batch", help="Images per batch (-1: AutoBatch on a GPU).")] = 16,
-    device: DeviceOpt = "auto",
-    seed: SeedOpt = 0,
-    patience: Annotated[int, typer.Option("--patience", help="Stop after this many epochs without validation improvement.")] = 50,
-    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share split off --data for validation when --val is not given.")] = 0.2,
-    workers: Annotated[int, typer.Option("--workers", help="Data-loader worker processes.")] = 2,
+    model: Annotated[str | None, typer.Option("--model", help="Local .pt to fine-tune (e.g. yolo11n.pt), or an architecture to train from scratch (default: yolo11n).", show_default=False)] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Maximum epochs.", show_default=False)] = None,
+    imgsz: Annotated[int | None, typer.Option("--imgsz", help="Training image size (multiple of 32).", show_default=False)] = None,
+    batch: Annotated[int | None, batch_size("Images per batch (-1: AutoBatch on a GPU).")] = None,
+    device: DeviceOpt = None,
+    seed: SeedOpt = None,
+    patience: Annotated[int | None, typer.Option("--patience", help="Stop after this many epochs without validation improvement.", show_default=False)] = None,
+    val_fraction: Annotated[float | None, typer.Option("--val-fraction", help="Share split off --data for validation when --val is not given.", show_default=False)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Data-loader worker processes.", show_default=False)] = None,
     option: Annotated[list[str] | None, typer.Option("--option", help="Extra ultralytics train setting key=value (repeatable), e.g. --option mosaic=0.0.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show ultralytics' own log output (on stderr).")] = False,
     force: ForceOpt = False,
 ) -> None:
     """Fine-tune YOLO (ultralytics) on COCO data, fully offline.
 
-    [bold]--device[/] takes [bold]0,1,2,3[/] for multi-GPU (DDP) training.
+    [bold]--device[/] takes [bold]0,1,2,3[/] for multi-GPU (DDP) training. Unset options keep
+    the defaults of [bold]synspill.detectors.yolo.YoloTrainConfig[/] (docs/detectors.md).
 
     Example: [cyan]synspill finetune yolo --data synth/annotations.json --model yolo11n.pt --epochs 50 --out runs/yolo11n[/]
     """
     from synspill.commands._train_progress import parse_options, training_progress
     from synspill.console import console, out_console
     from synspill.detectors import yolo
+    from synspill.params import given
 
-    cfg = yolo.YoloTrainConfig(data=str(data), out=str(out), val=str(val) if val else None, model=model, epochs=epochs,
-                               imgsz=imgsz, batch=batch, device=device, seed=seed, patience=patience,
-                               val_fraction=val_fraction, workers=workers, force=force, verbose=verbose,
-                               options=parse_options(option))
-    source, scratch = yolo.resolve_model(model)
+    cfg = yolo.YoloTrainConfig(data=str(data), out=str(out), force=force, verbose=verbose, options=parse_options(option),
+                               **given(val=str(val) if val else None, model=model, epochs=epochs, imgsz=imgsz, batch=batch,
+                                       device=device, seed=seed, patience=patience, val_fraction=val_fraction, workers=workers))
+    source, scratch = yolo.resolve_model(cfg.model)
     console.print(f"[bold]{'training from scratch' if scratch else 'fine-tuning'}[/] {source} -> {out}")
     with training_progress("yolo") as on_progress:
         run = yolo.train(cfg, on_progress=on_progress)

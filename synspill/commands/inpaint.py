@@ -1,4 +1,4 @@
-"""``synspill inpaint``: paint spills into scenes inside boxes (stage 3)."""
+"""``synspill inpaint``: paint spills into scenes inside given boxes (stage 3)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 
 from synspill.commands import _synth as s
 from synspill.commands.options import ClassesOpt, DeviceOpt, DTypeOpt, ForceOpt, OutDirOpt, SeedOpt
-from synspill.synth import MIN_BOX
+from synspill.synth import SynthBackend
 
 
 def register(app: typer.Typer) -> None:
@@ -21,34 +21,34 @@ def inpaint(
     scenes: Annotated[Path | None, typer.Option("--scenes", help="Scenes folder (synspill scenes output, a COCO folder or a folder of images).")] = None,
     boxes: Annotated[Path | None, typer.Option("--boxes", help="COCO file of boxes over the scenes (annotate-import or propose).")] = None,
     propose: Annotated[bool, typer.Option("--propose", help="Propose boxes automatically instead of --boxes.")] = False,
-    per_image: Annotated[str, typer.Option("--per-image", help="With --propose: boxes per image, LOW:HIGH.")] = "1:3",
-    spill_scale: s.SpillScaleOpt = 1.0,
-    min_box: s.MinBoxOpt = MIN_BOX,
+    per_image: s.PerImageOpt = None,
+    spill_scale: s.SpillScaleOpt = None,
+    min_box: s.MinBoxOpt = None,
     classes: ClassesOpt = None,
-    backend: s.BackendOpt = "auto",
-    feather: Annotated[float, typer.Option("--feather", help="Soft-mask Gaussian feathering, px (paper: 50).")] = 50.0,
-    opacity: Annotated[float, typer.Option("--opacity", help="Soft-mask opacity (paper: 0.75).")] = 0.75,
-    strength: Annotated[str, typer.Option("--strength", help="Denoise strength range LOW:HIGH, sampled per spill (sdxl; paper 0.5:0.6).")] = "0.5:0.6",
-    seed: SeedOpt = 0,
-    batch_size: s.BatchOpt = 8,
+    backend: s.BackendOpt = SynthBackend.auto,
+    feather: Annotated[float | None, typer.Option("--feather", help="Soft-mask Gaussian feathering, px (paper: 50).", show_default=False)] = None,
+    opacity: Annotated[float | None, typer.Option("--opacity", help="Soft-mask opacity (paper: 0.75).", show_default=False)] = None,
+    strength: Annotated[str | None, typer.Option("--strength", help="Denoise strength range LOW:HIGH, sampled per spill (sdxl; paper 0.5:0.6).", show_default=False)] = None,
+    seed: SeedOpt = None,
+    batch_size: s.BatchOpt = None,
     workers: s.WorkersOpt = None,
     shard: s.ShardOpt = None,
     merge_only: s.MergeOnlyOpt = False,
     quality: s.QualityOpt = None,
-    contact: Annotated[int, typer.Option("--contact-sheet", help="Images on contact_sheet.png (0: none).")] = 36,
+    contact: Annotated[int | None, typer.Option("--contact-sheet", help="Images on contact_sheet.png (0: none).", show_default=False)] = None,
     force: ForceOpt = False,
     model: s.ModelOpt = None,
     refs: Annotated[Path | None, typer.Option("--refs", help="Folder of real spill-texture photos for the IP-Adapter (sdxl).")] = None,
     ip_adapter: s.IPAdapterOpt = None,
-    ip_weight_name: s.IPWeightOpt = "ip-adapter-plus_sdxl_vit-h.safetensors",
-    ip_scale: s.IPScaleOpt = 0.6,
+    ip_weight_name: s.IPWeightOpt = None,
+    ip_scale: s.IPScaleOpt = None,
     lora: s.LoraOpt = None,
-    lora_scale: s.LoraScaleOpt = "0.2:0.4",
+    lora_scale: s.LoraScaleOpt = None,
     steps: s.StepsOpt = None,
     cfg: s.CfgOpt = None,
-    scheduler: s.SchedulerOpt = "euler_a",
-    device: DeviceOpt = "auto",
-    dtype: DTypeOpt = "auto",
+    scheduler: s.SchedulerOpt = None,
+    device: DeviceOpt = None,
+    dtype: DTypeOpt = None,
 ) -> None:
     """Paint spills into scenes: [bold]OUT/images/*.jpg[/], annotations.json (class, tight box, RLE mask), contact_sheet.png.
 
@@ -58,41 +58,43 @@ def inpaint(
     from synspill import taxonomy
     from synspill.console import console
     from synspill.errors import UsageError
-    from synspill.synth import jobs
+    from synspill.params import given
+    from synspill.synth.inpaint import InpaintJob, merge_inpaint, run_inpaint
+    from synspill.synth.jobrunner import (
+        default_workers,
+        parse_count_range,
+        parse_range,
+        parse_shard,
+    )
 
-    shard_t = jobs.parse_shard(shard)
+    shard_t = parse_shard(shard)
     if merge_only:
-        path = jobs.merge_inpaint(out, contact_sheet=contact)
+        path = merge_inpaint(out, contact_sheet=contact)
         console.print(f"merged {path}", highlight=False)
         typer.echo(str(path))
         return
     if scenes is None:
         raise UsageError("--scenes DIR is required (the folder made by `synspill scenes`, or a folder of images)")
-    if boxes is not None and propose:
-        raise UsageError("pass either --boxes COCO or --propose, not both")
-    if boxes is None and not propose:
-        raise UsageError("no boxes: pass --boxes COCO (from annotate-import or synspill propose) or --propose")
-    lo, hi = jobs.parse_range(per_image, "--per-image", 0, 100)
-    st = jobs.parse_range(strength, "--strength", 0.0, 1.0)
+    per = parse_count_range(per_image, "--per-image") if per_image else None
+    st = parse_range(strength, "--strength", 0.0, 1.0) if strength else None
     be, mdl = s.choose_backend(backend, model, "SYNSPILL_SDXL_INPAINT")
     diff = None
-    if be == "sdxl":
+    if be == SynthBackend.sdxl.value:
         from synspill.synth.base import DiffusionOptions
 
-        diff = DiffusionOptions(model=mdl or "", device=s.shard_device(device, shard_t), dtype=dtype,
-                                steps=steps if steps is not None else 20, guidance=cfg if cfg is not None else 0.0,
-                                scheduler=scheduler, refs=str(refs) if refs else None, ip_adapter=ip_adapter,
-                                ip_weight_name=ip_weight_name, ip_scale=ip_scale, lora=lora,
-                                lora_scale=jobs.parse_range(lora_scale, "--lora-scale", 0.0, 2.0), strength=st,
-                                batch_size=batch_size)
-    cls = taxonomy.parse_classes(classes)
-    job = jobs.InpaintJob(scenes=scenes, out=out, boxes=boxes, propose=propose, per_image=(int(lo), int(hi)), spill_scale=spill_scale,
-                          min_box=min_box,
-                          classes=tuple(cls) if cls else None, seed=seed, backend=be, feather=feather, opacity=opacity,
-                          strength=st, batch_size=batch_size, workers=s.default_workers(workers), shard=shard_t,
-                          quality=quality, diffusion=diff, contact_sheet=contact)
+        diff = DiffusionOptions.for_inpaint(s.diffusion_params(
+            device=device, dtype=dtype, steps=steps, cfg=cfg, scheduler=scheduler, refs=str(refs) if refs else None,
+            ip_adapter=ip_adapter, ip_weight_name=ip_weight_name, ip_scale=ip_scale, lora=lora, strength=st,
+            batch_size=batch_size or InpaintJob.batch_size,  # one pipeline call per job batch
+            lora_scale=parse_range(lora_scale, "--lora-scale", 0.0, 2.0) if lora_scale else None), model=mdl or "")
+    ids = taxonomy.parse_classes(classes)
+    job = InpaintJob(scenes=scenes, out=out, boxes=boxes, propose=propose, backend=be, shard=shard_t, diffusion=diff,
+                          classes=tuple(ids) if ids else None,
+                          **given(per_image=per, spill_scale=spill_scale, min_box=min_box, seed=seed, feather=feather,
+                                  opacity=opacity, strength=st, batch_size=batch_size, workers=workers or default_workers(), quality=quality,
+                                  contact_sheet=contact))
     with s.job_progress("inpaint") as (on_start, on_progress):
-        result = jobs.run_inpaint(job, force=force, on_progress=on_progress, on_start=on_start)
+        result = run_inpaint(job, force=force, on_progress=on_progress, on_start=on_start)
     if result is None:
         console.print(f"shard {shard_t[0]}/{shard_t[1]} done; rank 0 merges", highlight=False)
         return

@@ -44,7 +44,11 @@ import numpy as np
 from synspill import taxonomy
 from synspill.coco.export import cache_dir, export_rfdetr, rfdetr_class_to_taxonomy, split_off_val
 from synspill.detections import Detections
+from synspill.envinfo import versions
 from synspill.errors import ModelNotFound, OutputExists, UsageError
+from synspill.models import PredictorConfig, read_run
+from synspill.params import FromParams
+from synspill.runtime import is_main_process, world_size
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +162,7 @@ def _split_options(variant: str, options: dict[str, Any]) -> tuple[dict[str, Any
 
 # ---- training --------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class DetrTrainConfig:
+class DetrTrainConfig(FromParams):
     """One RF-DETR fine-tuning job (saved in ``run.json``).
 
     Attributes:
@@ -208,7 +212,7 @@ class DetrTrainConfig:
         if self.resolution is not None and (self.resolution < 32 or self.resolution % 32 and self.resolution % 56):
             raise UsageError(f"--resolution {self.resolution} must be a multiple of 32 (Nano-Large) or 56 (Base)")
         if self.batch < 1 or self.grad_accum < 1:
-            raise UsageError(f"--batch {self.batch} and --grad-accum {self.grad_accum} must be at least 1")
+            raise UsageError(f"--batch-size {self.batch} and --grad-accum {self.grad_accum} must be at least 1")
         if self.patience < 0:
             raise UsageError(f"--patience {self.patience} must be 0 or more")
         if self.lr <= 0:
@@ -241,7 +245,7 @@ def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
     apply_threads()
     out = Path(cfg.out).absolute()
     resume: Path | None = None
-    main = _is_main_process()
+    main = is_main_process()
     if not main:  # other DDP ranks (torchrun): rank 0 owns the folder checks and run.json
         resume = out / "last.ckpt" if (out / "last.ckpt").exists() and not cfg.force else None
     elif not cfg.force:
@@ -263,7 +267,7 @@ def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         val_src = f"{cfg.data} (seeded {cfg.val_fraction:.0%} split, seed {cfg.seed})"
     export = export_rfdetr({"train": train_ds, "val": val_ds}, sources={"train": str(cfg.data), "val": val_src})
     device = resolve_device(cfg.device)
-    if device.startswith("cuda") and (cfg.device.strip().lower() == "cuda" or _world_size() > 1):
+    if device.startswith("cuda") and (cfg.device.strip().lower() == "cuda" or world_size() > 1):
         device = "cuda"  # no index: Lightning uses every visible GPU (one per torchrun process)
     if variant == "base" and ckpt is None:
         _check_dinov2()
@@ -312,21 +316,13 @@ def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         "data": {"export": str(export.root), "counts": export.counts, "boxes": export.boxes, "train": str(cfg.data), "val": val_src},
         "resumed": resume is not None,
         "time_s": round(time.time() - t0, 1),
-        "versions": _versions(),
+        "versions": versions(("synspill", "rfdetr", "torch", "pytorch_lightning")),
     }
     if main:
         from synspill.io import write_json
 
         write_json(out / "run.json", record, indent=2)
     return record
-
-
-def _world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1") or 1)
-
-
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0
 
 
 def _check_dinov2() -> None:
@@ -479,23 +475,9 @@ def _plot_curves(csv_path: Path, png: Path) -> None:
     os.replace(tmp, png)
 
 
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for p in ("synspill", "rfdetr", "torch", "pytorch_lightning"):
-        try:
-            out[p] = md.version(p)
-        except md.PackageNotFoundError:
-            pass
-    return out
-
-
 # ---- inference ------------------------------------------------------------------------------
 def resolve_weights(model: str) -> tuple[Path, dict[str, Any] | None]:
     """Find the checkpoint of a run folder or a ``.pth`` path; returns ``(checkpoint, run.json or None)``."""
-    from synspill.predictors import read_run
-
     p = Path(model).expanduser()
     if p.is_dir():
         run = read_run(p)
@@ -573,8 +555,8 @@ def _logger_level(name: str, level: int) -> Iterator[None]:
         lg.setLevel(saved)
 
 
-def load_predictor(cfg: Any) -> DetrPredictor:
-    """Build a :class:`DetrPredictor` from a :class:`~synspill.predictors.PredictorConfig`.
+def load_predictor(cfg: PredictorConfig) -> DetrPredictor:
+    """Build a :class:`DetrPredictor` from a :class:`~synspill.models.PredictorConfig`.
 
     ``cfg.model`` is a run folder of ``synspill finetune detr`` or a ``.pth`` checkpoint;
     ``cfg.imgsz`` (a multiple of the patch size x windows) overrides the trained resolution.

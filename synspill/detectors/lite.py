@@ -110,6 +110,9 @@ class LiteBackbone(nn.Module):
         channels: Channels of ``[P3, P4, P5]`` (40, 112, 320 for Lite0).
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, variant: str = "lite0", pretrained: bool = True, head: bool = False) -> None:
         super().__init__()
         if variant not in VARIANTS:
@@ -121,7 +124,7 @@ class LiteBackbone(nn.Module):
         self._conv_stem = SameConv(3, 32, 3, 2)
         self._bn0 = nn.BatchNorm2d(32, eps=BN_EPS, momentum=BN_MOMENTUM)
         blocks: list[nn.Module] = []
-        ends: list[int] = []  # index of the last block of each output stride
+        ends: list[tuple[int, int, int]] = []  # (stride, index of its last block, channels)
         stride = 2
         for i, (r, k, s, e, c1, c2) in enumerate(STAGES):
             c1 = 32 if i == 0 else _round_filters(c1, width)  # the stem is not scaled

@@ -39,7 +39,10 @@ import numpy as np
 from synspill import taxonomy
 from synspill.coco.export import cache_dir, export_yolo, split_off_val
 from synspill.detections import Detections
+from synspill.envinfo import versions
 from synspill.errors import DeviceError, ModelNotFound, OutputExists, UsageError
+from synspill.models import PredictorConfig, read_run
+from synspill.params import FromParams
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +245,7 @@ def ultralytics_device(spec: str) -> str:
 
 # ---- training ------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class YoloTrainConfig:
+class YoloTrainConfig(FromParams):
     """One YOLO fine-tuning job (saved in ``run.json``).
 
     Attributes:
@@ -286,7 +289,7 @@ class YoloTrainConfig:
         if self.imgsz < 32 or self.imgsz % 32:
             raise UsageError(f"--imgsz {self.imgsz} must be a positive multiple of 32 (e.g. 640)")
         if self.batch == 0 or self.batch < -1:
-            raise UsageError(f"--batch {self.batch} must be at least 1 (or -1 for AutoBatch on a GPU)")
+            raise UsageError(f"--batch-size {self.batch} must be at least 1 (or -1 for AutoBatch on a GPU)")
         if self.patience < 0:
             raise UsageError(f"--patience {self.patience} must be 0 or more")
         if not 0.0 < self.val_fraction < 1.0:
@@ -400,7 +403,7 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         "data": {"export": str(export.root), "counts": export.counts, "boxes": export.boxes, "train": str(cfg.data), "val": val_src},
         "resumed": resume,
         "time_s": round(time.time() - t0, 1),
-        "versions": _versions(),
+        "versions": versions(("synspill", "ultralytics", "torch")),
     }
     from synspill.io import write_json
 
@@ -480,18 +483,6 @@ def _final_metrics(trainer: Any, out: Path) -> dict[str, Any]:
     return m
 
 
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for p in ("synspill", "ultralytics", "torch"):
-        try:
-            out[p] = md.version(p)
-        except md.PackageNotFoundError:
-            pass
-    return out
-
-
 # ---- inference -------------------------------------------------------------------------------
 def resolve_weights(model: str) -> tuple[Path, dict[str, Any] | None]:
     """Find the ``.pt`` file of a run folder or a weights path; returns ``(weights, run.json or None)``.
@@ -499,8 +490,6 @@ def resolve_weights(model: str) -> tuple[Path, dict[str, Any] | None]:
     Raises:
         ModelNotFound: No such file, or a run folder without its weights.
     """
-    from synspill.predictors import read_run
-
     p = Path(model).expanduser()
     if p.is_dir():
         run = read_run(p)
@@ -581,8 +570,8 @@ class YoloPredictor:
         return out
 
 
-def load_predictor(cfg: Any) -> YoloPredictor:
-    """Build a :class:`YoloPredictor` from a :class:`~synspill.predictors.PredictorConfig`.
+def load_predictor(cfg: PredictorConfig) -> YoloPredictor:
+    """Build a :class:`YoloPredictor` from a :class:`~synspill.models.PredictorConfig`.
 
     ``cfg.model`` is a run folder of ``synspill finetune yolo`` or a ``.pt`` file;
     ``cfg.imgsz`` defaults to the size the run trained at (else 640);

@@ -38,23 +38,55 @@ from typing import Any
 from synspill.errors import DatasetError, UsageError
 from synspill.experiment.spec import Cell, DatasetSpec, Study
 from synspill.io import write_json, write_text
+from synspill.params import config_keys
 from synspill.stages import StageRunner, config_hash
-from synspill.synth import MIN_BOX
 
 log = logging.getLogger(__name__)
 
 #: Bumped when the way datasets or cells are produced changes (invalidates old markers).
 FORMAT_VERSION = 1
 
-#: ``(task, done, total, info)``: progress of the step running now (``total`` None: unknown).
-StepProgress = Callable[[str, int, int | None, str], None]
+#: ``(task, done, total, info)``: progress of the step running now (``total`` None: unknown);
+#: ``info`` is what the step reports (a training epoch's ``epoch``, ``loss``, ``mAP50`` ...).
+StepProgress = Callable[[str, int, int | None, dict[str, Any]], None]
 #: ``(event, cell_id, info)`` with event in ``start``, ``done``, ``skipped``, ``failed``.
 CellEvent = Callable[[str, str, dict[str, Any]], None]
 
-SYNTH_KEYS = {"n", "size", "per_image", "spill_scale", "min_box", "backend", "workers", "scene_model", "inpaint_model",
-              "style_refs", "quality", "classes", "feather", "opacity"}
-IMPORT_KEYS = {"path", "images", "format", "map", "min_size", "strict"}
-COCO_KEYS = {"path", "images", "map"}
+#: Config fields a cell never takes from its ``[[methods]]`` table: the runner sets them.
+RUNNER_SET = {"data", "out", "val", "model", "device", "seed", "force", "verbose"}
+#: ``[[methods]]`` keys every kind has: what it is, its models, and the predict batch.
+COMMON_METHOD_KEYS = {"name", "kind", "model", "models", "predict_batch"}
+#: Images per generate call of VLM cells (k examples make long prompts).
+VLM_PREDICT_BATCH = 1
+#: Size of a ``kind = "synthetic"`` dataset without ``n`` / ``size``: small enough for a CPU study.
+SYNTH_N, SYNTH_SIZE = 200, 512
+
+
+def _trainable(cls: type) -> set[str]:
+    return config_keys(cls) - RUNNER_SET
+
+
+def method_keys(kind: str) -> set[str]:
+    """Every key a ``[[methods]]`` table of this kind may have (derived from the configs it builds).
+
+    Args:
+        kind: ``yolo``, ``detr``, ``zero-shot``, ``icl`` or ``lora``.
+    """
+    from synspill.detectors.detr import DetrTrainConfig
+    from synspill.detectors.yolo import YoloTrainConfig
+    from synspill.vlm.icl import IclConfig
+    from synspill.vlm.predictor import OPTION_KEYS
+    from synspill.vlm.train import VlmTrainConfig
+
+    vlm_predict = {"max_pixels", "quant", "dtype", "prompt", *OPTION_KEYS}
+    keys = {
+        "yolo": {"train", "val", "weights"} | _trainable(YoloTrainConfig),
+        "detr": {"train", "val", "weights"} | _trainable(DetrTrainConfig),
+        "lora": {"train", "val"} | _trainable(VlmTrainConfig) | vlm_predict,
+        "zero-shot": vlm_predict,
+        "icl": {"support"} | _trainable(IclConfig) | vlm_predict,
+    }[kind]
+    return COMMON_METHOD_KEYS | keys
 
 
 # ---------------------------------------------------------------------------------------
@@ -84,39 +116,47 @@ def _label_map(spec: DatasetSpec) -> dict[str, str]:
     return parse_label_map(pairs)
 
 
-def _check_keys(spec: DatasetSpec, allowed: set[str]) -> None:
-    bad = sorted(set(spec.options) - allowed)
-    if bad:
-        raise UsageError(f"[datasets.{spec.name}] unknown key {bad[0]!r} for kind = {spec.kind!r}; "
-                         f"use {', '.join(sorted(allowed))}")
+def _synth_jobs(study: Study, spec: DatasetSpec, folder: Path, device: str) -> tuple[Any, Any]:
+    """The scenes and inpaint jobs of a ``kind = "synthetic"`` dataset (keys checked by the spec)."""
+    from synspill.synth.base import DiffusionOptions
+    from synspill.synth.inpaint import InpaintJob
+    from synspill.synth.scenes import ScenesJob
+    from synspill.taxonomy import parse_classes
+
+    o = dict(spec.options)
+    where = f"{study.path}: [datasets.{spec.name}]"
+    n, size = o.pop("n", SYNTH_N), o.pop("size", SYNTH_SIZE)
+    if n < 3:
+        raise UsageError(f"{where} n = {n}; a synthetic dataset needs at least 3 images to split")
+    models = {k: o.pop(k, None) for k in ("scene_model", "inpaint_model", "style_refs")}
+    common: dict[str, Any] = {k: o[k] for k in ("backend", "workers", "quality") if k in o}
+    scene_diff = inpaint_diff = None
+    if common.get("backend") == "sdxl":
+        for key in ("scene_model", "inpaint_model"):
+            if not models[key]:
+                raise UsageError(f"{where} backend = \"sdxl\" needs {key} = \"/weights/...\" (SDXL base for scenes, "
+                                 "SDXL-Turbo for inpainting; local folders or cached hub ids)")
+        scene_diff = DiffusionOptions.from_params({"refs": str(models["style_refs"])} if models["style_refs"] else {}, where,
+                                                  model=str(models["scene_model"]), device=device)
+        inpaint_diff = DiffusionOptions.for_inpaint({}, where, model=str(models["inpaint_model"]), device=device)
+    if isinstance(o.get("per_image"), int):
+        o["per_image"] = (o["per_image"], o["per_image"])
+    if o.get("classes") is not None:
+        c = o["classes"]
+        o["classes"] = tuple(parse_classes(c if isinstance(c, str) else ",".join(map(str, c))) or ()) or None
+    scene_job = ScenesJob.from_params({**common, "n": n, "width": size, "height": size}, where,
+                                           out=folder / "scenes", seed=study.seed, diffusion=scene_diff)
+    inpaint_job = InpaintJob.from_params(o, where, scenes=folder / "scenes", out=folder / "dataset", propose=True,
+                                              seed=study.seed, diffusion=inpaint_diff)
+    return scene_job, inpaint_job
 
 
 def _synthesise(study: Study, spec: DatasetSpec, folder: Path, device: str, progress: StepProgress | None) -> Path:
     from synspill.errors import OutputExists
-    from synspill.synth import jobs
+    from synspill.synth.inpaint import run_inpaint
+    from synspill.synth.scenes import run_scenes
 
-    o = spec.options
-    _check_keys(spec, SYNTH_KEYS)
-    backend = str(o.get("backend", "procedural"))
-    if backend not in ("procedural", "sdxl"):
-        raise UsageError(f"[datasets.{spec.name}] backend = {backend!r}; use procedural or sdxl")
-    n, size = int(o.get("n", 200)), int(o.get("size", 512))
-    if n < 3:
-        raise UsageError(f"[datasets.{spec.name}] n = {n}; a synthetic dataset needs at least 3 images to split")
-    scene_diff = inpaint_diff = None
-    if backend == "sdxl":
-        from synspill.synth.base import DiffusionOptions
-
-        for key in ("scene_model", "inpaint_model"):
-            if not o.get(key):
-                raise UsageError(f"[datasets.{spec.name}] backend = \"sdxl\" needs {key} = \"/weights/...\" (SDXL base for scenes, "
-                                 "SDXL-Turbo for inpainting; local folders or cached hub ids)")
-        scene_diff = DiffusionOptions(model=str(o["scene_model"]), device=device, steps=64, guidance=8.0,
-                                      refs=str(o["style_refs"]) if o.get("style_refs") else None)
-        inpaint_diff = DiffusionOptions(model=str(o["inpaint_model"]), device=device, steps=20, guidance=0.0)
-    per = o.get("per_image", [1, 3])
-    per_image = (int(per), int(per)) if isinstance(per, int) else (int(per[0]), int(per[1]))
-    workers = int(o.get("workers", 1))
+    scene_job, inpaint_job = _synth_jobs(study, spec, folder, device)
 
     def cb(stage: str) -> tuple[Callable[[int, int], None], Callable[[int], None]]:
         state = {"done": 0, "total": 0}
@@ -124,39 +164,27 @@ def _synthesise(study: Study, spec: DatasetSpec, folder: Path, device: str, prog
         def on_start(prev: int, todo: int) -> None:
             state.update(done=0, total=todo)
             if progress:
-                progress(f"{spec.name}: {stage}", 0, todo, "")
+                progress(f"{spec.name}: {stage}", 0, todo, {})
 
         def on_progress(k: int) -> None:
             state["done"] += k
             if progress:
-                progress(f"{spec.name}: {stage}", state["done"], state["total"], "")
+                progress(f"{spec.name}: {stage}", state["done"], state["total"], {})
 
         return on_start, on_progress
 
-    scene_job = jobs.ScenesJob(out=folder / "scenes", n=n, seed=study.seed, backend=backend, width=size, height=size,
-                               workers=workers, diffusion=scene_diff, quality=o.get("quality"))
     start, prog = cb("scenes")
     forced = False
     try:
-        jobs.run_scenes(scene_job, on_progress=prog, on_start=start)
+        run_scenes(scene_job, on_progress=prog, on_start=start)
     except OutputExists:  # made earlier with other settings (the TOML changed): start over
         forced = True
-        jobs.run_scenes(scene_job, force=True, on_progress=prog, on_start=start)
-    classes = o.get("classes")
-    if classes is not None:
-        from synspill.taxonomy import parse_classes
-
-        classes = tuple(parse_classes(classes if isinstance(classes, str) else ",".join(map(str, classes))) or ()) or None
-    ij = jobs.InpaintJob(scenes=folder / "scenes", out=folder / "dataset", propose=True, per_image=per_image,
-                         spill_scale=float(o.get("spill_scale", 1.0)),
-                         min_box=float(o.get("min_box", MIN_BOX)), classes=classes, seed=study.seed, backend=backend,
-                         workers=workers, diffusion=inpaint_diff, quality=o.get("quality"),
-                         feather=float(o.get("feather", 50.0)), opacity=float(o.get("opacity", 0.75)))
+        run_scenes(scene_job, force=True, on_progress=prog, on_start=start)
     start, prog = cb("inpaint")
     try:
-        ann = jobs.run_inpaint(ij, force=forced, on_progress=prog, on_start=start)
+        ann = run_inpaint(inpaint_job, force=forced, on_progress=prog, on_start=start)
     except OutputExists:
-        ann = jobs.run_inpaint(ij, force=True, on_progress=prog, on_start=start)
+        ann = run_inpaint(inpaint_job, force=True, on_progress=prog, on_start=start)
     if ann is None:
         raise DatasetError(f"{folder / 'dataset'}: inpainting did not produce annotations.json")
     return Path(ann)
@@ -171,7 +199,6 @@ def _prepare_dataset(study: Study, spec: DatasetSpec, device: str, progress: Ste
     if spec.kind == "synthetic":
         ds: CocoDataset = load_coco(_synthesise(study, spec, folder, device, progress))
     elif spec.kind == "coco":
-        _check_keys(spec, COCO_KEYS)
         if not Path(spec.options["path"]).exists():
             raise DatasetError(f"[datasets.{spec.name}] path = {spec.options['path']!r} does not exist; fix the path "
                                "(relative paths are resolved against the TOML's folder)")
@@ -181,17 +208,17 @@ def _prepare_dataset(study: Study, spec: DatasetSpec, device: str, progress: Ste
             ds = merge([ds], root=folder, label_map=lm)
     else:
         from synspill.coco.importers import import_annotations
+        from synspill.params import given
 
-        _check_keys(spec, IMPORT_KEYS)
         if not Path(spec.options["path"]).exists():
             raise DatasetError(f"[datasets.{spec.name}] path = {spec.options['path']!r} does not exist; fix the path "
                                "(relative paths are resolved against the TOML's folder)")
         if progress:
-            progress(f"{spec.name}: import", 0, None, "")
-        res = import_annotations([spec.options["path"]], fmt=str(spec.options.get("format", "auto")),
-                                 images=spec.options.get("images"), label_map=_label_map(spec),
-                                 strict=bool(spec.options.get("strict", False)), embed_dir=folder / "images",
-                                 min_size=float(spec.options.get("min_size", 1.0)))
+            progress(f"{spec.name}: import", 0, None, {})
+        o = spec.options
+        res = import_annotations([o["path"]], label_map=_label_map(spec), embed_dir=folder / "images",
+                                 **given(fmt=o.get("format"), images=o.get("images"), strict=o.get("strict"),
+                                         min_size=o.get("min_size")))
         ds = res.dataset
         write_json(folder / "import-report.json", res.report.to_dict(), indent=1)
     ds = rebase(ds, folder)
@@ -551,12 +578,26 @@ def _reuse_run(run_dir: Path) -> dict[str, Any] | None:
 
 
 def _train_progress(progress: StepProgress | None, task: str) -> Callable[..., None]:
-    from synspill.console import describe_epoch
-
     def cb(done: int, total: int, info: dict[str, Any] | None = None) -> None:
         if progress:
-            progress(task, done, total or None, describe_epoch(info or {}))
+            progress(task, done, total or None, info or {})
     return cb
+
+
+def _where(study: Study, cell: Cell) -> str:
+    return f"{study.path}: [[methods]] {cell.method} (cell {cell.id})"
+
+
+def _params_for(cls: type, params: dict[str, Any]) -> dict[str, Any]:
+    """The keys of a cell's ``params`` that are fields of ``cls`` (the spec rejected all others)."""
+    return {k: v for k, v in params.items() if k in _trainable(cls)}
+
+
+def _train_data(study: Study, cell: Cell, data: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    p = cell.params
+    train = resolve_ref(study, data, str(p["train"]))
+    val = resolve_ref(study, data, str(p["val"])) if p.get("val") else _default_val(study, data, str(p["train"]))
+    return {"data": train, "val": val}
 
 
 def _train_yolo(study: Study, cell: Cell, data: dict[str, dict[str, Any]], run_dir: Path, device: str,
@@ -566,16 +607,14 @@ def _train_yolo(study: Study, cell: Cell, data: dict[str, dict[str, Any]], run_d
     p = cell.params
     rec = _reuse_run(run_dir)
     if rec is None:
-        train = resolve_ref(study, data, str(p["train"]))
-        val = resolve_ref(study, data, str(p["val"])) if p.get("val") else _default_val(study, data, str(p["train"]))
+        # a study trains for all its epochs unless it sets patience
+        params = {"patience": p.get("epochs", yolo.YoloTrainConfig.epochs), **_params_for(yolo.YoloTrainConfig, p)}
         fresh = not (run_dir / "weights" / "last.pt").exists()  # else: ultralytics resumes from last.pt
-        epochs = int(p.get("epochs", 100))
-        cfg = yolo.YoloTrainConfig(data=train, val=val, out=str(run_dir), model=local_path(study, str(p.get("weights") or cell.model)),
-                                   epochs=epochs, imgsz=int(p.get("imgsz", 640)), batch=int(p.get("batch", 16)),
-                                   device=device, seed=study.seed, patience=int(p.get("patience", epochs)),
-                                   workers=int(p.get("workers", 2)), force=fresh, options=dict(p.get("options") or {}))
+        cfg = yolo.YoloTrainConfig.from_params(params, _where(study, cell), out=str(run_dir), device=device, seed=study.seed,
+                                               force=fresh, model=local_path(study, str(p.get("weights") or cell.model)),
+                                               **_train_data(study, cell, data))
         rec = yolo.train(cfg, on_progress=_train_progress(progress, f"{cell.id}: train"))
-    return {"run_dir": str(run_dir), "metrics": rec.get("metrics", {}), "imgsz": int(p.get("imgsz", 640))}
+    return {"run_dir": str(run_dir), "metrics": rec.get("metrics", {}), "imgsz": rec.get("imgsz")}
 
 
 def _train_detr(study: Study, cell: Cell, data: dict[str, dict[str, Any]], run_dir: Path, device: str,
@@ -585,35 +624,23 @@ def _train_detr(study: Study, cell: Cell, data: dict[str, dict[str, Any]], run_d
     p = cell.params
     rec = _reuse_run(run_dir)
     if rec is None:
-        train = resolve_ref(study, data, str(p["train"]))
-        val = resolve_ref(study, data, str(p["val"])) if p.get("val") else _default_val(study, data, str(p["train"]))
         fresh = not (run_dir / "last.ckpt").exists()  # else: rfdetr resumes from last.ckpt
-        cfg = detr.DetrTrainConfig(data=train, val=val, out=str(run_dir), model=local_path(study, str(p.get("weights") or cell.model)),
-                                   epochs=int(p.get("epochs", 50)), resolution=p.get("resolution"),
-                                   batch=int(p.get("batch", 4)), grad_accum=int(p.get("grad_accum", 4)),
-                                   lr=float(p.get("lr", 1e-4)), device=device, seed=study.seed,
-                                   patience=int(p.get("patience", 10)), workers=int(p.get("workers", 2)), force=fresh,
-                                   options=dict(p.get("options") or {}))
+        cfg = detr.DetrTrainConfig.from_params(_params_for(detr.DetrTrainConfig, p), _where(study, cell), out=str(run_dir),
+                                               device=device, seed=study.seed, force=fresh,
+                                               model=local_path(study, str(p.get("weights") or cell.model)),
+                                               **_train_data(study, cell, data))
         rec = detr.train(cfg, on_progress=_train_progress(progress, f"{cell.id}: train"))
     return {"run_dir": str(run_dir), "metrics": rec.get("metrics", {})}
-
-
-#: LoRA parameters passed through to :class:`synspill.vlm.train.TrainConfig`.
-LORA_KEYS = ("lora", "merger", "rank", "alpha", "dropout", "lr", "weight_decay", "warmup", "steps", "batch", "grad_accum",
-             "early_stopping", "eval_every", "val_gen", "save_every", "quant", "dtype", "max_pixels", "min_pixels", "prompt",
-             "gradient_checkpointing", "max_new_tokens")
 
 
 def _train_lora(study: Study, cell: Cell, data: dict[str, dict[str, Any]], run_dir: Path, device: str,
                 progress: StepProgress | None) -> dict[str, Any]:
     from synspill.vlm import train as vtrain
 
-    p = cell.params
     if _reuse_run(run_dir) is None:
-        train = resolve_ref(study, data, str(p["train"]))
-        val = resolve_ref(study, data, str(p["val"])) if p.get("val") else _default_val(study, data, str(p["train"]))
-        cfg = vtrain.TrainConfig(model=local_path(study, cell.model), data=train, out=str(run_dir), val=val, device=device, seed=study.seed,
-                                 **{k: p[k] for k in LORA_KEYS if k in p})
+        cfg = vtrain.VlmTrainConfig.from_params(_params_for(vtrain.VlmTrainConfig, cell.params), _where(study, cell),
+                                                model=local_path(study, cell.model), out=str(run_dir), device=device,
+                                                seed=study.seed, **_train_data(study, cell, data))
         vtrain.train(cfg, on_step=_train_progress(progress, f"{cell.id}: train"))  # resumes from OUT/checkpoint
     return {"run_dir": str(run_dir)}
 
@@ -624,21 +651,29 @@ _TRAINERS = {"yolo": _train_yolo, "detr": _train_detr, "lora": _train_lora}
 # ---- prediction ------------------------------------------------------------------------
 def _finished_preds(path: Path, eval_hash: str) -> bool:
     """True when ``path`` and its sidecar exist and were made for this evaluation set."""
-    from synspill.evaluation import find_sidecar
+    from synspill.detections import find_sidecar
 
     side = find_sidecar(path) if path.is_file() else None
     meta = _read_json(side) if side else None
     return meta is not None and meta.get("eval_hash") == eval_hash
 
 
-def _vlm_config(cell: Cell, model: str, device: str) -> Any:
-    from synspill.predictors import PredictorConfig
+def _predictor_config(study: Study, cell: Cell, train: dict[str, Any], device: str) -> Any:
+    """The :class:`~synspill.models.PredictorConfig` of a cell's predictions."""
+    from synspill.models import PredictorConfig
+    from synspill.vlm.predictor import OPTION_KEYS
 
     p = cell.params
-    opts: dict[str, Any] = {k: p[k] for k in ("max_new_tokens", "per_class", "temperature", "top_p", "repetition_penalty", "min_pixels") if k in p}
-    return PredictorConfig(model=model, backend="vlm", device=device, conf=0.0, batch=int(p.get("predict_batch", 1)),
-                           max_pixels=p.get("max_pixels"), quant=str(p.get("quant", "none")), dtype=str(p.get("dtype", "auto")),
-                           prompt=p.get("prompt"), options=opts)
+    where = _where(study, cell)
+    if cell.kind in ("yolo", "detr"):
+        batch = {"batch": p["predict_batch"]} if "predict_batch" in p else {}
+        imgsz = {"imgsz": train["imgsz"]} if cell.kind == "yolo" and train.get("imgsz") else {}
+        return PredictorConfig.from_params({**batch, **imgsz}, where, model=train["run_dir"], backend=cell.kind, device=device)
+    model = train["run_dir"] if cell.kind == "lora" else local_path(study, cell.model)
+    params: dict[str, Any] = {"batch": p.get("predict_batch", VLM_PREDICT_BATCH),
+                              **{k: p[k] for k in ("max_pixels", "quant", "dtype", "prompt") if k in p}}
+    return PredictorConfig.from_params(params, where, model=model, backend="vlm", device=device, conf=0.0,
+                                       options={k: p[k] for k in OPTION_KEYS if k in p})
 
 
 def _predict(study: Study, cell: Cell, gt: str, out: Path, eval_hash: str, train: dict[str, Any],
@@ -656,48 +691,22 @@ def _predict(study: Study, cell: Cell, gt: str, out: Path, eval_hash: str, train
     def tick(k: int = 1) -> None:
         done[0] += k
         if progress:
-            progress(task, done[0], n, "")
+            progress(task, done[0], n, {})
 
     out.parent.mkdir(parents=True, exist_ok=True)
+    pcfg = _predictor_config(study, cell, train, device)
+    meta = {"cell": cell.id, "eval_hash": eval_hash}
     if cell.kind == "icl":
-        _predict_icl(study, cell, gt, out, eval_hash, data, device, tick)
+        from synspill.vlm.icl import IclConfig, icl_to_results
+
+        icfg = IclConfig.from_params(_params_for(IclConfig, cell.params), _where(study, cell), seed=study.seed)
+        support = resolve_ref(study, data, str(cell.params["support"]))
+        icl_to_results(pcfg, support, gt, out, icfg, force=True, extra_meta=meta, on_item=tick)
         return out
-    from synspill.inference import predict_to_results
-    from synspill.predictors import PredictorConfig, load_predictor
+    from synspill.inference import predict_files
 
-    if cell.kind in ("yolo", "detr"):
-        imgsz = train.get("imgsz") if cell.kind == "yolo" else None
-        cfg = PredictorConfig(model=train["run_dir"], backend=cell.kind, device=device, conf=0.001, imgsz=imgsz,
-                              batch=int(cell.params.get("predict_batch", 8)))
-        model = train["run_dir"]
-    else:  # zero-shot / lora
-        model = train["run_dir"] if cell.kind == "lora" else local_path(study, cell.model)
-        cfg = _vlm_config(cell, model, device)
-    predictor = load_predictor(cfg)
-    predict_to_results(predictor, gt, out, batch=cfg.batch, backend=cfg.backend, model=model,
-                       extra_meta={"cell": cell.id, "method": cell.kind, "eval_hash": eval_hash}, on_item=lambda *_: tick())
+    predict_files(pcfg, gt, out, force=True, extra_meta={**meta, "method": cell.kind}, on_item=lambda *_: tick())
     return out
-
-
-def _predict_icl(study: Study, cell: Cell, gt: str, out: Path, eval_hash: str, data: dict[str, dict[str, Any]], device: str,
-                 tick: Callable[[int], None]) -> None:
-    from synspill.detections import write_results
-    from synspill.vlm.icl import load_support, run_icl, support_budget
-    from synspill.vlm.outputs import list_queries, write_sidecar
-    from synspill.vlm.predictor import load_predictor
-
-    p = cell.params
-    support = resolve_ref(study, data, str(p["support"]))
-    k = int(p.get("k", 5))
-    select = str(p.get("select", "random"))
-    pred = load_predictor(_vlm_config(cell, local_path(study, cell.model), device))
-    sup_px = int(p.get("support_max_pixels") or support_budget(pred.max_pixels, k, int(p.get("context_tokens", 8192)), pred.min_pixels))
-    queries, _ = list_queries(gt)
-    records, dropped, chosen = run_icl(pred, load_support(support), queries, k, select, study.seed, sup_px, on_item=tick)
-    write_results(out, records)
-    write_sidecar(out, pred.name, dropped, method="icl", cell=cell.id, eval_hash=eval_hash, k=k, select=select, seed=study.seed, support=support,
-                  support_max_pixels=sup_px, max_pixels=pred.max_pixels,
-                  support_images={str(i): v for i, v in chosen.items()})  # the sidecar last: marks the file finished
 
 
 # ---------------------------------------------------------------------------------------

@@ -22,6 +22,11 @@ A study file has four parts (see ``experiments/paper.toml``)::
 
 A *cell* is one (method, variant, model) combination; its id is stable, so finished cells
 are found again after a crash and skipped.
+
+Every key of the file is checked when it is loaded: a key that is not valid in its table
+(``epocs = 2`` in ``[[methods]]``) is an error naming the file, the table, the key and the
+valid keys. The ``[[methods]]`` keys of each kind come from the config it builds
+(:func:`synspill.experiment.runner.method_keys`).
 """
 
 from __future__ import annotations
@@ -33,11 +38,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from synspill.coco.tools import DEFAULT_FRACTIONS
 from synspill.errors import UsageError
+from synspill.metrics import DEFAULT_IOU
+from synspill.params import check_keys
 
 DATASET_KINDS = {"synthetic", "coco", "import"}
 METHOD_KINDS = {"yolo", "detr", "zero-shot", "icl", "lora"}
 SPLITS = {"train", "val", "test", "all"}
+
+TOP_KEYS = {"name", "seed", "out", "models", "datasets", "methods", "evaluate", "report"}
+EVALUATE_KEYS = {"on", "iou", "min_score", "metrics"}
+REPORT_KEYS = {"iou_table_model"}
+#: Keys of a ``[datasets.NAME]`` table besides ``kind`` and ``split``, per kind.
+DATASET_KEYS = {
+    "synthetic": {"n", "size", "per_image", "spill_scale", "min_box", "backend", "workers", "scene_model", "inpaint_model",
+                  "style_refs", "quality", "classes", "feather", "opacity"},
+    "coco": {"path", "images", "map"},
+    "import": {"path", "images", "format", "map", "min_size", "strict"},
+}
+SYNTH_BACKENDS = ("procedural", "sdxl")
 
 #: Model-size aliases for the paper's Qwen2.5-VL family (override in [models]).
 DEFAULT_MODELS = {
@@ -133,6 +153,7 @@ def load_study(path: str | Path) -> Study:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise _err(p, f"malformed TOML ({e})") from None
+    check_keys(raw, TOP_KEYS, f"{p}: top level")
     name = str(raw.get("name") or p.stem)
     seed = raw.get("seed", 0)
     if not isinstance(seed, int):
@@ -149,6 +170,9 @@ def load_study(path: str | Path) -> Study:
         if kind not in DATASET_KINDS:
             raise _err(p, f"[datasets.{dname}] kind = {kind!r}; use one of {sorted(DATASET_KINDS)}")
         opts = {k: v for k, v in d.items() if k not in ("kind", "split")}
+        check_keys(opts, DATASET_KEYS[kind] | {"kind", "split"}, f"{p}: [datasets.{dname}] (kind = {kind!r})")
+        if kind == "synthetic" and opts.get("backend", SYNTH_BACKENDS[0]) not in SYNTH_BACKENDS:
+            raise _err(p, f"[datasets.{dname}] backend = {opts['backend']!r}; use procedural or sdxl")
         if kind in ("coco", "import") and "path" not in opts:
             raise _err(p, f"[datasets.{dname}] needs path = \"...\" (a COCO file or an annotation export)")
         for key in ("path", "images"):
@@ -160,7 +184,7 @@ def load_study(path: str | Path) -> Study:
                 raise _err(p, f"[datasets.{dname}] split = {split!r}; give three fractions that sum to 1, e.g. [0.8, 0.1, 0.1]")
             split = tuple(float(x) for x in split)
         elif kind == "synthetic":
-            split = (0.8, 0.1, 0.1)
+            split = DEFAULT_FRACTIONS
         datasets[dname] = DatasetSpec(dname, kind, opts, split)
     if not datasets:
         raise _err(p, "no [datasets.NAME] table; declare at least one dataset")
@@ -179,6 +203,8 @@ def load_study(path: str | Path) -> Study:
         seen.add(c.id)
 
     ev = raw.get("evaluate") or {}
+    check_keys(ev, EVALUATE_KEYS, f"{p}: [evaluate]")
+    check_keys(raw.get("report") or {}, REPORT_KEYS, f"{p}: [report]")
     eval_on = ev.get("on") or []
     if isinstance(eval_on, str):
         eval_on = [eval_on]
@@ -186,7 +212,7 @@ def load_study(path: str | Path) -> Study:
         raise _err(p, "[evaluate] on = [...] is empty; name the datasets to evaluate on, e.g. [\"synth:test\"]")
     for ref in eval_on:
         parse_ref(ref, datasets, p, "[evaluate] on")
-    iou = str(ev.get("iou", "0.5:0.9:0.1"))
+    iou = str(ev.get("iou", DEFAULT_IOU))
     min_score = ev.get("min_score", 0.0)
     if not isinstance(min_score, int | float) or not 0.0 <= min_score <= 1.0:
         raise _err(p, f"[evaluate] min_score = {min_score!r}; use a score in [0, 1] (0: count every prediction in the hit rate)")
@@ -205,6 +231,11 @@ def _expand_method(m: Any, i: int, aliases: dict[str, str], datasets: dict[str, 
     if kind not in METHOD_KINDS:
         raise _err(p, f"methods[{i}] kind = {kind!r}; use one of {sorted(METHOD_KINDS)}")
     name = str(m.get("name") or kind)
+    from synspill.experiment.runner import (
+        method_keys,  # the runner builds the configs these keys feed
+    )
+
+    check_keys(m, method_keys(kind), f"{p}: methods[{i}] ({name}, kind = {kind!r})")
     models = m.get("models", m.get("model"))
     if models is None:
         models = {"yolo": ["yolo11n"], "detr": ["nano"]}.get(kind)

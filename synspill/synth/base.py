@@ -10,6 +10,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from synspill.params import FromParams
+
 
 @dataclass(frozen=True)
 class SceneSpec:
@@ -96,11 +98,16 @@ class SpillBackend(Protocol):
         ...
 
 
+#: Where SDXL-Turbo inpainting (stage 3) departs from the scene defaults of :class:`DiffusionOptions`.
+INPAINT_DIFFUSION: dict[str, Any] = {"steps": 20, "guidance": 0.0, "scheduler": "euler_a"}
+
+
 @dataclass(frozen=True)
-class DiffusionOptions:
+class DiffusionOptions(FromParams):
     """Options of the SDXL backends (:mod:`synspill.synth.sdxl`), set from the CLI.
 
-    Defaults are the paper's Table 1 (scenes) and stage-3 settings (inpainting).
+    The field defaults are the paper's Table 1 (scenes); :meth:`for_inpaint` starts from
+    the stage-3 settings (:data:`INPAINT_DIFFUSION`) instead.
 
     Attributes:
         model: SDXL base (scenes) or SDXL-Turbo (inpaint) local folder or cached hub id.
@@ -143,3 +150,8 @@ class DiffusionOptions:
     vae_tiling: bool = False
     compile: bool = False
     min_levels: int = 8
+
+    @classmethod
+    def for_inpaint(cls, params: dict[str, Any], where: str = "", **fixed: Any) -> DiffusionOptions:
+        """Inpainting options: :data:`INPAINT_DIFFUSION`, then ``params`` (see :meth:`from_params`)."""
+        return cls.from_params({**INPAINT_DIFFUSION, **params}, where, **fixed)

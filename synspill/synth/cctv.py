@@ -41,7 +41,7 @@ def apply(img: np.ndarray, rng: np.random.Generator, view: str, size: tuple[int,
         return cv2.resize(out, (out_w, out_h), interpolation=cv2.INTER_LINEAR) if (out_w, out_h) != (w, h) else out, \
             {"jpeg_quality": 95, "blur": 0.0}
     params: dict[str, Any] = {}
-    x = img.astype(np.float32, copy=True)
+    x: np.ndarray = img.astype(np.float32, copy=True)
     cast = np.array([_u(rng, 0.9, 1.1), 1.0, _u(rng, 0.88, 1.1)], np.float32)
     if cctv and rng.random() < 0.3:  # washed-out colour of cheap sensors
         grey = x.mean(axis=2, keepdims=True)
@@ -63,7 +63,7 @@ def apply(img: np.ndarray, rng: np.random.Generator, view: str, size: tuple[int,
     params["blur"] = round(sig * out_w / w, 3)  # in output pixels
     if rng.random() < (0.08 if cctv else 0.05):  # motion blur (camera shake, or a pan)
         k = int(_u(rng, 3, 9) * max(1.0, w / 512))
-        ker = np.zeros((k, k), np.float32)
+        ker: np.ndarray = np.zeros((k, k), np.float32)
         ker[k // 2, :] = 1.0 / k
         rot = cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), _u(rng, 0, 180), 1.0)
         ker = cv2.warpAffine(ker, rot, (k, k))

@@ -400,6 +400,7 @@ def composite(img: np.ndarray, box: tuple[int, int, int, int], surf: Surface, cl
     strength = float(np.clip(opacity, 0.05, 1.0))
     mode = str(rng.choice(BLEND_MODES))
     params["blend"] = mode
+    alpha: np.ndarray
     if mode == "hard":
         alpha = vis.astype(np.float32)
     elif mode == "blur":
@@ -474,7 +475,7 @@ def photo_surface(img: np.ndarray, box: tuple[int, int, int, int], rng: np.rando
     mirror = lin[src_rows][:, x1:x2]
     mirror = cv2.GaussianBlur(mirror, (0, 0), _u(rng, 0.5, 2.0))
     if rng.random() < 0.5:  # a light or a window the frame does not show, mirrored in the liquid
-        m = np.zeros(mirror.shape[:2], np.float32)
+        m: np.ndarray = np.zeros(mirror.shape[:2], np.float32)
         for _ in range(int(rng.integers(1, 3))):
             cx, cy = int(_u(rng, 0, x2 - x1)), int(_u(rng, 0, y2 - y1))
             ax = (max(1, int(_u(rng, 0.05, 0.3) * (x2 - x1))), max(1, int(_u(rng, 0.02, 0.12) * (y2 - y1))))

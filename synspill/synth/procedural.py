@@ -30,16 +30,16 @@ from typing import Any
 
 import numpy as np
 
-from synspill.synth import room
+from synspill.boxes import tight_box
+from synspill.synth import room as places
 from synspill.synth import textures as tx
 from synspill.synth.base import SceneSpec, SpillResult, SpillSpec
-from synspill.synth.masks import soft_mask
 
 #: Plant rooms (drawn by :class:`_SceneRenderer`).
 PLANT_TYPES = ("corridor", "pump-room", "control-room", "walkway", "tank-farm", "loading-bay", "compressor-hall", "workshop")
 #: Everyday places (ray-cast by :mod:`synspill.synth.room`); ``corridor`` is the plant one,
 #: ``hallway`` the office/hospital kind.
-PLACE_TYPES = tuple("hallway" if f == "corridor" else f for f in room.FAMILIES)
+PLACE_TYPES = tuple("hallway" if f == "corridor" else f for f in places.FAMILIES)
 SCENE_TYPES = PLANT_TYPES + PLACE_TYPES
 #: What ``synspill scenes`` draws from by default (uniformly; a repeat weighs double).
 DEFAULT_TYPES = PLACE_TYPES + PLACE_TYPES + PLANT_TYPES
@@ -112,6 +112,27 @@ class _Cam:
         return self.vx + self.f * x / z, self.yh + self.f * (self.h - y) / z
 
 
+@dataclass
+class _Room:
+    """What :meth:`_SceneRenderer.run` decided about the room (metres, render pixels)."""
+
+    cam: _Cam
+    zb: float  # depth of the back wall
+    wall_h: float
+    outdoor: bool
+    left: bool  # side walls present
+    right: bool
+    xl: float  # distance of the left / right wall (60: none)
+    xr: float
+    floor_kind: str
+    wall_kind: str
+    gloss: float
+    yb: float = 0.0  # back-wall base and top rows, its columns (set by the back-wall step)
+    yt: float = 0.0
+    c0: int = 0
+    c1: int = 0
+
+
 class ProceduralSceneBackend:
     """Procedural industrial scenes (CPU, deterministic per spec seed).
 
@@ -154,7 +175,7 @@ def render_place(spec: SceneSpec) -> tuple[np.ndarray, dict[str, Any]]:
     from synspill.synth import cctv
 
     family = "corridor" if spec.scene_type == "hallway" else spec.scene_type
-    img, layout = room.render(family, spec.seed, spec.width, spec.height)
+    img, layout = places.render(family, spec.seed, spec.width, spec.height)
     out, cam = cctv.apply(img, np.random.default_rng([spec.seed, 99]), layout["camera"]["view"], (spec.width, spec.height))
     layout["params"].update(cam, scene_type=spec.scene_type)
     return out, layout
@@ -171,7 +192,7 @@ class _SceneRenderer:
         self.rw, self.rh = max(16, int(round(self.W * scale))), max(16, int(round(self.H * scale)))
         self.sx, self.sy = self.W / self.rw, self.H / self.rh
         self.rng = np.random.default_rng(spec.seed)
-        st = spec.scene_type if spec.scene_type in PRESETS else _pick(self.rng, SCENE_TYPES)
+        st = spec.scene_type if spec.scene_type in PRESETS else _pick(self.rng, PLANT_TYPES)
         self.scene_type = st
         self.p = PRESETS[st]
         self.equipment: list[dict[str, Any]] = []
@@ -218,8 +239,34 @@ class _SceneRenderer:
 
     # -- main ----------------------------------------------------------------------------
     def run(self) -> tuple[np.ndarray, dict[str, Any]]:
-        import cv2
+        """Render the scene: room, walls, floor, objects, lights, then the camera model.
 
+        The steps draw from one random stream in this order; reordering them changes every image.
+        """
+        room = self._room()
+        img = np.empty((self.rh, self.rw, 3), np.float32)
+        self._sky(img, room)
+        wtex, wall_col, tile_m = self._back_wall(img, room)
+        self._side_walls(img, room, wtex, wall_col, tile_m)
+        fpoly, fade, fcol = self._floor(img, room)
+        # repair patches, mats, plates, drains, markings (all on the floor plane)
+        self._floor_decor(img, room.cam, room.xl, room.xr, room.zb, fcol)
+        # pipes, trays, valves on the back wall
+        if not room.outdoor:
+            self._wall_equipment(img, room.cam, room.zb, room.yb, room.yt, room.c0, room.c1)
+        # floor objects, far to near, with shadows
+        before = img[..., 1].copy()
+        shadow = np.ones((self.rh, self.rw), np.float32)
+        self._floor_objects(img, shadow, room.cam, room.xl, room.xr, room.zb, room.outdoor)
+        grid = self._free_floor(img, before)
+        del before
+        self._lighting(img, room, shadow, fade)
+        out = self._camera_model(img)
+        return out, self._layout(room, fpoly, grid)
+
+    # -- steps of run() ---------------------------------------------------------------------
+    def _room(self) -> _Room:
+        """Camera, depth, walls present, floor and wall materials, gloss."""
         rng, p = self.rng, self.p
         rw, rh = self.rw, self.rh
         cam = _Cam(f=rw * _u(rng, 0.55, 1.15), h=_u(rng, 2.2, 4.5),
@@ -236,25 +283,38 @@ class _SceneRenderer:
         wall_kind = _pick(rng, tx.WALLS)
         gloss = {"epoxy": _u(rng, 0.25, 0.6), "tiles": _u(rng, 0.1, 0.35), "concrete": _u(rng, 0.0, 0.15)}.get(floor_kind, 0.03)
         self.params.update(floor=floor_kind, wall=wall_kind, gloss=round(gloss, 3), outdoor=bool(outdoor))
+        return _Room(cam, zb, wall_h, bool(outdoor), bool(left), bool(right), xl, xr, floor_kind, wall_kind, gloss)
 
-        img = np.empty((rh, rw, 3), np.float32)
-        # ceiling / sky
+    def _sky(self, img: np.ndarray, room: _Room) -> None:
+        """Ceiling (indoors) or sky: a vertical gradient over the whole frame."""
+        rng, rh = self.rng, self.rh
         yy = np.linspace(0, 1, rh, dtype=np.float32)[:, None, None]
-        if outdoor:
+        if room.outdoor:
             top, bot = np.array([0.55, 0.65, 0.8], np.float32), np.array([0.85, 0.87, 0.88], np.float32)
         else:
             top = np.array([0.12, 0.12, 0.13], np.float32) * _u(rng, 0.6, 1.6)
             bot = top * 1.6
         img[:] = top + (bot - top) * yy
 
-        # back wall
+    def _back_wall(self, img: np.ndarray, room: _Room) -> tuple[np.ndarray, np.ndarray, float]:
+        """The textured back wall (a low bund wall outdoors) with grime at its base.
+
+        Sets ``room.yb``/``yt`` (wall base/top rows) and ``c0``/``c1`` (its columns).
+
+        Returns:
+            ``(wall texture, wall colour, texture tile in metres)`` for the side walls.
+        """
+        import cv2
+
+        rng, cam, rw, rh, zb = self.rng, room.cam, self.rw, self.rh, room.zb
+        outdoor = room.outdoor
         _, yb = cam.floor(0, zb)
-        _, yt = cam.point(0, wall_h, zb)
-        xa = cam.floor(-xl, zb)[0] if left else -10.0
-        xb_ = cam.floor(xr, zb)[0] if right else rw + 10.0
+        _, yt = cam.point(0, room.wall_h, zb)
+        xa = cam.floor(-room.xl, zb)[0] if room.left else -10.0
+        xb_ = cam.floor(room.xr, zb)[0] if room.right else rw + 10.0
         wall_col = np.array(_pick(rng, WALL_COLOURS), np.float32) * _u(rng, 0.8, 1.1)
         ppm_wall = cam.f / zb
-        wtex = tx.texture(wall_kind, int(rng.integers(2)))
+        wtex = tx.texture(room.wall_kind, int(rng.integers(2)))
         tile_m = _u(rng, 3.0, 6.0)
         s = ppm_wall * tile_m / tx.TILE
         m = np.array([[s, 0, _u(rng, 0, rw)], [0, s, yb]], np.float32)
@@ -274,15 +334,21 @@ class _SceneRenderer:
             g = np.linspace(1.0, _u(rng, 0.7, 0.95), band, dtype=np.float32)[:, None, None]
             a = max(r0, r1 - band)
             img[a:r1, c0:c1] *= g[band - (r1 - a):]
+        room.yb, room.yt, room.c0, room.c1 = yb, yt, c0, c1
+        return wtex, wall_col, tile_m
 
-        # side walls (perspective-mapped)
-        for side, xw in (("l", -xl), ("r", xr)):
-            if (side == "l" and not left) or (side == "r" and not right):
+    def _side_walls(self, img: np.ndarray, room: _Room, wtex: np.ndarray, wall_col: np.ndarray, tile_m: float) -> None:
+        """Left/right walls, perspective-mapped with the back wall's texture."""
+        import cv2
+
+        rng, cam, rw, rh = self.rng, room.cam, self.rw, self.rh
+        for side, xw in (("l", -room.xl), ("r", room.xr)):
+            if (side == "l" and not room.left) or (side == "r" and not room.right):
                 continue
             hmat = np.array([[cam.vx, 0, cam.f * xw], [cam.yh, -cam.f, cam.f * cam.h], [1, 0, 0]], np.float64)
             sc = tile_m / tx.TILE
             a_ = np.array([[sc, 0, 0], [0, sc, 0], [0, 0, 1]], np.float64)
-            pts = np.array([cam.point(xw, 0, zb), cam.point(xw, wall_h, zb), cam.point(xw, wall_h, 0.2),
+            pts = np.array([cam.point(xw, 0, room.zb), cam.point(xw, room.wall_h, room.zb), cam.point(xw, room.wall_h, 0.2),
                             cam.point(xw, 0, 0.2)], np.float64)
             mask = np.zeros((rh, rw), np.uint8)
             cv2.fillPoly(mask, [np.clip(pts, -1e5, 1e5).astype(np.int32)], 1)
@@ -296,8 +362,16 @@ class _SceneRenderer:
                 np.copyto(img[by0:by1, bx0:bx1], warped[..., None] * (wall_col * shade),
                           where=mask[by0:by1, bx0:bx1, None] > 0)
 
-        # floor
-        fkind = floor_kind
+    def _floor(self, img: np.ndarray, room: _Room) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The textured floor plane, faded toward the horizon; sets ``self.fm`` (its mask).
+
+        Returns:
+            ``(floor polygon, fade per row, floor colour)``.
+        """
+        import cv2
+
+        rng, cam, rw, rh = self.rng, room.cam, self.rw, self.rh
+        fkind = room.floor_kind
         ftex = tx.texture(fkind, int(rng.integers(2)))
         fcol = np.array(_pick(rng, FLOOR_COLOURS[fkind]), np.float32) * _u(rng, 0.85, 1.1)
         tile_m = {"concrete": _u(rng, 2.5, 5), "epoxy": _u(rng, 3, 6), "tiles": _u(rng, 1.0, 2.4),
@@ -312,6 +386,7 @@ class _SceneRenderer:
         a_ = np.array([[sc * math.cos(rot), -sc * math.sin(rot), _u(rng, 0, 50)],
                        [sc * math.sin(rot), sc * math.cos(rot), _u(rng, 0, 50)], [0, 0, 1]], np.float64)
         hmat = np.array([[cam.f, cam.vx, 0], [0, cam.yh, cam.f * cam.h], [0, 1, 0]], np.float64)
+        xl, xr, zb = room.xl, room.xr, room.zb
         fpoly = np.array([cam.floor(-xl, zb), cam.floor(xr, zb), cam.floor(xr, 0.2), cam.floor(-xl, 0.2)], np.float64)
         fmask = np.zeros((rh, rw), np.uint8)
         cv2.fillPoly(fmask, [np.clip(fpoly, -1e5, 1e5).astype(np.int32)], 1)
@@ -325,24 +400,20 @@ class _SceneRenderer:
         fl = floor * fade[y0f:] + float(ftex.mean()) * (1 - fade[y0f:])
         np.copyto(img[y0f:], fl[..., None] * fcol, where=fm[y0f:, :, None])
         self.fm = fm
+        return fpoly, fade, fcol
 
-        # repair patches, mats, plates, drains, markings (all on the floor plane)
-        self._floor_decor(img, cam, xl, xr, zb, fcol)
+    def _free_floor(self, img: np.ndarray, before: np.ndarray) -> np.ndarray:
+        """Where the floor is still visible (for box proposals): ``self.free`` and a coarse 32x32 grid."""
+        import cv2
 
-        # pipes, trays, valves on the back wall
-        if not outdoor:
-            self._wall_equipment(img, cam, zb, yb, yt, c0, c1)
+        self.free = self.fm & (img[..., 1] == before)
+        return cv2.resize(self.free.astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA) > 0.5
 
-        # floor objects, far to near, with shadows
-        before = img[..., 1].copy()
-        shadow = np.ones((rh, rw), np.float32)
-        self._floor_objects(img, shadow, cam, xl, xr, zb, outdoor)
-        # where the floor is still visible (for box proposals): a coarse 32x32 grid
-        self.free = fm & (img[..., 1] == before)
-        grid = cv2.resize(self.free.astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA) > 0.5
-        del before
+    def _lighting(self, img: np.ndarray, room: _Room, shadow: np.ndarray, fade: np.ndarray) -> None:
+        """Lights with falloff, soft contact shadows, glossy-floor reflections and light fixtures."""
+        import cv2
 
-        # lights
+        rng, cam, rw, rh, yb, outdoor = self.rng, room.cam, self.rw, self.rh, room.yb, room.outdoor
         n_l = int(rng.integers(1, 5))
         light_cols = []
         for _ in range(n_l):
@@ -369,6 +440,7 @@ class _SceneRenderer:
         shadow_s = cv2.GaussianBlur(shadow, (0, 0), max(1.0, rw / 250))
         img *= illum_full * shadow_s[..., None]
         # glossy floor: mirror of what is above the wall base + streaks under the lights
+        gloss = room.gloss
         if gloss > 0.05:
             y0r = min(rh - 1, max(0, int(min(yb, cam.yh))))  # only floor rows can reflect
             src = np.clip(2 * int(yb) - np.arange(y0r, rh), 0, rh - 1)
@@ -378,7 +450,12 @@ class _SceneRenderer:
         if not outdoor:
             for lx, ly, _rad, col in self.lights:
                 self._fixture(img, lx, ly, col, gloss, yb)
-        # global colour cast + camera model (exposure, vignetting, blur, gamma), one pass each
+
+    def _camera_model(self, img: np.ndarray) -> np.ndarray:
+        """Colour cast, exposure, vignetting, blur, gamma, upsampling and sensor noise: ``(H, W, 3)`` uint8."""
+        import cv2
+
+        rng, rw, rh = self.rng, self.rw, self.rh
         cast = np.array([_u(rng, 0.92, 1.08), 1.0, _u(rng, 0.9, 1.08)], np.float32)
         exposure = _u(rng, 0.85, 1.35)
         vig = _u(rng, 0.0, 0.45)
@@ -395,15 +472,19 @@ class _SceneRenderer:
         q = int(_pick(rng, (65, 72, 80, 85, 88, 92, 95)))
         self.params.update(noise_level=level, jpeg_quality=q, exposure=round(exposure, 3), blur=round(sig * self.sx, 3),
                            vignette=round(vig, 3), lights=len(self.lights))
+        return out
+
+    def _layout(self, room: _Room, fpoly: np.ndarray, grid: np.ndarray) -> dict[str, Any]:
+        """The scene's geometry in output pixels (see :meth:`ProceduralSceneBackend.render`)."""
+        cam, rw, rh = room.cam, self.rw, self.rh
         fpoly_img = _clip_poly_to_image(fpoly, rw, rh, cam.yh)
-        layout = {
+        return {
             "horizon": round(cam.yh * self.sy, 2), "cam_height": round(cam.h, 3), "focal": round(cam.f * self.sy, 2), "vp_x": round(cam.vx * self.sx, 2),
-            "wall_base": round(min(yb, rh) * self.sy, 2),
+            "wall_base": round(min(room.yb, rh) * self.sy, 2),
             "floor": [[round(x * self.sx, 1), round(y * self.sy, 1)] for x, y in fpoly_img],
             "equipment": self.equipment, "params": self.params,
             "floor_grid": ["".join("1" if v else "0" for v in row) for row in grid],
         }
-        return out, layout
 
     # -- parts ----------------------------------------------------------------------------
     def _fixture(self, img: np.ndarray, lx: float, ly: float, col: np.ndarray, gloss: float, yb: float) -> None:
@@ -681,30 +762,6 @@ def add_sensor_noise(img: np.ndarray, level: int, rng: np.random.Generator) -> n
 # Spills
 # ==================================================================================
 
-#: Shape families and material parameters per taxonomy class id.
-#: alpha: peak coverage at opacity 0.75; edge: edge softness factor; gloss: mirror strength.
-MATERIALS: dict[int, dict[str, Any]] = {
-    1: dict(name="oil", shapes=("puddle", "puddle", "runs", "drips"), alpha=(0.8, 0.97), edge=0.4, gloss=(0.08, 0.3),
-            colours=([0.05, 0.04, 0.03], [0.1, 0.07, 0.04], [0.18, 0.12, 0.06], [0.03, 0.03, 0.03]), sheen=True, darken=None),
-    2: dict(name="water", shapes=("puddle", "runs", "drips", "puddle"), alpha=(0.85, 1.0), edge=0.35, gloss=(0.1, 0.3),
-            colours=None, sheen=False, darken=(0.45, 0.72)),
-    3: dict(name="chemical", shapes=("puddle", "stain", "runs"), alpha=(0.55, 0.85), edge=0.5, gloss=(0.0, 0.15),
-            colours=([0.85, 0.8, 0.2], [0.3, 0.7, 0.35], [0.25, 0.45, 0.85], [0.92, 0.92, 0.88], [0.7, 0.4, 0.75]), sheen=False, darken=None),
-    4: dict(name="stain", shapes=("stain", "stain", "puddle"), alpha=(0.6, 0.9), edge=1.0, gloss=(0.0, 0.0),
-            colours=([0.3, 0.24, 0.18], [0.25, 0.25, 0.25], [0.4, 0.33, 0.22], [0.2, 0.17, 0.14]), sheen=False, darken=None),
-    5: dict(name="coolant", shapes=("puddle", "runs", "drips"), alpha=(0.75, 0.95), edge=0.35, gloss=(0.15, 0.35),
-            colours=([0.2, 0.75, 0.3], [0.9, 0.35, 0.6], [0.95, 0.5, 0.1], [0.2, 0.6, 0.85]), sheen=False, darken=(0.6, 0.8)),
-    6: dict(name="rust", shapes=("streaks", "stain", "streaks"), alpha=(0.7, 0.95), edge=0.8, gloss=(0.0, 0.0),
-            colours=([0.55, 0.25, 0.08], [0.45, 0.2, 0.08], [0.65, 0.35, 0.12], [0.4, 0.22, 0.12]), sheen=False, darken=None),
-    7: dict(name="grease", shapes=("smear", "smear", "puddle"), alpha=(0.8, 0.97), edge=0.45, gloss=(0.05, 0.15),
-            colours=([0.08, 0.07, 0.05], [0.2, 0.16, 0.08], [0.12, 0.1, 0.08], [0.3, 0.25, 0.1]), sheen=False, darken=None),
-    8: dict(name="powder", shapes=("scatter", "scatter", "puddle"), alpha=(0.7, 0.95), edge=0.6, gloss=(0.0, 0.0),
-            colours=([0.9, 0.9, 0.88], [0.8, 0.75, 0.65], [0.7, 0.7, 0.72], [0.95, 0.93, 0.85]), sheen=False, darken=None),
-}
-
-VISIBLE_FRACTION = 0.3  # a pixel is "visible spill" where its alpha >= this fraction of the peak
-
-
 class ProceduralSpillBackend:
     """Physically based liquids composited into any RGB image (synthetic or real).
 
@@ -757,7 +814,7 @@ class ProceduralSpillBackend:
                 rng = np.random.default_rng([s.seed, 5])
                 box = (a, b, c, d)
                 if lay.get("room"):
-                    surf = room.surface_for_box(lay, box, (w, h))
+                    surf = places.surface_for_box(lay, box, (w, h))
                     prm["surface"] = "room"
                 elif lay.get("horizon") is not None:
                     surf = liquid.photo_surface(img, box, rng, horizon=float(lay["horizon"]), focal=lay.get("focal"),
@@ -790,224 +847,8 @@ class ProceduralSpillBackend:
                 x1, y1, x2, y2 = (float(v) for v in s.box)
                 boxes_mask[max(0, int(math.ceil(y1))):max(0, int(y2)), max(0, int(math.ceil(x1))):max(0, int(x2))] = True
             img[near & boxes_mask] = over[near & boxes_mask]
-        boxes = [_tight_box(m) for m in masks]
+        boxes = [tight_box(m) for m in masks]
         return SpillResult(image=img, masks=masks, boxes=boxes, params=params)
-
-
-@dataclass
-class _SceneStats:
-    """Global cues the spill must agree with: colour cast and mean brightness."""
-
-    cast: np.ndarray  # (3,) per-channel factor, mean 1
-    mean: float
-
-    @classmethod
-    def of(cls, img: np.ndarray) -> _SceneStats:
-        small = img[::16, ::16].reshape(-1, 3).astype(np.float32)
-        m = small.mean(axis=0) + 1.0
-        cast = m / m.mean()
-        cast = 1.0 + 0.6 * (cast - 1.0)  # partial: the scene's albedo also tints the mean
-        return cls(cast.astype(np.float32), float(m.mean()) / 255.0)
-
-
-def _tight_box(m: np.ndarray) -> tuple[float, float, float, float] | None:
-    ys = np.flatnonzero(m.any(axis=1))
-    if ys.size == 0:
-        return None
-    xs = np.flatnonzero(m.any(axis=0))
-    return (float(xs[0]), float(ys[0]), float(xs[-1] + 1), float(ys[-1] + 1))
-
-
-def _shape(rng: np.random.Generator, kind: str, gw: int, gh: int) -> np.ndarray:
-    """A scalar field on a small ``(gh, gw)`` grid; the spill is where it is > 0.5."""
-    import cv2
-
-    ys, xs = np.mgrid[0:gh, 0:gw].astype(np.float32)
-    xs = (xs + 0.5) / gw
-    ys = (ys + 0.5) / gh
-    field = np.zeros((gh, gw), np.float32)
-    noise = tx.shape_noise(int(rng.integers(4)))
-    nz = cv2.resize(noise[int(rng.integers(0, 128)):][:128, int(rng.integers(0, 128)):][:, :128], (gw, gh))
-    ang = _u(rng, 0, 2 * np.pi)
-    d = np.array([math.cos(ang), math.sin(ang)], np.float32)
-    if kind in ("puddle", "runs", "drips", "stain"):
-        n = int(rng.integers(3, 10))
-        p = np.array([_u(rng, 0.35, 0.65), _u(rng, 0.35, 0.65)], np.float32) - d * 0.15
-        r = _u(rng, 0.16, 0.28)
-        for _ in range(n):
-            field += (r * r) / ((xs - p[0]) ** 2 + (ys - p[1]) ** 2 + 1e-3)
-            step = d + rng.normal(0, 0.6, 2).astype(np.float32)
-            p = np.clip(p + step / (np.linalg.norm(step) + 1e-6) * r * _u(rng, 0.6, 1.3), 0.15, 0.85)
-            r *= _u(rng, 0.65, 1.05)
-        field = field / (field.max() + 1e-6)
-        field = field * 1.3 + (nz - 0.5) * (0.9 if kind == "stain" else 0.6)
-        thr = np.quantile(field, 1 - _u(rng, 0.3, 0.6))
-        field = 0.5 + (field - thr)
-        if kind in ("runs", "drips"):
-            thin = np.zeros((gh, gw), np.uint8)
-            for _ in range(int(rng.integers(1, 4))):
-                q = np.array([_u(rng, 0.3, 0.7) * gw, _u(rng, 0.3, 0.7) * gh])
-                a = ang + rng.normal(0, 0.5)
-                pts = [q.copy()]
-                for _ in range(int(rng.integers(4, 12))):
-                    a += rng.normal(0, 0.35)
-                    q = q + np.array([math.cos(a), math.sin(a)]) * gw * 0.06
-                    pts.append(q.copy())
-                cv2.polylines(thin, [np.array(pts, np.int32)], False, 1, max(1, gw // 40))
-            field = np.maximum(field, thin.astype(np.float32) * 0.9)
-        if kind == "drips":
-            for _ in range(int(rng.integers(3, 12))):
-                c = (int(_u(rng, 0.08, 0.92) * gw), int(_u(rng, 0.08, 0.92) * gh))
-                rr = max(1, int(_u(rng, 0.01, 0.04) * gw))
-                cv2.ellipse(field, c, (rr, max(1, int(rr * gh / gw * 1.0))), 0, 0, 360, 1.0, -1)
-    elif kind == "streaks":  # vertical run-off streaks, strongest at the top
-        cols = cv2.resize(noise[:8, int(rng.integers(0, 200)):][:, :48], (gw, gh), interpolation=cv2.INTER_LINEAR)
-        top = np.clip(1.2 - ys * _u(rng, 0.6, 1.1), 0, 1)
-        field = cols * top + (nz - 0.5) * 0.3
-        thr = np.quantile(field, 1 - _u(rng, 0.3, 0.55))
-        field = 0.5 + (field - thr) * 1.5
-    elif kind == "smear":  # thick brush strokes along a direction
-        canvas = np.zeros((gh, gw), np.float32)
-        for _ in range(int(rng.integers(2, 6))):
-            cen = np.array([_u(rng, 0.25, 0.75) * gw, _u(rng, 0.25, 0.75) * gh])
-            half = d * np.array([gw, gh]) * _u(rng, 0.15, 0.4)
-            t = max(2, int(_u(rng, 0.08, 0.2) * min(gw, gh)))
-            p1, p2 = (cen - half).astype(int), (cen + half).astype(int)
-            cv2.line(canvas, (int(p1[0]), int(p1[1])), (int(p2[0]), int(p2[1])), 1.0, t)
-        blurred = cv2.GaussianBlur(canvas, (0, 0), max(1.0, gw / 40))
-        field = blurred + (nz - 0.5) * 0.7
-        field = 0.5 + (field - 0.45)
-    else:  # scatter: powder heap with grainy fringe and loose particles
-        cx, cy = _u(rng, 0.4, 0.6), _u(rng, 0.4, 0.6)
-        dist = np.sqrt(((xs - cx) / _u(rng, 0.25, 0.4)) ** 2 + ((ys - cy) / _u(rng, 0.25, 0.4)) ** 2)
-        grain = rng.random((gh, gw), dtype=np.float32)
-        field = 1.0 - dist * 0.6 + (nz - 0.5) * 0.8 + (grain - 0.5) * 0.35
-        thr = np.quantile(field, 1 - _u(rng, 0.3, 0.55))
-        field = 0.5 + (field - thr)
-        loose = (grain > 0.985 - 0.02 * np.clip(1 - dist, 0, 1)).astype(np.float32)
-        field = np.maximum(field, loose * 0.8)
-    # stay inside the box: a smooth window pulls the shape away from the edges
-    # stay inside the box: an elliptical window roughened by its own noise, so that where it
-    # limits a large field the outline is an irregular curve, never the box's straight edge
-    n2 = cv2.resize(noise[128:192, 128:192], (gw, gh))
-    r = np.sqrt(((xs - 0.5) / 0.5) ** 2 + ((ys - 0.5) / 0.5) ** 2) + (n2 - 0.5) * 0.5
-    return np.minimum(field, 0.5 + (0.92 - r) * 3)
-
-
-def _paint(img: np.ndarray, s: SpillSpec, ctx: _SceneStats) -> tuple[np.ndarray, dict[str, Any]]:
-    """Paint one spill in place; returns its full-size visible mask and parameters."""
-    import cv2
-
-    H, W = img.shape[:2]
-    full = np.zeros((H, W), bool)
-    x1, y1, x2, y2 = (float(v) for v in s.box)
-    a, b = max(0, int(math.ceil(x1 - 1e-6))), max(0, int(math.ceil(y1 - 1e-6)))
-    c, d = min(W, int(math.floor(x2 + 1e-6))), min(H, int(math.floor(y2 + 1e-6)))
-    mat = MATERIALS.get(s.class_id, MATERIALS[1])
-    prm: dict[str, Any] = {"material": mat["name"], "seed": s.seed}
-    if c - a < 2 or d - b < 2:
-        prm["skipped"] = "box outside the image or under 2 px"
-        return full, prm
-    rng = np.random.default_rng(s.seed)
-    bw, bh = c - a, d - b
-    kind = _pick(rng, mat["shapes"])
-    g = 96
-    gw, gh = (g, max(8, int(g * bh / bw))) if bw >= bh else (max(8, int(g * bw / bh)), g)
-    field = _shape(rng, kind, gw, gh)
-    field = cv2.resize(field, (bw, bh), interpolation=cv2.INTER_LINEAR)
-    binary = (field > 0.5).astype(np.float32)
-    # edge softness: the feather, scaled to the spill size and the material (liquids are crisp)
-    sigma = max(0.6, min(s.feather / 3.0, 0.06 * min(bw, bh)) * mat["edge"])
-    alpha = cv2.GaussianBlur(binary, (0, 0), sigma)
-    thick = cv2.GaussianBlur(binary, (0, 0), max(1.0, 0.08 * min(bw, bh)))  # liquid thickness: thin at the rim
-    peak = float(np.clip(_u(rng, *mat["alpha"]) * s.opacity / 0.75, 0.0, 1.0))
-    nz = tx.shape_noise(int(rng.integers(4)))
-    var = cv2.resize(nz[:64, :64], (bw, bh), interpolation=cv2.INTER_LINEAR)
-    alpha = alpha * peak * (0.85 + 0.3 * (var - 0.5))
-    # the paper's soft mask, inset so that it reaches exactly 0 at the box edge: a spill that
-    # reaches its box fades out instead of being cut straight
-    f = min(float(s.feather), 0.15 * min(bw, bh))
-    if f >= 0.5:
-        alpha *= soft_mask(bh, bw, (f, f, bw - f, bh - f), feather=f, opacity=1.0)
-    np.clip(alpha, 0, 1, out=alpha)
-
-    bg = img[b:d, a:c].astype(np.float32) / 255.0
-    # local light: the background's low-pass brightness relative to its albedo-ish median
-    lum = bg.mean(axis=2)
-    small = cv2.resize(lum, (max(2, bw // 16), max(2, bh // 16)), interpolation=cv2.INTER_AREA)
-    light = cv2.resize(cv2.GaussianBlur(small, (0, 0), 1.0), (bw, bh), interpolation=cv2.INTER_LINEAR)
-    light = np.clip(light / max(ctx.mean, 0.05), 0.25, 2.0)[..., None]
-    cast = ctx.cast[None, None, :]
-    # what a mirror-like film would reflect: the image just above the spill, flipped
-    gloss = _u(rng, *mat["gloss"])
-    refl = None
-    if gloss > 0:
-        top = max(0, b - bh)
-        src = img[top:b, a:c] if b > top else img[b:d, a:c]
-        src = cv2.resize(src, (bw, bh), interpolation=cv2.INTER_LINEAR)[::-1].astype(np.float32) / 255.0
-        refl = cv2.GaussianBlur(src, (0, 0), _u(rng, 1.0, 4.0))
-    name = mat["name"]
-    th = np.clip(thick, 0, 1)[..., None]
-    if name == "water":  # wet floor: darker and more saturated, a darker meniscus at the rim
-        k = _u(rng, *mat["darken"])
-        g_ = bg.mean(axis=2, keepdims=True)
-        col = np.clip(g_ + (bg - g_) * 1.3, 0, 1) * (k - 0.12 * (1 - th))
-        prm["darken"] = round(k, 3)
-    else:
-        base = np.array(_pick(rng, mat["colours"]), np.float32) * _u(rng, 0.8, 1.15)
-        tex = 0.9 + 0.2 * var[..., None]
-        tint = base / max(float(base.max()), 1e-3)
-        if name in ("oil", "grease"):  # film: translucent brown at the thin rim, opaque black where thick
-            rim_col = bg * (0.35 + 0.5 * tint) * _u(rng, 0.5, 0.8)
-            body = base * tex * light * cast
-            col = rim_col + (body - rim_col) * np.clip(th * 1.6, 0, 1)
-            if name == "grease":  # lumpy, matte-ish paste
-                col = col * (0.8 + 0.4 * cv2.resize(nz[64:96, 64:96], (bw, bh))[..., None])
-        elif name == "coolant":  # coloured translucent liquid over a darkened floor
-            col = bg * _u(rng, *mat["darken"]) * (0.45 + 0.55 * tint) + base * light * cast * 0.25 * th
-        elif name in ("stain", "rust", "chemical"):  # discolouration: the floor shows through (multiply)
-            strength = _u(rng, 0.6, 0.95)
-            mult = (1.0 - strength) + strength * tint * _u(rng, 0.35, 0.7)
-            col = bg * mult * tex
-            if name == "rust":
-                grain = rng.random((bh, bw), dtype=np.float32)[..., None]
-                col = col * (0.85 + 0.3 * grain)
-            if name == "stain":  # tide mark: darker rim where it dried
-                rim = np.clip(binary - cv2.GaussianBlur(binary, (0, 0), max(1.0, 0.03 * min(bw, bh))), 0, 1)[..., None]
-                col = col * (1 - 0.35 * rim)
-            if name == "chemical" and rng.random() < 0.5:  # crust: opaque pale rim / residue
-                rim = np.clip(binary - cv2.GaussianBlur(binary, (0, 0), max(1.0, 0.02 * min(bw, bh))), 0, 1)[..., None]
-                col = col + (base * light - col) * 0.6 * rim
-        else:  # powder: opaque grains, brighter than most floors, sparse at the fringe
-            gs = rng.random((max(2, bh // 2), max(2, bw // 2)), dtype=np.float32)  # grains of ~2 px
-            grain = cv2.resize(gs, (bw, bh), interpolation=cv2.INTER_LINEAR)[..., None]
-            col = base * tex * (0.8 + 0.4 * grain) * light * cast
-            alpha = alpha * np.clip(0.6 + 0.8 * th[..., 0] + 0.3 * (grain[..., 0] - 0.5), 0, 1)
-        prm["colour"] = [round(float(v), 3) for v in base]
-    if refl is not None:
-        f = gloss * (0.5 + 0.5 * np.clip(thick, 0, 1))[..., None]
-        col = col * (1 - f) + refl * f
-        # specular rim: thickness gradient facing the lights (which are above, -y)
-        gy = cv2.Sobel(thick, cv2.CV_32F, 0, 1, ksize=3)
-        spec = np.clip(-gy * _u(rng, 2.0, 6.0), 0, 1) ** 2
-        col = col + (spec * gloss * 1.2)[..., None] * light * cast
-        prm["gloss"] = round(gloss, 3)
-    if mat["sheen"] and rng.random() < 0.7:  # thin-film interference: faint rainbow bands
-        phase = var * _u(rng, 6, 14) + _u(rng, 0, 6.28)
-        rainbow = 0.5 + 0.5 * np.stack([np.cos(phase), np.cos(phase + 2.09), np.cos(phase + 4.19)], axis=-1)
-        band = np.clip(thick * (1 - thick) * 4, 0, 1)[..., None]
-        col = col + rainbow * band * _u(rng, 0.04, 0.12) * light
-        prm["sheen"] = True
-    # the scene's sensor noise, so that the spill is not smoother than its surroundings
-    lap = cv2.Laplacian(lum, cv2.CV_32F)
-    sig = float(np.clip(np.median(np.abs(lap)) * 1.4826 / math.sqrt(20) * 0.8, 0.002, 0.03))
-    col = col + rng.normal(0, sig, (bh, bw, 1)).astype(np.float32)
-    out = bg + (col - bg) * alpha[..., None]
-    img[b:d, a:c] = np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8)
-    vis = alpha >= VISIBLE_FRACTION * peak
-    full[b:d, a:c] = vis
-    prm.update(shape=kind, peak_alpha=round(peak, 3), edge_sigma=round(sigma, 2))
-    return full, prm
 
 
 class BackgroundSceneBackend:
@@ -1021,20 +862,20 @@ class BackgroundSceneBackend:
     """
 
     name = "backgrounds"
-    EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
     def __init__(self, folder: str) -> None:
         from pathlib import Path
 
         from synspill.errors import DatasetError
+        from synspill.io import IMAGE_SUFFIXES, list_images
 
         root = Path(folder)
         if not root.is_dir():
             raise DatasetError(f"{root}: --backgrounds folder does not exist; pass a folder of plant photos")
         self.root = root
-        self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in self.EXTS and p.is_file())
+        self.files = list_images(root)
         if not self.files:
-            raise DatasetError(f"{root}: no images (.jpg/.png/.webp/.bmp) found; pass a folder of plant photos")
+            raise DatasetError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) found; pass a folder of plant photos")
 
     def generate(self, specs: list[SceneSpec]) -> list[np.ndarray]:
         """One cover-cropped ``(H, W, 3)`` uint8 RGB photo per spec."""

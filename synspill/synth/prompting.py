@@ -20,7 +20,7 @@ import numpy as np
 
 from synspill import taxonomy
 from synspill.errors import UsageError
-from synspill.prompts import load_toml
+from synspill.templates import load_toml
 
 SCENE_FILE = "synth/scene.toml"
 SPILL_FILE = "synth/spills.toml"

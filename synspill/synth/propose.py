@@ -21,11 +21,13 @@ Proposals are marked ``{"auto": true}`` in the COCO annotations. Boxes are absol
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from synspill import taxonomy
+from synspill.boxes import iou
 from synspill.synth import MIN_BOX
 
 # Real-world spill extent (metres): (width lo, hi), depth/width ratio (lo, hi).
@@ -55,14 +57,6 @@ def _in_poly(poly: np.ndarray, x: float, y: float) -> bool:
     import cv2
 
     return cv2.pointPolygonTest(poly.astype(np.float32), (float(x), float(y)), False) >= 0
-
-
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    u = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / u if u > 0 else 0.0
 
 
 def _grid_fraction(grid: np.ndarray, box: tuple[float, ...], width: int, height: int) -> float:
@@ -163,7 +157,7 @@ def propose_boxes(width: int, height: int, layout: dict[str, Any] | None, rng: n
             on_equipment = src is not None and cls == 6 and b[1] < float(src["drip"][1]) - 1
             if grid is not None and not on_equipment and _grid_fraction(grid, b, width, height) < 0.7:
                 continue  # mostly hidden behind equipment or off the floor
-            if any(_iou(b, o[0]) > 0.1 for o in out):
+            if any(iou(b, o[0]) > 0.1 for o in out):
                 continue
             out.append((b, cls))
             break
@@ -201,3 +195,41 @@ def propose_dataset(scenes: Any, per_image: tuple[int, int] = (1, 3), classes: l
                        info={"description": "synspill automatic spill-box proposals", "seed": seed,
                              "per_image": list(per_image), "classes": classes or "all", "scale": scale,
                              "min_size": min_size})
+
+
+def propose_to_file(scenes: str | Path, out: str | Path, force: bool = False, **options: Any) -> Any:
+    """Proposals for a scenes folder (see :func:`propose_dataset`), written as a COCO file.
+
+    ``file_name`` s are relative to ``out``'s folder, so the file opens with its images.
+
+    Args:
+        scenes: Scenes folder (``synspill scenes`` output), COCO file/folder or image folder.
+        out: The ``.json`` to write.
+        force: Overwrite ``out``.
+        **options: ``per_image``, ``classes``, ``seed``, ``scale``, ``min_size`` of :func:`propose_dataset`.
+
+    Returns:
+        The proposals (a :class:`~synspill.coco.dataset.CocoDataset`).
+
+    Raises:
+        OutputExists: ``out`` exists and not ``force``.
+        UsageError: ``out`` is not a ``.json`` file.
+    """
+    import os
+
+    from synspill.coco.dataset import save_coco
+    from synspill.errors import OutputExists, UsageError
+    from synspill.synth.scenes import load_scenes
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise OutputExists(f"{out} exists; pass --force to overwrite it or choose another --out")
+    if out.suffix.lower() != ".json":
+        raise UsageError(f"--out {out}: write the proposals to a .json file")
+    ds = load_scenes(scenes)
+    props = propose_dataset(ds, **options)
+    for im, src in zip(props.images, ds.images, strict=True):
+        im.file_name = os.path.relpath(ds.image_path(src).resolve(), out.resolve().parent)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_coco(props, out)
+    return props

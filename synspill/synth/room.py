@@ -487,7 +487,7 @@ def _floor_distractors(rng: np.random.Generator, s: Scene) -> None:
         s.floor_decals.append(Rect(*r, np.array([0.05, 0.05, 0.05], np.float32), gloss=0.2, porous=0.0, kind="cable"))
     if rng.random() < 0.2:  # a repaired patch of another floor tone
         x, z = _u(rng, x0 + 0.3, x1 - 1.5), _u(rng, 0.5, min(z1, 10))
-        col = s.floor.colour * _u(rng, 0.75, 1.2)
+        col = (s.floor.colour * _u(rng, 0.75, 1.2)).astype(np.float32)
         s.floor_decals.append(Rect(x, x + _u(rng, 0.5, 2.0), z, z + _u(rng, 0.5, 2.0), col, kind="patch"))
 
 
@@ -590,7 +590,6 @@ def trace(s: Scene, o: np.ndarray, d: np.ndarray, skip_people: bool = False,
     n = len(d)
     o = np.broadcast_to(np.asarray(o, np.float32), (n, 3))
     ds = _safe(d.astype(np.float32))
-    inv = 1.0 / ds
     ox, oy, oz = (np.ascontiguousarray(o[:, k]) for k in range(3))
     dx, dy, dz = (np.ascontiguousarray(ds[:, k]) for k in range(3))
     ix, iy, iz = 1.0 / dx, 1.0 / dy, 1.0 / dz
@@ -722,7 +721,6 @@ def _plane_coords(p: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 def _sample(m: Material, u: np.ndarray, v: np.ndarray, footprint: np.ndarray) -> np.ndarray:
     """Texture lookup (``(N, 3)``) with a mip level from each pixel's footprint (metres per pixel)."""
-    import cv2
 
     if m.flat or len(u) == 0:
         return np.broadcast_to(m.colour, (len(u), 3)).astype(np.float32)
@@ -807,8 +805,8 @@ def shade(s: Scene, hit: Hit, d: np.ndarray, pix_angle: float, shadows: np.ndarr
     # decals and emitters on the room's planes
     fl = hit.sid == 0
     if fl.any() and s.floor_decals:
-        for r, m in _rects(s.floor_decals, hit.p[fl, 0], hit.p[fl, 2]):
-            idx = np.flatnonzero(fl)[m]
+        for r, inside in _rects(s.floor_decals, hit.p[fl, 0], hit.p[fl, 2]):
+            idx = np.flatnonzero(fl)[inside]
             albedo[idx] = r.colour * (0.9 + 0.1 * albedo[idx].mean(axis=1, keepdims=True) / 0.8)
             if r.gloss is not None:
                 gloss[idx] = r.gloss
@@ -816,16 +814,16 @@ def shade(s: Scene, hit: Hit, d: np.ndarray, pix_angle: float, shadows: np.ndarr
                 porous[idx] = r.porous
     ce = hit.sid == 1
     if ce.any():
-        for r, m in _rects(s.ceiling_panels, hit.p[ce, 0], hit.p[ce, 2]):
-            idx = np.flatnonzero(ce)[m]
+        for r, inside in _rects(s.ceiling_panels, hit.p[ce, 0], hit.p[ce, 2]):
+            idx = np.flatnonzero(ce)[inside]
             emis[idx] = r.colour * r.emissive
             albedo[idx] = 0.9
     for w in range(4):
         sel = hit.sid == 2 + w
         if sel.any() and s.wall_rects[w]:
             a = hit.p[sel, 2] if w < 2 else hit.p[sel, 0]
-            for r, m in _rects(s.wall_rects[w], a, hit.p[sel, 1]):
-                idx = np.flatnonzero(sel)[m]
+            for r, inside in _rects(s.wall_rects[w], a, hit.p[sel, 1]):
+                idx = np.flatnonzero(sel)[inside]
                 if r.kind == "window":
                     emis[idx] = r.colour * r.emissive
                     albedo[idx] = 0.2

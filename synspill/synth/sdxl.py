@@ -30,22 +30,22 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from synspill.boxes import tight_box
 from synspill.errors import ModelNotFound, UsageError
-from synspill.synth import prompting
+from synspill.io import IMAGE_SUFFIXES, list_images
+from synspill.synth import Scheduler, prompting
 from synspill.synth.base import DiffusionOptions, SceneSpec, SpillResult, SpillSpec
 
 log = logging.getLogger(__name__)
 
 SCENE_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
 SPILL_MODEL = "stabilityai/sdxl-turbo"
-SCHEDULERS = ("dpmpp_2m_sde_karras", "euler_a", "native")
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+SCHEDULERS = tuple(s.value for s in Scheduler)
 LORA_NAME = "style"
 VISIBLE_THRESHOLD = 10.0
 WINDOW = 512
@@ -110,21 +110,6 @@ def _unet_in_channels(folder: Path) -> int:
         raise ModelNotFound(f"{cfg}: unreadable UNet config ({e}); re-download the model folder") from None
 
 
-def process_device(spec: str) -> str:
-    """Resolve ``--device``; under ``accelerate launch``/``torchrun`` ``auto``/``cuda`` mean this process's GPU.
-
-    Each launched process has ``LOCAL_RANK``; without this every process would pick
-    ``cuda:0``. An explicit ``cuda:N`` is kept as given.
-    """
-    from synspill.runtime import resolve_device
-
-    device = resolve_device(spec)
-    rank = os.environ.get("LOCAL_RANK")
-    if rank is not None and rank.isdigit() and spec.strip().lower() in ("auto", "cuda") and device.startswith("cuda"):
-        device = resolve_device(f"cuda:{rank}")
-    return device
-
-
 def load_pipeline(opts: DiffusionOptions, task: str) -> tuple[Any, str, Any]:
     """Load and configure a stock diffusers SDXL pipeline from local weights.
 
@@ -145,7 +130,7 @@ def load_pipeline(opts: DiffusionOptions, task: str) -> tuple[Any, str, Any]:
         StableDiffusionXLPipeline,
     )
 
-    from synspill.runtime import resolve_dtype
+    from synspill.runtime import process_device, resolve_dtype
 
     device = process_device(opts.device)
     dtype = resolve_dtype(opts.dtype, device)
@@ -287,9 +272,9 @@ def list_refs(folder: str | Path) -> list[Path]:
     p = Path(folder)
     if not p.is_dir():
         raise UsageError(f"--refs {str(folder)!r} is not a folder; pass a folder of reference photos")
-    refs = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS and f.is_file())
+    refs = list_images(p)
     if not refs:
-        raise UsageError(f"--refs {str(folder)!r} holds no images ({', '.join(IMAGE_EXTS)})")
+        raise UsageError(f"--refs {str(folder)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return refs
 
 
@@ -513,15 +498,6 @@ def visible_mask(before: np.ndarray, after: np.ndarray, support: np.ndarray,
     h, w = d.shape
     mean = sum(p[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)) / 9.0
     return (d > threshold) & (mean > threshold / 2) & support
-
-
-def tight_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
-    """Tight ``(x1, y1, x2, y2)`` absolute pixel box (x2/y2 exclusive) around a bool mask; None if empty."""
-    ys = np.flatnonzero(mask.any(axis=1))
-    xs = np.flatnonzero(mask.any(axis=0))
-    if ys.size == 0:
-        return None
-    return float(xs[0]), float(ys[0]), float(xs[-1] + 1), float(ys[-1] + 1)
 
 
 class SDXLSpillBackend:

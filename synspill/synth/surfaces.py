@@ -81,7 +81,7 @@ def _wood_grain(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     """Grain along x for a ``(h, w)`` plank: stretched noise and growth-ring bands."""
     import cv2
 
-    n = rng.normal(0, 1, (max(4, h // 3), max(4, w // 40))).astype(np.float32)
+    n: np.ndarray = rng.normal(0, 1, (max(4, h // 3), max(4, w // 40))).astype(np.float32)
     n = cv2.resize(n, (w, h), interpolation=cv2.INTER_CUBIC)
     rings = np.sin(np.linspace(0, rng.uniform(6, 20), h, dtype=np.float32)[:, None] * np.pi + n * 1.5)
     fine = cv2.resize(rng.normal(0, 1, (h, max(4, w // 8))).astype(np.float32), (w, h))
@@ -165,7 +165,7 @@ def _products(rng: np.random.Generator) -> np.ndarray:
     rows = int(rng.integers(4, 7))
     rh = TILE // rows
     for r in range(rows):
-        y0, y1 = r * rh, (r + 1) * rh
+        y1 = (r + 1) * rh
         x = 0
         while x < TILE:
             w = int(rng.integers(12, 48))

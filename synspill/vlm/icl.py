@@ -19,24 +19,79 @@ A query image is never its own example (matched by file path).
 Support images get their own pixel budget so that k + 1 images fit the context:
 ``support_max_pixels = min(max_pixels, context_tokens * 28**2 // k)`` unless given.
 NumPy + PIL here; the model runs through :class:`synspill.vlm.predictor.VLMPredictor`.
+
+:func:`icl_to_results` is the whole job (support set + query images -> COCO results and
+sidecar), the in-context counterpart of :func:`synspill.inference.predict_files`; ``synspill
+icl`` and the experiment runner call it with an :class:`IclConfig`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from synspill.errors import DatasetError, UsageError
+from synspill.errors import DatasetError, OutputExists, UsageError
+from synspill.models import PredictorConfig
+from synspill.params import FromParams
+from synspill.vlm import SelectMethod
 from synspill.vlm.geometry import FACTOR, Resize, to_input
 from synspill.vlm.parse import format_answer
 
-SELECT_METHODS = ("random", "stratified", "similar")
+SELECT_METHODS = tuple(m.value for m in SelectMethod)
 HIST_BINS = 4
+
+
+@dataclass(frozen=True)
+class IclConfig(FromParams):
+    """How the in-context examples are chosen and sized.
+
+    Attributes:
+        k: Examples per query (the paper: 5, 10, 15).
+        select: ``random``, ``stratified`` or ``similar`` (see the module docstring).
+        seed: Selection seed.
+        context_tokens: Image tokens the k examples may use together.
+        support_max_pixels: Pixel budget of each example (None: from ``context_tokens``).
+    """
+
+    k: int = 5
+    select: str = SelectMethod.random.value
+    seed: int = 0
+    context_tokens: int = 8192
+    support_max_pixels: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise UsageError(f"--k {self.k} must be at least 1 (zero-shot is `synspill predict --vlm`)")
+        if self.select not in SELECT_METHODS:
+            raise UsageError(f"--select {self.select!r} is unknown; use {', '.join(SELECT_METHODS)}")
+        if self.context_tokens < 1:
+            raise UsageError(f"--context-tokens {self.context_tokens} must be at least 1")
+
+
+@dataclass
+class IclSummary:
+    """What :func:`icl_to_results` wrote.
+
+    Attributes:
+        results: The COCO results file.
+        sidecar: Its ``.meta.json`` (written last: marks the file finished).
+        n_queries: Images predicted.
+        n_detections: Boxes written.
+        dropped: VLM answers dropped while parsing, by reason.
+        meta: The sidecar's contents.
+    """
+
+    results: Path
+    sidecar: Path
+    n_queries: int
+    n_detections: int
+    dropped: dict[str, int]
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -76,18 +131,13 @@ def load_support(coco: str | Path) -> list[SupportItem]:
     """
     from PIL import Image
 
-    from synspill.coco.dataset import load_coco
+    from synspill.vlm.outputs import solved_images
 
-    ds = load_coco(coco, check_images=True)
-    by_img = ds.anns_by_image()
     items = []
-    for im in ds.images:
-        anns = by_img.get(im.id, [])
-        xyxy = np.array([[a.bbox[0], a.bbox[1], a.bbox[0] + a.bbox[2], a.bbox[1] + a.bbox[3]] for a in anns], dtype=np.float64).reshape(-1, 4)
-        path = str(ds.image_path(im))
-        with Image.open(path) as pil:
+    for s in solved_images(coco):
+        with Image.open(s.path) as pil:
             hist = colour_hist(pil)
-        items.append(SupportItem(path, xyxy, np.array([a.category_id for a in anns], dtype=np.int64), hist))
+        items.append(SupportItem(s.path, s.xyxy, s.class_ids, hist))
     if not items:
         raise DatasetError(f"{coco}: the support set has no images; ICL needs solved examples")
     return items
@@ -211,3 +261,56 @@ def run_icl(predictor: Any, support: list[SupportItem], queries: list[tuple[int,
         if on_item:
             on_item(len(chunk))
     return records, dropped, chosen
+
+
+def icl_to_results(
+    pcfg: PredictorConfig,
+    support: str | Path,
+    images: str | Path,
+    out: str | Path,
+    cfg: IclConfig | None = None,
+    force: bool = False,
+    extra_meta: dict[str, Any] | None = None,
+    on_start: Callable[[dict[str, Any]], None] | None = None,
+    on_item: Callable[[int], None] | None = None,
+) -> IclSummary:
+    """Predict every query image with k solved examples; write COCO results and the sidecar.
+
+    Inputs (output free, queries, support set) are checked before the model loads.
+
+    Args:
+        pcfg: The VLM (``backend`` is taken as ``vlm``); ``options`` go to the predictor.
+        support: COCO file of solved examples.
+        images: Folder of query images, or a COCO file (its image ids are kept).
+        out: COCO results file to write.
+        cfg: Example selection and budgets (None: the defaults).
+        force: Overwrite ``out``.
+        extra_meta: More sidecar keys (the experiment runner's cell and evaluation hash).
+        on_start: Called once the model is loaded, with ``queries``, ``support`` (image
+            counts), ``support_max_pixels`` and ``max_pixels``.
+        on_item: Called with the number of query images finished.
+
+    Raises:
+        OutputExists: ``out`` exists and not ``force``.
+        DatasetError: No query images or no support images.
+    """
+    from synspill.detections import read_sidecar, write_results
+    from synspill.vlm.outputs import list_queries, write_sidecar
+    from synspill.vlm.predictor import load_predictor
+
+    cfg = cfg or IclConfig()
+    out = Path(out)
+    if out.exists() and not force:
+        raise OutputExists(f"{out} exists; pass --force to overwrite or choose another --out")
+    queries, _ = list_queries(images)
+    items = load_support(support)
+    pred = load_predictor(pcfg)
+    sup_px = cfg.support_max_pixels or support_budget(pred.max_pixels, cfg.k, cfg.context_tokens, pred.min_pixels)
+    if on_start is not None:
+        on_start({"queries": len(queries), "support": len(items), "support_max_pixels": sup_px, "max_pixels": pred.max_pixels})
+    records, dropped, chosen = run_icl(pred, items, queries, cfg.k, cfg.select, cfg.seed, sup_px, on_item=on_item)
+    write_results(out, records)
+    side = write_sidecar(out, pred.name, dropped, method="icl", **(extra_meta or {}), k=cfg.k, select=cfg.select,
+                         seed=cfg.seed, support=str(support), support_max_pixels=sup_px, max_pixels=pred.max_pixels,
+                         support_images={str(i): v for i, v in chosen.items()})
+    return IclSummary(out, side, len(queries), len(records), {k: int(v) for k, v in dropped.items()}, read_sidecar(side))

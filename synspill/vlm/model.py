@@ -124,7 +124,13 @@ def load_vlm(model: str, device: str = "auto", dtype: str = "auto", quant: str =
     import torch
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-    from synspill.runtime import apply_threads, quant_config, resolve_device, resolve_dtype, resolve_weights
+    from synspill.runtime import (
+        apply_threads,
+        quant_config,
+        resolve_device,
+        resolve_dtype,
+        resolve_weights,
+    )
 
     apply_threads()
     path = resolve_weights(model, "Qwen2.5-VL")
@@ -203,7 +209,7 @@ def encode(vlm: VLM, chats: list[list[dict[str, Any]]], images: list[list[Any]],
 
     Args:
         vlm: The loaded model.
-        chats: One message list per sample (see :func:`synspill.vlm.prompts.build_chat`).
+        chats: One message list per sample (see :func:`synspill.vlm.chat.build_chat`).
         images: PIL images per sample, in placeholder order, sized by :func:`prepare_image`.
         add_generation_prompt: End with the assistant header (generation) or not (training).
         padding_side: ``left`` for generation, ``right`` for training.

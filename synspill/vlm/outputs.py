@@ -1,4 +1,4 @@
-"""Query images in (a folder or a COCO file) and results out (COCO results + sidecar meta).
+"""Images in (query images; solved examples with their boxes) and results out (COCO results + sidecar meta).
 
 The sidecar next to ``preds.json`` is ``preds.meta.json``:
 ``{"model": ..., "backend": "vlm", "unscored": false, "parse_dropped": {reason: count}, ...}``
@@ -8,13 +8,52 @@ The sidecar next to ``preds.json`` is ``preds.meta.json``:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from synspill import detections
 from synspill.errors import DatasetError
-from synspill.io import write_json
+from synspill.io import IMAGE_SUFFIXES, list_images
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+@dataclass
+class SolvedImage:
+    """An image with its boxes (an ICL example, a training example).
+
+    Attributes:
+        path: The image file.
+        width, height: Its size (from the COCO record).
+        xyxy: ``(N, 4)`` float64 absolute pixels of the original image.
+        class_ids: ``(N,)`` int64 taxonomy ids (``N = 0``: an image without spills).
+    """
+
+    path: str
+    width: int
+    height: int
+    xyxy: Any
+    class_ids: Any
+
+
+def solved_images(coco: str | Path) -> list[SolvedImage]:
+    """The images of a COCO file with their boxes; every image file must exist.
+
+    Raises:
+        DatasetError: A missing or invalid file, or a missing image.
+    """
+    import numpy as np
+
+    from synspill.boxes import xywh_to_xyxy
+    from synspill.coco.dataset import load_coco
+
+    ds = load_coco(coco, check_images=True)
+    by_img = ds.anns_by_image()
+    out = []
+    for im in ds.images:
+        anns = by_img.get(im.id, [])
+        out.append(SolvedImage(str(ds.image_path(im)), im.width, im.height, xywh_to_xyxy([a.bbox for a in anns]),
+                               np.array([a.category_id for a in anns], dtype=np.int64)))
+    return out
 
 
 def list_queries(images: str | Path) -> tuple[list[tuple[int, str]], bool]:
@@ -34,26 +73,17 @@ def list_queries(images: str | Path) -> tuple[list[tuple[int, str]], bool]:
         pairs = [(im.id, str(ds.image_path(im))) for im in ds.images]
         from_coco = True
     elif p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
-        pairs = [(i + 1, str(f)) for i, f in enumerate(files)]
+        pairs = [(i + 1, str(f)) for i, f in enumerate(list_images(p))]
         from_coco = False
     else:
         raise DatasetError(f"--images {images}: not a folder of images or a COCO .json file; check the path")
     if not pairs:
-        raise DatasetError(f"--images {images}: no images found ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise DatasetError(f"--images {images}: no images found ({', '.join(IMAGE_SUFFIXES)})")
     return pairs, from_coco
-
-
-def sidecar_path(results: str | Path) -> Path:
-    """``preds.json`` -> ``preds.meta.json``."""
-    p = Path(results)
-    return p.with_name(p.stem + ".meta.json")
 
 
 def write_sidecar(results: str | Path, model: str, dropped: Mapping[str, int], **extra: Any) -> Path:
     """Write the sidecar meta file next to a results file (atomically)."""
     meta = {"model": model, "backend": "vlm", "unscored": False,
             "parse_dropped": {k: int(v) for k, v in sorted(dropped.items()) if v}, **extra}
-    path = sidecar_path(results)
-    write_json(path, meta, indent=2)
-    return path
+    return detections.write_sidecar(results, meta)

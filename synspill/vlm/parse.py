@@ -39,6 +39,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from synspill import taxonomy
+from synspill.boxes import iou
 
 XYXY_KEYS = ("bbox_2d", "box_2d", "bbox_xyxy")
 XYWH_KEYS = ("bbox", "box")
@@ -149,16 +150,6 @@ def _num(v: object) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _label(d: dict, default_class: int | None) -> tuple[int | None, str | None]:
     for k in LABEL_KEYS:
         if k in d and d[k] is not None:
@@ -256,7 +247,7 @@ def parse_answer(text: str, width: int, height: int, classes: set[int] | None = 
         if box[2] - box[0] < MIN_SIDE or box[3] - box[1] < MIN_SIDE:
             dropped["degenerate"] += 1
             continue
-        if any(p.class_id == cid and _iou(p.xyxy, box) >= DUP_IOU for p in boxes):
+        if any(p.class_id == cid and iou(p.xyxy, box) >= DUP_IOU for p in boxes):
             dropped["duplicate"] += 1
             continue
         boxes.append(ParsedBox(box, cid, _spans(text, s, e, key)))

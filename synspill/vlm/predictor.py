@@ -23,13 +23,20 @@ import numpy as np
 
 from synspill.detections import Detections
 from synspill.errors import UsageError
+from synspill.models import PredictorConfig, read_run
+from synspill.vlm.chat import PromptSet, build_chat
 from synspill.vlm.confidence import span_confidence, token_offsets
 from synspill.vlm.geometry import DEFAULT_MIN_PIXELS, Resize, check_budget, to_original
 from synspill.vlm.model import VLM, Decoding, Generation, generate, load_vlm, prepare_image
 from synspill.vlm.parse import parse_answer
-from synspill.vlm.prompts import PromptSet, build_chat
 
 log = logging.getLogger(__name__)
+
+#: What :func:`load_predictor` reads from :attr:`PredictorConfig.options`.
+OPTION_KEYS = ("per_class", "allow_pixel_mismatch", "min_pixels", "max_new_tokens", "temperature", "top_p",
+               "repetition_penalty", "system_prompt")
+#: The :class:`~synspill.vlm.model.Decoding` fields among them.
+DECODING_KEYS = ("temperature", "top_p", "repetition_penalty", "max_new_tokens")
 
 
 def to_detections(gen: Generation, r: Resize, classes: set[int] | None, default_class: int | None,
@@ -137,8 +144,6 @@ def _merge(parts: list[Detections]) -> Detections:
 
 def resolve_run(model: str, adapter: str | None) -> tuple[str, str | None, dict[str, Any]]:
     """Turn ``--model`` (+ ``--adapter``) into ``(base weights, adapter folder or None, run.json)``."""
-    from synspill.predictors import read_run
-
     p = Path(model)
     run = read_run(p) if p.is_dir() and (p / "run.json").is_file() else None
     if not run or run.get("backend") != "vlm":
@@ -151,8 +156,8 @@ def resolve_run(model: str, adapter: str | None) -> tuple[str, str | None, dict[
     return str(run["base_model"]), adapter or str(d / run.get("adapter", ".")), run
 
 
-def load_predictor(cfg: Any) -> VLMPredictor:
-    """Build a :class:`VLMPredictor` from a :class:`synspill.predictors.PredictorConfig`.
+def load_predictor(cfg: PredictorConfig) -> VLMPredictor:
+    """Build a :class:`VLMPredictor` from a :class:`synspill.models.PredictorConfig`.
 
     ``cfg.options`` understands ``per_class`` (bool), ``allow_pixel_mismatch`` (bool),
     ``min_pixels`` (int), ``max_new_tokens`` (int), ``temperature``, ``top_p``,
@@ -171,7 +176,10 @@ def load_predictor(cfg: Any) -> VLMPredictor:
                                   bool(opts.get("allow_pixel_mismatch")), where)
     rec = meta.get("prompts") or {}
     prompts = PromptSet.default(user=cfg.prompt or rec.get("user"), system=opts.get("system_prompt") or rec.get("system"))
-    dec = Decoding(**{k: opts[k] for k in ("temperature", "top_p", "repetition_penalty", "max_new_tokens") if k in opts})
+    unknown = sorted(set(opts) - set(OPTION_KEYS))
+    if unknown:
+        raise UsageError(f"VLM option {unknown[0]!r} is unknown; use {', '.join(OPTION_KEYS)}")
+    dec = Decoding(**{k: opts[k] for k in DECODING_KEYS if k in opts})
     name = Path(base).name + (f"+{Path(adapter).resolve().name}" if adapter else "")
     return VLMPredictor(vlm, prompts, max_px, min_px, dec, cfg.batch, cfg.classes, cfg.conf,
                         bool(opts.get("per_class")), name)

@@ -46,8 +46,12 @@ from typing import Any
 
 import numpy as np
 
+from synspill.boxes import iou_xyxy
 from synspill.errors import DatasetError, OutputExists, UsageError
 from synspill.io import write_json
+from synspill.params import FromParams
+from synspill.runtime import DType, Quant
+from synspill.vlm import LoraMode
 from synspill.vlm.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, Resize, to_input
 from synspill.vlm.parse import format_answer
 
@@ -56,7 +60,7 @@ log = logging.getLogger(__name__)
 LANGUAGE_RE = r"model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
 VISION_RE = r"model\.visual\.blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(gate|up|down)_proj)"
 MERGER_RE = r"model\.visual\.merger\.mlp\.(0|2)"
-LORA_MODES = ("l", "v", "v+l")
+LORA_MODES = tuple(m.value for m in LoraMode)
 CHECKPOINT = "checkpoint"
 #: Config fields that may change when resuming (everything else must match the checkpoint).
 RESUMABLE_CHANGES = {"steps", "early_stopping", "eval_every", "save_every", "val_gen", "merge", "force", "device"}
@@ -82,7 +86,7 @@ def target_regex(mode: str, merger: bool = False) -> str:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class VlmTrainConfig(FromParams):
     """One ``finetune vlm`` job (saved as ``OUT/train_config.json``).
 
     Attributes:
@@ -122,7 +126,7 @@ class TrainConfig:
     data: str
     out: str
     val: str | None = None
-    lora: str = "v+l"
+    lora: str = LoraMode.vl.value
     merger: bool = False
     rank: int = 8
     alpha: float = 1.0
@@ -137,9 +141,9 @@ class TrainConfig:
     eval_every: int = 50
     val_gen: int = 32
     save_every: int = 50
-    quant: str = "none"
+    quant: str = Quant.none.value
     device: str = "auto"
-    dtype: str = "auto"
+    dtype: str = DType.auto.value
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_pixels: int = DEFAULT_MIN_PIXELS
     prompt: str | None = None
@@ -155,15 +159,18 @@ class TrainConfig:
             raise UsageError("--lora-merger adapts the vision merger; use it with --lora v or v+l")
         for name in ("rank", "steps", "batch", "grad_accum", "eval_every", "save_every"):
             if int(getattr(self, name)) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)} must be at least 1")
+                flag = "batch-size" if name == "batch" else name.replace("_", "-")
+                raise UsageError(f"--{flag} {getattr(self, name)} must be at least 1")
         if self.lr <= 0 or self.alpha <= 0:
             raise UsageError(f"--lr {self.lr} and --alpha {self.alpha} must be positive")
         if self.early_stopping is not None and self.early_stopping < 1:
             raise UsageError(f"--early-stopping {self.early_stopping} must be at least 1 (evaluations without improvement)")
         if self.min_pixels > self.max_pixels:
             raise UsageError(f"--max-pixels {self.max_pixels} is below the minimum {self.min_pixels}")
-        if self.quant not in ("none", "4bit", "8bit"):
-            raise UsageError(f"--quant {self.quant!r} is unknown; use none, 4bit or 8bit")
+        if self.quant not in {q.value for q in Quant}:
+            raise UsageError(f"--quant {self.quant!r} is unknown; use {', '.join(q.value for q in Quant)}")
+        if self.dtype not in {d.value for d in DType}:
+            raise UsageError(f"--dtype {self.dtype!r} is unknown; use {', '.join(d.value for d in DType)}")
 
 
 @dataclass
@@ -194,18 +201,13 @@ def load_examples(coco: str, max_pixels: int, min_pixels: int, factor: int = 28)
     Raises:
         DatasetError: The file is missing/invalid or has no images.
     """
-    from synspill.coco.dataset import load_coco
+    from synspill.vlm.outputs import solved_images
 
-    ds = load_coco(coco, check_images=True)
-    by_img = ds.anns_by_image()
     out = []
-    for im in ds.images:
-        anns = by_img.get(im.id, [])
-        xyxy = np.array([[a.bbox[0], a.bbox[1], a.bbox[0] + a.bbox[2], a.bbox[1] + a.bbox[3]] for a in anns], dtype=np.float64).reshape(-1, 4)
-        cids = np.array([a.category_id for a in anns], dtype=np.int64)
-        r = Resize.for_image(im.width, im.height, max_pixels=max_pixels, min_pixels=min_pixels, factor=factor)
-        ans = format_answer([tuple(b) for b in to_input(xyxy, r).tolist()], cids.tolist())
-        out.append(Example(str(ds.image_path(im)), ans, xyxy, cids))
+    for s in solved_images(coco):
+        r = Resize.for_image(s.width, s.height, max_pixels=max_pixels, min_pixels=min_pixels, factor=factor)
+        ans = format_answer([tuple(b) for b in to_input(s.xyxy, r).tolist()], s.class_ids.tolist())
+        out.append(Example(s.path, ans, s.xyxy, s.class_ids))
     if not out:
         raise DatasetError(f"{coco}: no images; a training set needs at least one image")
     return out
@@ -252,13 +254,7 @@ def hit_rate(preds: list[tuple[np.ndarray, np.ndarray]], gts: list[tuple[np.ndar
     for (pb, pc), (gb, gc) in zip(preds, gts, strict=True):
         for b, c in zip(gb, gc, strict=True):
             same = pb[pc == c]
-            ok = 0
-            if len(same):
-                iw = np.clip(np.minimum(same[:, 2], b[2]) - np.maximum(same[:, 0], b[0]), 0, None)
-                ih = np.clip(np.minimum(same[:, 3], b[3]) - np.maximum(same[:, 1], b[1]), 0, None)
-                inter = iw * ih
-                union = (same[:, 2] - same[:, 0]) * (same[:, 3] - same[:, 1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-                ok = int((inter / np.maximum(union, 1e-9) >= iou).any())
+            ok = int(len(same) > 0 and bool((iou_xyxy(same, b) >= iou).any()))
             hits.setdefault(int(c), []).append(ok)
     return float(np.mean([np.mean(v) for v in hits.values()])) if hits else math.nan
 
@@ -295,7 +291,7 @@ def _atomic_dir_replace(tmp: Path, final: Path) -> None:
         shutil.rmtree(old)
 
 
-def _check_out(cfg: TrainConfig, out: Path) -> bool:
+def _check_out(cfg: VlmTrainConfig, out: Path) -> bool:
     """Validate ``out``; return True when a checkpoint should be resumed."""
     ck = out / CHECKPOINT
     if not ck.exists() and (out / f".{CHECKPOINT}.old").exists():
@@ -319,7 +315,10 @@ def _check_out(cfg: TrainConfig, out: Path) -> bool:
     return True
 
 
-def train(cfg: TrainConfig, on_step: Callable[[int, int, dict[str, Any]], None] | None = None,
+StepFn = Callable[[int, int, dict[str, Any]], None]
+
+
+def train(cfg: VlmTrainConfig, on_step: StepFn | None = None,
           on_info: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Fine-tune with LoRA; resumable; writes the adapter, its metadata and ``run.json`` to ``cfg.out``.
 
@@ -333,187 +332,253 @@ def train(cfg: TrainConfig, on_step: Callable[[int, int, dict[str, Any]], None] 
     Returns:
         A :class:`TrainResult`.
     """
-    import torch
-    from accelerate import Accelerator
-    from peft import LoraConfig, PeftModel, get_peft_model
-
-    from synspill.runtime import resolve_device, seed_everything
-    from synspill.vlm.model import ADAPTER_META, VLM, load_vlm
-    from synspill.vlm.prompts import PromptSet
-
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    resume = _check_out(cfg, out)
-    dev = resolve_device(cfg.device)
-    # under `accelerate launch` each process gets its own device; alone, --device is honoured
-    multi = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    acc = Accelerator(cpu=dev == "cpu", device_placement=multi)
-    if multi:
-        dev = str(acc.device)
-    seed_everything(cfg.seed)
-    vlm = load_vlm(cfg.model, dev, cfg.dtype, cfg.quant)
-    train_ex = load_examples(cfg.data, cfg.max_pixels, cfg.min_pixels, vlm.factor)
-    val_ex = load_examples(cfg.val, cfg.max_pixels, cfg.min_pixels, vlm.factor) if cfg.val else []
-    prompts = PromptSet.default(user=cfg.prompt)
-    user_text = prompts.render_user()
-    model = vlm.model
-    model.config.use_cache = False
-    if cfg.quant != "none":
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing,
-                                                gradient_checkpointing_kwargs={"use_reentrant": False})
-    elif cfg.gradient_checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    regex = target_regex(cfg.lora, cfg.merger)
-    torch.manual_seed(cfg.seed)
-    if resume:
-        model = PeftModel.from_pretrained(model, str(out / CHECKPOINT), is_trainable=True)
-    else:
-        # lora_alpha may be a float: peft only divides it by r
-        lcfg = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,  # type: ignore[arg-type]
-                          target_modules=regex, bias="none", task_type="CAUSAL_LM")
-        model = get_peft_model(model, lcfg)
-        write_json(out / "train_config.json", asdict(cfg), indent=2)
-    if dev == "cpu" and cfg.quant == "4bit":
-        from synspill.vlm.model import _fix_bnb_cpu
-
-        _fix_bnb_cpu(model)
-    names = sorted({n.split(".lora_")[0].removeprefix("base_model.model.") for n, p in model.named_parameters() if p.requires_grad})
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.steps, cfg.warmup))
-    state: dict[str, Any] = {"step": 0, "best_val": math.inf, "bad_evals": 0, "history": []}
-    if resume:
-        ts = torch.load(out / CHECKPOINT / "trainer_state.pt", map_location="cpu", weights_only=False)
-        opt.load_state_dict(ts["optimizer"])
-        sched.load_state_dict(ts["scheduler"])
-        state = ts["state"]
-        torch.set_rng_state(ts["torch_rng"])
-        log.info("resuming %s from step %d", out, state["step"])
+    run = _Trainer(cfg, out, resume=_check_out(cfg, out))
     if on_info:
-        on_info({"trainable_params": trainable, "total_params": total, "trainable_names": names,
-                 "resumed_from": state["step"] if resume else None, "target_regex": regex,
-                 "train_images": len(train_ex), "val_images": len(val_ex)})
-    model, opt = acc.prepare(model, opt)
-    tok = vlm.processor.tokenizer
-    im_start, im_end = tok.convert_tokens_to_ids("<|im_start|>"), tok.convert_tokens_to_ids("<|im_end|>")
-    header_len = len(tok("assistant\n", add_special_tokens=False)["input_ids"])
-    tvlm = VLM(model, vlm.processor, dev, vlm.path, vlm.factor)
+        on_info(run.info())
+    run.prepare()
+    run.loop(on_step)
+    return run.finish()
 
-    def batch_of(exs: list[Example]) -> dict[str, Any]:
+
+class _Trainer:
+    """One LoRA run, step by step: set-up (model, data, optimiser, resumed state), the loop, the records."""
+
+    def __init__(self, cfg: VlmTrainConfig, out: Path, resume: bool) -> None:
+        from synspill.runtime import resolve_device, seed_everything, world_size
+        from synspill.vlm.chat import PromptSet
+        from synspill.vlm.model import load_vlm
+
+        self.cfg, self.out, self.resume = cfg, out, resume
+        self.dev, self.acc = self._accelerator(resolve_device(cfg.device), world_size() > 1)
+        seed_everything(cfg.seed)
+        self.vlm = load_vlm(cfg.model, self.dev, cfg.dtype, cfg.quant)
+        self.train_ex = load_examples(cfg.data, cfg.max_pixels, cfg.min_pixels, self.vlm.factor)
+        self.val_ex = load_examples(cfg.val, cfg.max_pixels, cfg.min_pixels, self.vlm.factor) if cfg.val else []
+        self.prompts = PromptSet.default(user=cfg.prompt)
+        self.user_text = self.prompts.render_user()
+        self.regex = target_regex(cfg.lora, cfg.merger)
+        self.model = self._adapted_model()
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt, self.sched, self.state = self._optimiser()
+
+    # ---- set-up --------------------------------------------------------------------------
+    @staticmethod
+    def _accelerator(dev: str, multi: bool) -> tuple[str, Any]:
+        """Under ``accelerate launch`` each process gets its own device; alone, ``--device`` is honoured."""
+        from accelerate import Accelerator
+
+        acc = Accelerator(cpu=dev == "cpu", device_placement=multi)
+        return (str(acc.device) if multi else dev), acc
+
+    def _adapted_model(self) -> Any:
+        """The base model prepared for training (k-bit / checkpointing) with the LoRA adapter on."""
+        import torch
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        cfg = self.cfg
+        model = self.vlm.model
+        model.config.use_cache = False
+        if cfg.quant != "none":
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing,
+                                                    gradient_checkpointing_kwargs={"use_reentrant": False})
+        elif cfg.gradient_checkpointing:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        torch.manual_seed(cfg.seed)
+        if self.resume:
+            model = PeftModel.from_pretrained(model, str(self.out / CHECKPOINT), is_trainable=True)
+        else:
+            # lora_alpha may be a float: peft only divides it by r
+            lcfg = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,  # type: ignore[arg-type]
+                              target_modules=self.regex, bias="none", task_type="CAUSAL_LM")
+            model = get_peft_model(model, lcfg)
+            write_json(self.out / "train_config.json", asdict(cfg), indent=2)
+        if self.dev == "cpu" and cfg.quant == "4bit":
+            from synspill.vlm.model import _fix_bnb_cpu
+
+            _fix_bnb_cpu(model)
+        return model
+
+    def _optimiser(self) -> tuple[Any, Any, dict[str, Any]]:
+        """AdamW, the warm-up + cosine schedule and the loop state (restored from the checkpoint on resume)."""
+        import torch
+
+        opt = torch.optim.AdamW(self.params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(self.cfg.steps, self.cfg.warmup))
+        state: dict[str, Any] = {"step": 0, "best_val": math.inf, "bad_evals": 0, "history": []}
+        if self.resume:
+            ts = torch.load(self.out / CHECKPOINT / "trainer_state.pt", map_location="cpu", weights_only=False)
+            opt.load_state_dict(ts["optimizer"])
+            sched.load_state_dict(ts["scheduler"])
+            state = ts["state"]
+            torch.set_rng_state(ts["torch_rng"])
+            log.info("resuming %s from step %d", self.out, state["step"])
+        return opt, sched, state
+
+    def info(self) -> dict[str, Any]:
+        """What ``on_info`` reports: the adapted modules and parameter counts, images, resume step."""
+        m = self.model
+        return {"trainable_params": sum(p.numel() for p in m.parameters() if p.requires_grad),
+                "total_params": sum(p.numel() for p in m.parameters()),
+                "trainable_names": sorted({n.split(".lora_")[0].removeprefix("base_model.model.")
+                                           for n, p in m.named_parameters() if p.requires_grad}),
+                "resumed_from": self.state["step"] if self.resume else None, "target_regex": self.regex,
+                "train_images": len(self.train_ex), "val_images": len(self.val_ex)}
+
+    def prepare(self) -> None:
+        """Hand the model to accelerate; note the chat-template tokens the labels are cut at."""
+        from synspill.vlm.model import VLM
+
+        self.trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        self.total = sum(p.numel() for p in self.model.parameters())
+        self.model, self.opt = self.acc.prepare(self.model, self.opt)
+        tok = self.vlm.processor.tokenizer
+        self.im_start, self.im_end = tok.convert_tokens_to_ids("<|im_start|>"), tok.convert_tokens_to_ids("<|im_end|>")
+        self.header_len = len(tok("assistant\n", add_special_tokens=False)["input_ids"])
+        self.tvlm = VLM(self.model, self.vlm.processor, self.dev, self.vlm.path, self.vlm.factor)
+
+    # ---- steps ---------------------------------------------------------------------------
+    def batch_of(self, exs: list[Example]) -> dict[str, Any]:
+        """Encoded conversations with their answers, labels masked to the answers, on the device."""
         from PIL import Image
 
+        from synspill.vlm.chat import build_chat
         from synspill.vlm.model import encode, prepare_image
-        from synspill.vlm.prompts import build_chat
 
-        ims = [[prepare_image(Image.open(e.path), cfg.max_pixels, cfg.min_pixels, vlm.factor)[0]] for e in exs]
-        chats = [build_chat(prompts, user_text, answer=e.answer) for e in exs]
-        enc = encode(tvlm, chats, ims, add_generation_prompt=False, padding_side="right")
-        enc["labels"] = mask_labels(enc["input_ids"], enc["attention_mask"], im_start, im_end, header_len)
-        return {k: v.to(dev) for k, v in enc.items()}
+        cfg = self.cfg
+        ims = [[prepare_image(Image.open(e.path), cfg.max_pixels, cfg.min_pixels, self.vlm.factor)[0]] for e in exs]
+        chats = [build_chat(self.prompts, self.user_text, answer=e.answer) for e in exs]
+        enc = encode(self.tvlm, chats, ims, add_generation_prompt=False, padding_side="right")
+        enc["labels"] = mask_labels(enc["input_ids"], enc["attention_mask"], self.im_start, self.im_end, self.header_len)
+        return {k: v.to(self.dev) for k, v in enc.items()}
 
-    def evaluate() -> dict[str, float]:
+    def evaluate(self) -> dict[str, float]:
+        """Validation loss, and the hit rate of ``val_gen`` generated answers."""
+        import torch
+
+        cfg, model = self.cfg, self.model
         model.eval()
         losses = []
         with torch.no_grad():
-            for s in range(0, len(val_ex), cfg.batch):
-                losses.append(float(model(**batch_of(val_ex[s: s + cfg.batch])).loss))
+            for s in range(0, len(self.val_ex), cfg.batch):
+                losses.append(float(model(**self.batch_of(self.val_ex[s: s + cfg.batch])).loss))
         logs = {"val_loss": float(np.mean(losses))}
         if cfg.val_gen > 0:
             from PIL import Image
 
-            from synspill.vlm.model import Decoding
+            from synspill.vlm.model import VLM, Decoding
             from synspill.vlm.predictor import VLMPredictor
 
-            sub = val_ex[: cfg.val_gen]
-            gvlm = VLM(acc.unwrap_model(model), vlm.processor, dev, vlm.path, vlm.factor)
+            sub = self.val_ex[: cfg.val_gen]
+            gvlm = VLM(self.acc.unwrap_model(model), self.vlm.processor, self.dev, self.vlm.path, self.vlm.factor)
             gvlm.model.config.use_cache = True
-            pred = VLMPredictor(gvlm, prompts, cfg.max_pixels, cfg.min_pixels, Decoding(max_new_tokens=cfg.max_new_tokens), cfg.batch)
+            pred = VLMPredictor(gvlm, self.prompts, cfg.max_pixels, cfg.min_pixels, Decoding(max_new_tokens=cfg.max_new_tokens), cfg.batch)
             dets = pred.predict([np.asarray(Image.open(e.path).convert("RGB")) for e in sub])
             gvlm.model.config.use_cache = False
             logs["val_hit_rate"] = hit_rate([(d.xyxy, d.class_id) for d in dets], [(e.boxes, e.class_ids) for e in sub])
         model.train()
         return logs
 
-    def save_checkpoint() -> None:
-        if not acc.is_main_process:
+    def save_checkpoint(self) -> None:
+        """Replace ``OUT/checkpoint`` (adapter, optimiser, scheduler, loop state, RNG) atomically."""
+        import torch
+
+        if not self.acc.is_main_process:
             return
-        tmp = out / f".{CHECKPOINT}.tmp"
+        tmp = self.out / f".{CHECKPOINT}.tmp"
         if tmp.exists():
             shutil.rmtree(tmp)
-        acc.unwrap_model(model).save_pretrained(str(tmp))
-        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "state": state,
+        self.acc.unwrap_model(self.model).save_pretrained(str(tmp))
+        torch.save({"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "state": self.state,
                     "torch_rng": torch.get_rng_state()}, tmp / "trainer_state.pt")
-        _atomic_dir_replace(tmp, out / CHECKPOINT)
+        _atomic_dir_replace(tmp, self.out / CHECKPOINT)
 
-    def save_adapter() -> None:
-        if not acc.is_main_process:
+    def save_adapter(self) -> None:
+        """The adapter and its metadata (pixel budgets, prompts ...) into ``OUT``."""
+        from synspill.vlm.model import ADAPTER_META
+
+        if not self.acc.is_main_process:
             return
-        acc.unwrap_model(model).save_pretrained(str(out))
+        cfg, state = self.cfg, self.state
+        self.acc.unwrap_model(self.model).save_pretrained(str(self.out))
         meta = {"base_model": _base_ref(cfg.model), "lora": cfg.lora, "merger": cfg.merger, "rank": cfg.rank,
-                "lora_alpha": cfg.alpha, "target_modules": regex, "min_pixels": cfg.min_pixels,
-                "max_pixels": cfg.max_pixels, "prompts": prompts.to_dict(), "step": state["step"],
+                "lora_alpha": cfg.alpha, "target_modules": self.regex, "min_pixels": cfg.min_pixels,
+                "max_pixels": cfg.max_pixels, "prompts": self.prompts.to_dict(), "step": state["step"],
                 "best_val_loss": None if math.isinf(state["best_val"]) else state["best_val"],
-                "trainable_params": trainable, "quant": cfg.quant}
-        write_json(out / ADAPTER_META, meta, indent=2)
+                "trainable_params": self.trainable, "quant": cfg.quant}
+        write_json(self.out / ADAPTER_META, meta, indent=2)
 
-    model.train()
-    world, rank = acc.num_processes, acc.process_index
-    stopped = False
-    t0 = time.perf_counter()
-    while state["step"] < cfg.steps and not stopped:
+    def step(self, t0: float) -> dict[str, Any]:
+        """One optimiser step over ``grad_accum`` micro-batches (each process its own slice)."""
+        import torch
+
+        cfg, model, state = self.cfg, self.model, self.state
+        world, rank = self.acc.num_processes, self.acc.process_index
         s = state["step"]
         total_loss = 0.0
         for m in range(cfg.grad_accum):
             start = ((s * cfg.grad_accum + m) * world + rank) * cfg.batch
-            exs = [train_ex[i] for i in _sample_indices(len(train_ex), cfg.seed, start, cfg.batch)]
-            batch = batch_of(exs)
-            ctx = acc.no_sync(model) if m < cfg.grad_accum - 1 else _null()
+            exs = [self.train_ex[i] for i in _sample_indices(len(self.train_ex), cfg.seed, start, cfg.batch)]
+            batch = self.batch_of(exs)
+            ctx = self.acc.no_sync(model) if m < cfg.grad_accum - 1 else _null()
             with ctx:
                 loss = model(**batch).loss / cfg.grad_accum
-                acc.backward(loss)
+                self.acc.backward(loss)
             total_loss += float(loss.detach())
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+        self.sched.step()
+        self.opt.zero_grad(set_to_none=True)
         state["step"] = s + 1
-        logs: dict[str, Any] = {"step": state["step"], "loss": total_loss, "lr": sched.get_last_lr()[0],
-                                "elapsed_s": round(time.perf_counter() - t0, 2)}
-        last = state["step"] >= cfg.steps
-        if val_ex and (state["step"] % cfg.eval_every == 0 or last):
-            logs.update(evaluate())
-            if logs["val_loss"] < state["best_val"] - 1e-6:
-                state["best_val"], state["bad_evals"] = logs["val_loss"], 0
-                save_adapter()
-            else:
-                state["bad_evals"] += 1
-                if cfg.early_stopping is not None and state["bad_evals"] >= cfg.early_stopping:
-                    stopped = True
-                    log.info("early stopping at step %d: no val-loss improvement in %d evaluations", state["step"], cfg.early_stopping)
-        state["history"].append(logs)
-        if state["step"] % cfg.save_every == 0 or last or stopped:
-            save_checkpoint()
-        if on_step:
-            on_step(state["step"], cfg.steps, logs)
-    if not val_ex:
-        save_adapter()
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        if cfg.merge:
-            merge_adapter(cfg.model, out, out / "merged", dtype=cfg.dtype)
-        write_json(out / "history.json", state["history"], indent=1)
-        run = {"backend": "vlm", "base_model": _base_ref(cfg.model), "adapter": ".",
-               "weights": "merged" if cfg.merge else None, "min_pixels": cfg.min_pixels,
-               "max_pixels": cfg.max_pixels, "lora": cfg.lora, "merger": cfg.merger, "rank": cfg.rank,
-               "lora_alpha": cfg.alpha, "steps": state["step"], "stopped_early": stopped,
-               "best_val_loss": None if math.isinf(state["best_val"]) else state["best_val"],
-               "trainable_params": trainable, "prompts": prompts.to_dict()}
-        write_json(out / "run.json", run, indent=2)
-    return TrainResult(out, state["step"], trainable, total, state["history"], stopped)
+        return {"step": state["step"], "loss": total_loss, "lr": self.sched.get_last_lr()[0],
+                "elapsed_s": round(time.perf_counter() - t0, 2)}
+
+    def loop(self, on_step: StepFn | None) -> None:
+        """Steps until ``steps`` or early stopping; validate, keep the best adapter, checkpoint."""
+        cfg, state = self.cfg, self.state
+        self.model.train()
+        self.stopped = False
+        t0 = time.perf_counter()
+        while state["step"] < cfg.steps and not self.stopped:
+            logs = self.step(t0)
+            last = state["step"] >= cfg.steps
+            if self.val_ex and (state["step"] % cfg.eval_every == 0 or last):
+                logs.update(self.evaluate())
+                if logs["val_loss"] < state["best_val"] - 1e-6:
+                    state["best_val"], state["bad_evals"] = logs["val_loss"], 0
+                    self.save_adapter()
+                else:
+                    state["bad_evals"] += 1
+                    if cfg.early_stopping is not None and state["bad_evals"] >= cfg.early_stopping:
+                        self.stopped = True
+                        log.info("early stopping at step %d: no val-loss improvement in %d evaluations", state["step"], cfg.early_stopping)
+            state["history"].append(logs)
+            if state["step"] % cfg.save_every == 0 or last or self.stopped:
+                self.save_checkpoint()
+            if on_step:
+                on_step(state["step"], cfg.steps, logs)
+
+    def finish(self) -> TrainResult:
+        """The adapter (without validation: the last one), merged weights, history and ``run.json``."""
+        cfg, state = self.cfg, self.state
+        if not self.val_ex:
+            self.save_adapter()
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process:
+            if cfg.merge:
+                merge_adapter(cfg.model, self.out, self.out / "merged", dtype=cfg.dtype)
+            write_json(self.out / "history.json", state["history"], indent=1)
+            run = {"backend": "vlm", "base_model": _base_ref(cfg.model), "adapter": ".",
+                   "weights": "merged" if cfg.merge else None, "min_pixels": cfg.min_pixels,
+                   "max_pixels": cfg.max_pixels, "lora": cfg.lora, "merger": cfg.merger, "rank": cfg.rank,
+                   "lora_alpha": cfg.alpha, "steps": state["step"], "stopped_early": self.stopped,
+                   "best_val_loss": None if math.isinf(state["best_val"]) else state["best_val"],
+                   "trainable_params": self.trainable, "prompts": self.prompts.to_dict()}
+            write_json(self.out / "run.json", run, indent=2)
+        return TrainResult(self.out, state["step"], self.trainable, self.total, state["history"], self.stopped)
 
 
 class _null:

@@ -11,3 +11,40 @@ One file per concern (nothing heavy is imported here):
 - :mod:`~synspill.watch.loop`: the detection loop tying them together.
 - :mod:`~synspill.watch.report`: counts over time and heatmaps from the log.
 """
+
+from enum import Enum
+
+#: The event log's file name when none is given (``watch --db``, ``events --db``, config ``db``).
+DEFAULT_DB = "events.sqlite"
+
+
+class Severity(str, Enum):
+    """An event's severity level, lowest first (see :mod:`synspill.watch.alerts`)."""
+
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+class EventStatus(str, Enum):
+    """Whether a spill event is still being seen."""
+
+    open = "open"
+    closed = "closed"
+
+
+class ExportFormat(str, Enum):
+    """File format of ``events export``."""
+
+    csv = "csv"
+    json = "json"
+
+
+class Bucket(str, Enum):
+    """Time bucket of the counts in ``events report``."""
+
+    hour = "hour"
+    day = "day"
+    week = "week"
+    month = "month"

@@ -31,10 +31,12 @@ import numpy as np
 
 from synspill import taxonomy
 from synspill.errors import UsageError
+from synspill.params import FromParams
+from synspill.watch import Severity
 from synspill.watch.tracker import SpillTracker, Track
 from synspill.watch.zones import Zone, zone_of
 
-LEVELS: tuple[str, ...] = ("low", "medium", "high", "critical")
+LEVELS: tuple[str, ...] = tuple(s.value for s in Severity)
 
 #: How much each class matters by default (chemicals and oil are worse than an old stain).
 DEFAULT_CLASS_WEIGHTS: dict[str, float] = {
@@ -115,7 +117,7 @@ class SeverityRule:
 
 
 @dataclass(frozen=True)
-class AlertPolicy:
+class AlertPolicy(FromParams):
     """When a spill is an alert, and when to say so again.
 
     Attributes:

@@ -9,19 +9,23 @@ See ``docs/watch.md`` for a full example.
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from synspill import taxonomy
 from synspill.errors import UsageError
+from synspill.params import FromParams
+from synspill.watch import DEFAULT_DB
 from synspill.watch.alerts import AlertPolicy, SeverityRule
 from synspill.watch.zones import CRITICALITY, Zone
 
 
 @dataclass(frozen=True)
-class CameraConfig:
+class CameraConfig(FromParams):
     """One camera.
 
     Attributes:
@@ -30,7 +34,7 @@ class CameraConfig:
             index (``0``) or an image folder.
         model: Weights / run folder / VLM for :func:`synspill.predictors.load_predictor`,
             or ``py:module:factory`` for a custom predictor.
-        backend, device, imgsz, adapter: Passed to :class:`~synspill.predictors.PredictorConfig`.
+        backend, device, imgsz, adapter: Passed to :class:`~synspill.models.PredictorConfig`.
         prompt: VLM user prompt (the deployed system takes the user's text).
         classes: Taxonomy ids to keep (None: all).
         fps: Samples per second taken from the stream.
@@ -64,7 +68,7 @@ class CameraConfig:
 
 
 @dataclass(frozen=True)
-class SinkConfig:
+class SinkConfig(FromParams):
     """Where alerts go besides the database.
 
     Attributes:
@@ -102,7 +106,7 @@ class WatchConfig:
     """Everything ``synspill watch`` runs (cameras, log, sinks, severity rule)."""
 
     cameras: tuple[CameraConfig, ...]
-    db: str = "events.sqlite"
+    db: str = DEFAULT_DB
     sinks: SinkConfig = field(default_factory=SinkConfig)
     severity: SeverityRule = field(default_factory=SeverityRule)
     observations: bool = True
@@ -230,7 +234,7 @@ def config_from_dict(data: Any, source: str = "<config>", base: Path | None = No
     except UsageError as e:
         raise cx.err("sinks", str(e)) from None
     severity = _severity(cx, data.get("severity", {}))
-    db = out_path(cx.text(data.get("db", "events.sqlite"), "db"))
+    db = out_path(cx.text(data.get("db", DEFAULT_DB), "db"))
     obs = data.get("observations", True)
     if not isinstance(obs, bool):
         raise cx.err("observations", f"{obs!r} must be true or false")
@@ -332,6 +336,53 @@ def _severity(cx: _Ctx, s: Any) -> SeverityRule:
         return SeverityRule(**kw)
     except UsageError as e:
         raise cx.err("severity", str(e)) from None
+
+
+def config_from_flags(source: str | None = None, model: str | None = None, config: str | Path | None = None, *,
+                      camera: Mapping[str, Any] | None = None, policy: Mapping[str, Any] | None = None,
+                      sinks: Mapping[str, Any] | None = None, db: str | None = None) -> WatchConfig:
+    """The :class:`WatchConfig` of a ``synspill watch`` command line.
+
+    Either ``config`` (a file, see :func:`load_config`) whose sinks and ``db`` the given
+    ``sinks`` / ``db`` replace, or one camera watching ``source`` with ``model``. The
+    mappings hold only what the user set; everything else keeps the config defaults.
+
+    Args:
+        source: Stream URL, video file, image folder or webcam index (one camera).
+        model: Its model (see :class:`CameraConfig`).
+        config: A TOML/YAML config file instead of ``source`` and ``model``.
+        camera: :class:`CameraConfig` fields (``name``, ``backend``, ``device``, ``imgsz``,
+            ``adapter``, ``prompt``, ``fps``, ``loop``; ``classes`` as names or ids).
+        policy: :class:`~synspill.watch.alerts.AlertPolicy` fields (``threshold``, ``k``, ...).
+        sinks: :class:`SinkConfig` fields (``stdout``, ``webhook``, ``mqtt``, ``mqtt_prefix``, ``snapshots``).
+        db: The event database.
+
+    Raises:
+        UsageError: Both or neither of ``config`` and ``source``; no ``model``; camera or
+            policy settings next to a file (they belong in it).
+    """
+    camera, policy, sinks = dict(camera or {}), dict(policy or {}), dict(sinks or {})
+    if config is not None:
+        if source is not None or model is not None:
+            raise UsageError("give either --config FILE or SOURCE --model M, not both (per-camera settings go in the file)")
+        per_camera = sorted(camera) + sorted(policy)
+        if per_camera:
+            raise UsageError(f"--{per_camera[0].replace('_', '-')} is a per-camera setting; with --config put it in the file "
+                             "([defaults] or [[cameras]])")
+        cfg = load_config(config)
+        return dataclasses.replace(cfg, sinks=dataclasses.replace(cfg.sinks, **sinks), db=db if db is not None else cfg.db)
+    if source is None:
+        raise UsageError("nothing to watch: give a SOURCE (URL, file, folder, webcam index) or --config FILE")
+    if model is None:
+        raise UsageError("--model is required with a SOURCE (weights, run folder, VLM folder or py:MODULE:FACTORY)")
+    if "classes" in camera:
+        ids = taxonomy.parse_classes(camera["classes"])
+        camera["classes"] = tuple(ids) if ids else None
+    name = camera.pop("name", None) or camera_name_for(source)
+    cam = CameraConfig.from_params(camera, "watch", name=name, url=source, model=model,
+                                   policy=AlertPolicy.from_params(policy, "watch"))
+    cfg = WatchConfig(cameras=(cam,), sinks=SinkConfig.from_params(sinks, "watch"))
+    return cfg if db is None else dataclasses.replace(cfg, db=db)
 
 
 def camera_name_for(url: str) -> str:

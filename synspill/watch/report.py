@@ -21,11 +21,13 @@ import numpy as np
 
 from synspill.errors import UsageError
 from synspill.io import write_json, write_text
+from synspill.watch import Bucket, ExportFormat
 from synspill.watch.store import COLUMNS
 
 _REL = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-BUCKETS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d", "week": "%G-W%V", "month": "%Y-%m"}
+#: strftime pattern of each time bucket.
+BUCKETS = {Bucket.hour.value: "%Y-%m-%d %H:00", Bucket.day.value: "%Y-%m-%d", Bucket.week.value: "%G-W%V", Bucket.month.value: "%Y-%m"}
 
 
 def parse_time(spec: str, now: float | None = None) -> float:
@@ -73,9 +75,9 @@ def export(rows: list[dict[str, Any]], fmt: str, out: str | Path) -> Path:
         UsageError: Unknown format.
     """
     recs = export_rows(rows)
-    if fmt == "json":
+    if fmt == ExportFormat.json.value:
         write_json(out, recs, indent=1)
-    elif fmt == "csv":
+    elif fmt == ExportFormat.csv.value:
         buf = io.StringIO()
         fields = [k for k in COLUMNS if k not in ("x1", "y1", "x2", "y2")] + ["box", "duration_s"]
         w = csv.DictWriter(buf, fieldnames=fields)

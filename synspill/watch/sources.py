@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from synspill import io
 from synspill.errors import UsageError
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://", "rtp://")
 
 
@@ -75,11 +75,11 @@ def source_kind(url: str) -> str:
     raise UsageError(f"source {url!r}: no such file or folder, and not a stream URL (rtsp://, http://, ...) or webcam index")
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files in ``folder`` (sorted by name)."""
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+def folder_images(folder: str | Path) -> list[Path]:
+    """Image files directly in ``folder`` (sorted by name); an empty folder is an error."""
+    files = io.list_images(folder, recursive=False)
     if not files:
-        raise UsageError(f"source {folder}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise UsageError(f"source {folder}: the folder holds no images ({', '.join(io.IMAGE_SUFFIXES)})")
     return files
 
 
@@ -143,7 +143,7 @@ def iter_samples(camera: str, url: str, fps: float, origin: float | None = None)
     origin = time.time() if origin is None else origin
     kind = source_kind(url)
     if kind == "folder":
-        for i, path in enumerate(list_images(url)):
+        for i, path in enumerate(folder_images(url)):
             img = read_image(path)
             if img is None:
                 log.warning("%s: cannot decode %s; skipped", camera, path)
@@ -264,7 +264,7 @@ class CameraReader(threading.Thread):
 
     def _run_folder(self) -> bool:
         period = 1.0 / self.fps
-        files = list_images(self.url)
+        files = folder_images(self.url)
         self.status.state = "live"
         next_due = time.monotonic()
         while not self._halt.is_set():

@@ -21,10 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
-def box_area(b: np.ndarray) -> np.ndarray:
-    """Areas of ``(..., 4)`` absolute ``xyxy`` boxes."""
-    return np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
+from synspill.boxes import as_boxes, box_area, intersection_xyxy, iou_xyxy
 
 
 def pair_stats(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -38,19 +35,13 @@ def pair_stats(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
         Three ``(N, M)`` arrays: IoU, intersection / min(area), and centre distance
         divided by the larger box's mean side ``sqrt(max(area))``.
     """
-    a = a[:, None, :]
-    b = b[None, :, :]
-    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = iw * ih
-    aa, ab = box_area(a), box_area(b)
-    union = aa + ab - inter
-    iou = np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
-    ios = inter / np.maximum(np.minimum(aa, ab), 1e-9)
-    ca = (a[..., :2] + a[..., 2:]) / 2
-    cb = (b[..., :2] + b[..., 2:]) / 2
+    a, b = as_boxes(a), as_boxes(b)
+    aa, ab = box_area(a)[:, None], box_area(b)[None, :]
+    ios = intersection_xyxy(a, b) / np.maximum(np.minimum(aa, ab), 1e-9)
+    ca = (a[:, None, :2] + a[:, None, 2:]) / 2
+    cb = (b[None, :, :2] + b[None, :, 2:]) / 2
     dist = np.linalg.norm(ca - cb, axis=-1) / np.maximum(np.sqrt(np.maximum(aa, ab)), 1e-9)
-    return iou, ios, dist
+    return iou_xyxy(a, b), ios, dist
 
 
 @dataclass

@@ -106,7 +106,7 @@ def test_predict_routes_vlm_and_writes_results_meta_and_pictures(tmp_path, monke
     assert len(res) == 10 and sum("score" not in x for x in res) == 5
     first = [x for x in res if x["image_id"] == ids["sub/1.jpg"] and x["category_id"] == 1][0]
     assert first["bbox"] == [1.0, 2.0, 39.0, 26.0]  # xyxy [1, 2, 40, 28] -> xywh, original pixels
-    meta = json.loads((tmp_path / "preds.json.meta.json").read_text())
+    meta = json.loads((tmp_path / "preds.meta.json").read_text())
     assert meta["backend"] == "vlm" and meta["n_images"] == 5 and meta["unscored"] is True
     assert meta["parse_dropped"] == {"bad_json": 5, "outside_image": 10}
     assert len(list((tmp_path / "pics").glob("*.jpg"))) == 5

@@ -77,7 +77,7 @@ def test_yolo_trains_and_beats_untrained(tmp_path, monkeypatch):
     val = make_blobs(tmp_path / "val", 10, size=64, seed=2)
     run = tmp_path / "run"
     r = CliRunner().invoke(app, ["finetune", "yolo", "--data", str(train), "--val", str(val), "--model", "yolo11n",
-                                 "--epochs", "20", "--imgsz", "64", "--batch", "4", "--device", "cpu", "--workers", "0",
+                                 "--epochs", "20", "--imgsz", "64", "--batch-size", "4", "--device", "cpu", "--workers", "0",
                                  "--out", str(run), "--option", "optimizer=AdamW", "--option", "lr0=0.004",
                                  "--option", "nbs=4", "--option", "mosaic=0.0", "--option", "warmup_epochs=0"])
     assert r.exit_code == 0, r.output
@@ -90,7 +90,7 @@ def test_yolo_trains_and_beats_untrained(tmp_path, monkeypatch):
     r = CliRunner().invoke(app, ["predict", "--model", str(run), "--images", str(val), "--out", str(preds),
                                  "--device", "cpu", "--save-images", str(tmp_path / "pics")])
     assert r.exit_code == 0, r.output
-    meta = json.loads((tmp_path / "preds.json.meta.json").read_text())
+    meta = json.loads((tmp_path / "preds.meta.json").read_text())
     assert meta["backend"] == "yolo" and meta["n_images"] == 10 and meta["unscored"] is False
     assert len(list((tmp_path / "pics").glob("*.jpg"))) == 10
     hit, map50 = score(val, preds)
@@ -111,7 +111,7 @@ def test_detr_trains_and_beats_untrained(tmp_path, monkeypatch):
     run = tmp_path / "run"
     tiny = ["--option", "num_queries=20", "--option", "group_detr=1", "--option", "use_ema=false", "--option", "multi_scale=false"]
     r = CliRunner().invoke(app, ["finetune", "detr", "--data", str(train), "--val", str(val), "--model", "nano",
-                                 "--epochs", "5", "--resolution", "64", "--batch", "4", "--grad-accum", "1", "--lr", "1e-3",
+                                 "--epochs", "5", "--resolution", "64", "--batch-size", "4", "--grad-accum", "1", "--lr", "1e-3",
                                  "--patience", "0", "--device", "cpu", "--workers", "0", "--out", str(run), *tiny])
     assert r.exit_code == 0, r.output
     rec = json.loads((run / "run.json").read_text())
@@ -122,7 +122,7 @@ def test_detr_trains_and_beats_untrained(tmp_path, monkeypatch):
     preds = tmp_path / "preds.json"
     r = CliRunner().invoke(app, ["predict", "--model", str(run), "--images", str(val), "--out", str(preds), "--device", "cpu"])
     assert r.exit_code == 0, r.output
-    assert json.loads((tmp_path / "preds.json.meta.json").read_text())["backend"] == "detr"
+    assert json.loads((tmp_path / "preds.meta.json").read_text())["backend"] == "detr"
     hit, map50 = score(val, preds)
 
     from rfdetr import RFDETRNano

@@ -59,7 +59,7 @@ def test_scenes_propose_inpaint(scenes, tmp_path):
     (["inpaint", "--scenes", "{scenes}", "--propose", "--out", "{tmp}/o", "--strength", "0.7:0.5"], 2, "LOW:HIGH"),
     (["inpaint", "--scenes", "{scenes}", "--propose", "--out", "{tmp}/o", "--backend", "sdxl"], 2, "--model"),
     (["scenes", "--n", "2", "--out", "{tmp}/s", "--shard", "3/2"], 2, "--shard"),
-    (["scenes", "--n", "2", "--out", "{tmp}/s", "--scene-types", "kitchen"], 2, "kitchen"),
+    (["scenes", "--n", "2", "--out", "{tmp}/s", "--scene-types", "spaceship"], 2, "spaceship"),
     (["scenes", "--n", "2", "--out", "{tmp}/s", "--size", "100"], 2, "multiples of 8"),
     (["scenes", "--n", "2", "--out", "{tmp}/s", "--backgrounds", "{tmp}/nope"], 1, "does not exist"),
     (["propose", "--scenes", "{tmp}/missing", "--out", "{tmp}/b.json"], 1, "does not exist"),

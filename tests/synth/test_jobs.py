@@ -10,15 +10,17 @@ import pytest
 
 from synspill.coco.dataset import load_coco
 from synspill.errors import DatasetError, OutputExists
-from synspill.synth import jobs
+from synspill.synth.inpaint import InpaintJob, rle_encode, run_inpaint
+from synspill.synth.jobrunner import encode_jpeg, parse_range, parse_shard
 from synspill.synth.procedural import ProceduralSceneBackend, ProceduralSpillBackend
+from synspill.synth.scenes import ScenesJob, load_scenes, merge_scenes, run_scenes, scene_prompt
 
 SIZE = 128
 
 
-def scenes_job(out: Path, n: int = 6, **kw) -> jobs.ScenesJob:
+def scenes_job(out: Path, n: int = 6, **kw) -> ScenesJob:
     kw.setdefault("batch_size", 2)
-    return jobs.ScenesJob(out=out, n=n, seed=7, width=SIZE, height=SIZE, **kw)
+    return ScenesJob(out=out, n=n, seed=7, width=SIZE, height=SIZE, **kw)
 
 
 def files(d: Path) -> dict[str, bytes]:
@@ -32,14 +34,15 @@ def manifest(d: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def scenes_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("scenes")
-    jobs.run_scenes(scenes_job(d, n=6))
+    run_scenes(scenes_job(d, n=6))
     return d
 
 
 def test_scenes_outputs(scenes_dir):
     ds = load_coco(scenes_dir / "scenes.json", check_images=True)
     assert [im.id for im in ds.images] == list(range(1, 7)) and not ds.annotations
-    assert all(im.extra["layout"]["floor"] and im.width == SIZE for im in ds.images)
+    # every scene says where liquids can lie: a floor polygon (plant rooms) or a surface grid (places)
+    assert all((im.extra["layout"].get("floor") or im.extra["layout"].get("surface_grid")) and im.width == SIZE for im in ds.images)
     recs = manifest(scenes_dir)
     assert [r["index"] for r in recs] == list(range(6))
     r = recs[0]
@@ -53,13 +56,13 @@ def test_manifest_record_regenerates_the_image(scenes_dir):
 
     r = manifest(scenes_dir)[3]
     img, _ = ProceduralSceneBackend().render(SceneSpec(r["seed"], r["scene_type"], r["width"], r["height"]))
-    assert jobs.encode_jpeg(img, r["params"]["jpeg_quality"]) == (scenes_dir / r["file_name"]).read_bytes()
+    assert encode_jpeg(img, r["params"]["jpeg_quality"]) == (scenes_dir / r["file_name"]).read_bytes()
 
 
 def test_same_seed_same_bytes_other_seed_differs(scenes_dir, tmp_path):
-    jobs.run_scenes(scenes_job(tmp_path / "a", n=6, batch_size=4))
+    run_scenes(scenes_job(tmp_path / "a", n=6, batch_size=4))
     assert files(tmp_path / "a") == files(scenes_dir)
-    jobs.run_scenes(jobs.ScenesJob(out=tmp_path / "b", n=2, seed=8, width=SIZE, height=SIZE))
+    run_scenes(ScenesJob(out=tmp_path / "b", n=2, seed=8, width=SIZE, height=SIZE))
     assert files(tmp_path / "b")["000001.jpg"] != files(scenes_dir)["000001.jpg"]
 
 
@@ -81,7 +84,7 @@ def test_scenes_resume_after_crash(scenes_dir, tmp_path, monkeypatch):
     with monkeypatch.context() as m:
         _crash_after(m, ProceduralSceneBackend, "render", 3)
         with pytest.raises(RuntimeError, match="simulated crash"):
-            jobs.run_scenes(scenes_job(out, n=6, batch_size=1))
+            run_scenes(scenes_job(out, n=6, batch_size=1))
     first = {r["file_name"]: (out / r["file_name"]).stat().st_mtime_ns for r in
              (json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines())}
     assert len(first) == 3 and not (out / "scenes.json").exists()
@@ -90,7 +93,7 @@ def test_scenes_resume_after_crash(scenes_dir, tmp_path, monkeypatch):
         f.write('{"index": 4, "file_na')
     (out / "images" / ".000005.jpg.s0of1.tmp").write_bytes(b"partial")
     done = []
-    jobs.run_scenes(scenes_job(out, n=6, batch_size=1), on_start=lambda d, t: done.append((d, t)))
+    run_scenes(scenes_job(out, n=6, batch_size=1), on_start=lambda d, t: done.append((d, t)))
     assert done == [(3, 3)]
     recs = manifest(out)
     assert [r["index"] for r in recs] == list(range(6))  # no duplicates, none missing
@@ -99,7 +102,7 @@ def test_scenes_resume_after_crash(scenes_dir, tmp_path, monkeypatch):
     assert files(out) == files(scenes_dir)  # and the dataset is the uninterrupted one
     assert not list((out / "images").glob(".*"))
     # resuming a finished run does nothing
-    jobs.run_scenes(scenes_job(out, n=6), on_start=lambda d, t: done.append((d, t)))
+    run_scenes(scenes_job(out, n=6), on_start=lambda d, t: done.append((d, t)))
     assert done[-1] == (6, 0)
 
 
@@ -112,21 +115,21 @@ def test_resume_redoes_a_missing_or_changed_file(scenes_dir, tmp_path):
     (out / "images" / "000004.jpg").write_bytes(b"garbage")
     (out / "scenes.json").unlink()
     done = []
-    jobs.run_scenes(scenes_job(out, n=6), on_start=lambda d, t: done.append((d, t)))
+    run_scenes(scenes_job(out, n=6), on_start=lambda d, t: done.append((d, t)))
     assert done == [(4, 2)] and files(out) == files(scenes_dir)
 
 
 def test_other_settings_refused(scenes_dir):
     with pytest.raises(OutputExists, match="other settings"):
-        jobs.run_scenes(jobs.ScenesJob(out=scenes_dir, n=6, seed=999, width=SIZE, height=SIZE))
+        run_scenes(ScenesJob(out=scenes_dir, n=6, seed=999, width=SIZE, height=SIZE))
 
 
 def test_shards_merge_to_the_single_run(scenes_dir, tmp_path):
     out = tmp_path / "s"
-    assert jobs.run_scenes(scenes_job(out, n=6, shard=(1, 3))) is None
-    assert jobs.run_scenes(scenes_job(out, n=6, shard=(2, 3))) is None
+    assert run_scenes(scenes_job(out, n=6, shard=(1, 3))) is None
+    assert run_scenes(scenes_job(out, n=6, shard=(2, 3))) is None
     assert (out / "manifest.1-of-3.jsonl").exists()
-    assert jobs.run_scenes(scenes_job(out, n=6, shard=(0, 3)), merge_wait_s=5) == out / "scenes.json"
+    assert run_scenes(scenes_job(out, n=6, shard=(0, 3)), merge_wait_s=5) == out / "scenes.json"
     assert files(out) == files(scenes_dir)
     a, b = json.loads((out / "scenes.json").read_text()), json.loads((scenes_dir / "scenes.json").read_text())
     assert a["images"] == b["images"]
@@ -136,31 +139,31 @@ def test_shards_merge_to_the_single_run(scenes_dir, tmp_path):
 
 def test_merge_reports_missing_shards(tmp_path):
     out = tmp_path / "m"
-    jobs.run_scenes(scenes_job(out, n=4, shard=(1, 2)))
+    run_scenes(scenes_job(out, n=4, shard=(1, 2)))
     with pytest.raises(DatasetError, match="not finished"):
-        jobs.merge_scenes(out)
+        merge_scenes(out)
 
 
 def test_shard_from_accelerate_env(monkeypatch):
     monkeypatch.setenv("RANK", "2")
     monkeypatch.setenv("WORLD_SIZE", "4")
-    assert jobs.parse_shard(None) == (2, 4)
-    assert jobs.parse_shard("1/2") == (1, 2)
+    assert parse_shard(None) == (2, 4)
+    assert parse_shard("1/2") == (1, 2)
     monkeypatch.delenv("RANK")
-    assert jobs.parse_shard(None) == (0, 1)
+    assert parse_shard(None) == (0, 1)
 
 
 # ---- inpaint ---------------------------------------------------------------------------
-def inpaint_job(scenes: Path, out: Path, **kw) -> jobs.InpaintJob:
+def inpaint_job(scenes: Path, out: Path, **kw) -> InpaintJob:
     kw.setdefault("propose", kw.get("boxes") is None)
     kw.setdefault("per_image", (1, 3))
-    return jobs.InpaintJob(scenes=scenes, out=out, seed=3, batch_size=2, **kw)
+    return InpaintJob(scenes=scenes, out=out, seed=3, batch_size=2, **kw)
 
 
 @pytest.fixture(scope="module")
 def inpainted(scenes_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("inp") / "o"
-    jobs.run_inpaint(inpaint_job(scenes_dir, out, per_image=(2, 3)))
+    run_inpaint(inpaint_job(scenes_dir, out, per_image=(2, 3)))
     return out
 
 
@@ -188,13 +191,13 @@ def test_inpaint_from_boxes_file(scenes_dir, tmp_path):
     from synspill.coco.dataset import save_coco
     from synspill.synth.propose import propose_dataset
 
-    boxes = propose_dataset(jobs.load_scenes(scenes_dir), (1, 2), [1, 6], seed=5)
+    boxes = propose_dataset(load_scenes(scenes_dir), (1, 2), [1, 6], seed=5)
     boxes.annotations = [a for a in boxes.annotations if a.image_id != 2]
     for a in boxes.annotations:
         a.extra = {}  # expert boxes
     save_coco(boxes, tmp_path / "boxes.json")
     out = tmp_path / "o"
-    jobs.run_inpaint(inpaint_job(scenes_dir, out, boxes=tmp_path / "boxes.json"))
+    run_inpaint(inpaint_job(scenes_dir, out, boxes=tmp_path / "boxes.json"))
     ds = load_coco(out / "annotations.json")
     assert len(ds.images) == 6  # images without boxes stay in as negatives
     assert not [a for a in ds.annotations if a.image_id == 2]
@@ -210,7 +213,7 @@ def test_inpaint_boxes_for_unknown_image(scenes_dir, tmp_path):
                      annotations=[Annotation(1, 1, 1, [10, 10, 20, 20])])
     save_coco(ds, tmp_path / "b.json")
     with pytest.raises(DatasetError, match="not among the scenes"):
-        jobs.run_inpaint(inpaint_job(scenes_dir, tmp_path / "o", boxes=tmp_path / "b.json"))
+        run_inpaint(inpaint_job(scenes_dir, tmp_path / "o", boxes=tmp_path / "b.json"))
     assert not (tmp_path / "o").exists()  # nothing written for bad input
 
 
@@ -219,16 +222,16 @@ def test_inpaint_deterministic_resume_and_shards(scenes_dir, inpainted, tmp_path
     with monkeypatch.context() as m:
         _crash_after(m, ProceduralSpillBackend, "inpaint", 2)
         with pytest.raises(RuntimeError):
-            jobs.run_inpaint(jobs.InpaintJob(scenes=scenes_dir, out=out, propose=True, per_image=(2, 3), seed=3, batch_size=1))
+            run_inpaint(InpaintJob(scenes=scenes_dir, out=out, propose=True, per_image=(2, 3), seed=3, batch_size=1))
     kept = {p.name: p.stat().st_mtime_ns for p in (out / "images").glob("*.jpg")}
     assert len(kept) == 2
-    jobs.run_inpaint(jobs.InpaintJob(scenes=scenes_dir, out=out, propose=True, per_image=(2, 3), seed=3, batch_size=1))
+    run_inpaint(InpaintJob(scenes=scenes_dir, out=out, propose=True, per_image=(2, 3), seed=3, batch_size=1))
     assert {p.name: p.stat().st_mtime_ns for p in (out / "images").glob("*.jpg") if p.name in kept} == kept
     assert files(out) == files(inpainted)
     assert (out / "annotations.json").read_text() == (inpainted / "annotations.json").read_text()
     sh = tmp_path / "sh"
-    jobs.run_inpaint(inpaint_job(scenes_dir, sh, per_image=(2, 3), shard=(1, 2)))
-    jobs.run_inpaint(inpaint_job(scenes_dir, sh, per_image=(2, 3), shard=(0, 2)), merge_wait_s=5)
+    run_inpaint(inpaint_job(scenes_dir, sh, per_image=(2, 3), shard=(1, 2)))
+    run_inpaint(inpaint_job(scenes_dir, sh, per_image=(2, 3), shard=(0, 2)), merge_wait_s=5)
     assert files(sh) == files(inpainted)
     a, b = json.loads((sh / "annotations.json").read_text()), json.loads((inpainted / "annotations.json").read_text())
     assert a["annotations"] == b["annotations"] and a["images"] == b["images"]
@@ -236,9 +239,9 @@ def test_inpaint_deterministic_resume_and_shards(scenes_dir, inpainted, tmp_path
 
 @pytest.mark.slow
 def test_worker_pool_gives_the_same_bytes(scenes_dir, inpainted, tmp_path):
-    jobs.run_scenes(scenes_job(tmp_path / "p", n=6, workers=2))
+    run_scenes(scenes_job(tmp_path / "p", n=6, workers=2))
     assert files(tmp_path / "p") == files(scenes_dir)
-    jobs.run_inpaint(inpaint_job(scenes_dir, tmp_path / "q", per_image=(2, 3), workers=2))
+    run_inpaint(inpaint_job(scenes_dir, tmp_path / "q", per_image=(2, 3), workers=2))
     assert files(tmp_path / "q") == files(inpainted)
 
 
@@ -247,25 +250,25 @@ def test_load_scenes_plain_folder(tmp_path):
 
     for i in range(3):
         make_image(tmp_path / "ph" / f"{i}.png", 64, 48, seed=i)
-    ds = jobs.load_scenes(tmp_path / "ph")
+    ds = load_scenes(tmp_path / "ph")
     assert [im.file_name for im in ds.images] == ["0.png", "1.png", "2.png"] and ds.images[0].width == 64
     with pytest.raises(DatasetError, match="does not exist"):
-        jobs.load_scenes(tmp_path / "missing")
+        load_scenes(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no images"):
-        jobs.load_scenes(tmp_path / "empty")
+        load_scenes(tmp_path / "empty")
 
 
 def test_parse_range():
     from synspill.errors import UsageError
 
-    assert jobs.parse_range("0.2:0.4", "x") == (0.2, 0.4)
-    assert jobs.parse_range("0.5", "x") == (0.5, 0.5)
+    assert parse_range("0.2:0.4", "x") == (0.2, 0.4)
+    assert parse_range("0.5", "x") == (0.5, 0.5)
     for bad in ("a:b", "0.4:0.2", "1:2:3"):
         with pytest.raises(UsageError):
-            jobs.parse_range(bad, "x")
+            parse_range(bad, "x")
     with pytest.raises(UsageError, match="within"):
-        jobs.parse_range("0.5:1.5", "--strength", 0, 1)
+        parse_range("0.5:1.5", "--strength", 0, 1)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -279,16 +282,16 @@ def test_rle_matches_pycocotools(seed):
     if seed == 3:
         m[:] = False
     ref = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))["counts"].decode()
-    assert jobs.rle_encode(m)["counts"] == ref
-    assert jobs.rle_encode(m, (x1, 0, x2 + 1, 37))["counts"] == ref
+    assert rle_encode(m)["counts"] == ref
+    assert rle_encode(m, (x1, 0, x2 + 1, 37))["counts"] == ref
 
 
 def test_scene_prompts_recorded(tmp_path):
     prompts = {"positive": "A factory interior.", "negative": "text, watermark",
                "types": {"corridor": {"variations": ["Long corridor", "Narrow hall"]}}}
-    pos, neg = jobs.scene_prompt(prompts, "corridor", 1)
+    pos, neg = scene_prompt(prompts, "corridor", 1)
     assert pos.endswith(", A factory interior.") and pos.split(",")[0] in ("Long corridor", "Narrow hall")
-    assert neg == "text, watermark" and jobs.scene_prompt({}, "corridor", 1) == ("", "")
-    jobs.run_scenes(jobs.ScenesJob(out=tmp_path / "p", n=2, width=64, height=64, scene_types=("corridor",), scene_prompts=prompts))
+    assert neg == "text, watermark" and scene_prompt({}, "corridor", 1) == ("", "")
+    run_scenes(ScenesJob(out=tmp_path / "p", n=2, width=64, height=64, scene_types=("corridor",), scene_prompts=prompts))
     recs = manifest(tmp_path / "p")
     assert all(r["prompt"].endswith("A factory interior.") and r["negative_prompt"] == neg for r in recs)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from synspill.boxes import iou
 from synspill.synth.base import SceneSpec
 from synspill.synth.procedural import ProceduralSceneBackend
-from synspill.synth.propose import _iou, default_layout, propose_boxes, propose_dataset
+from synspill.synth.propose import default_layout, propose_boxes, propose_dataset
 
 
 def _check(boxes, w, h, classes=None):
@@ -16,7 +17,7 @@ def _check(boxes, w, h, classes=None):
         assert classes is None or c in classes
     for i in range(len(boxes)):
         for j in range(i + 1, len(boxes)):
-            assert _iou(boxes[i][0], boxes[j][0]) <= 0.1
+            assert iou(boxes[i][0], boxes[j][0]) <= 0.1
 
 
 @pytest.mark.parametrize("seed", range(5))

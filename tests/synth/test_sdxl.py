@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from synspill import taxonomy
+from synspill.boxes import tight_box
 from synspill.errors import ModelNotFound, UsageError
 from synspill.synth import prompting
 from synspill.synth.base import DiffusionOptions, SceneSpec, SpillSpec
@@ -16,7 +17,6 @@ from synspill.synth.sdxl import (
     crop_window,
     make_scene_backend,
     make_spill_backend,
-    tight_box,
     visible_mask,
 )
 from tests.synth.tiny_sdxl import scene_image, tiny_sdxl_dirs
@@ -225,7 +225,7 @@ def test_replace_keeps_options_frozen():
 
 
 def test_process_device_follows_local_rank(monkeypatch):
-    from synspill.synth.sdxl import process_device
+    from synspill.runtime import process_device
 
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert process_device("cpu") == "cpu"  # no GPU here: auto stays on the CPU

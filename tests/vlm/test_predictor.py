@@ -35,8 +35,8 @@ def test_zero_shot_through_predictors_into_coco_results(tiny_vlm, tmp_path):
 
 def test_batched_equals_one_at_a_time_with_left_padding(tiny_vlm):
     """Different prompt lengths in one batch (ICL-free: different image sizes -> different token counts)."""
+    from synspill.vlm.chat import PromptSet, build_chat
     from synspill.vlm.model import generate, load_vlm, prepare_image
-    from synspill.vlm.prompts import PromptSet, build_chat
 
     vlm = load_vlm(tiny_vlm, "cpu")
     ps = PromptSet.default()
@@ -52,8 +52,8 @@ def test_batched_equals_one_at_a_time_with_left_padding(tiny_vlm):
 
 def test_generated_logprobs_equal_teacher_forced(tiny_vlm):
     """The confidence source is the model's own probability of what it wrote (raw logits)."""
+    from synspill.vlm.chat import PromptSet, build_chat
     from synspill.vlm.model import Decoding, generate, load_vlm, prepare_image, score_answer
-    from synspill.vlm.prompts import PromptSet, build_chat
 
     vlm = load_vlm(tiny_vlm, "cpu")
     ps = PromptSet.default()
@@ -84,10 +84,10 @@ def test_confidence_high_for_likely_answer_low_for_unlikely(tiny_vlm):
     """Forced answers scored via the same parse -> span -> geometric mean path as predict()."""
     import torch
 
+    from synspill.vlm.chat import PromptSet, build_chat
     from synspill.vlm.geometry import Resize
     from synspill.vlm.model import load_vlm, prepare_image, score_answer
     from synspill.vlm.predictor import to_detections
-    from synspill.vlm.prompts import PromptSet, build_chat
 
     vlm = load_vlm(tiny_vlm, "cpu")
     ps = PromptSet.default()
@@ -131,8 +131,8 @@ def test_decoding_settings_reach_generate(tiny_vlm):
     """Paper decoding; repetition penalty only on generated tokens; built-in penalty disabled."""
     from transformers import RepetitionPenaltyLogitsProcessor
 
+    from synspill.vlm.chat import PromptSet, build_chat
     from synspill.vlm.model import Decoding, generate, load_vlm, prepare_image
-    from synspill.vlm.prompts import PromptSet, build_chat
 
     vlm = load_vlm(tiny_vlm, "cpu")
     seen = {}

@@ -34,12 +34,12 @@ def _expected(model_dir: str, mode: str, merger: bool, rank: int) -> tuple[set[s
 
 
 def _cfg(tiny_vlm, data, out, **kw):
-    from synspill.vlm.train import TrainConfig
+    from synspill.vlm.train import VlmTrainConfig
 
     base = dict(model=tiny_vlm, data=str(data), out=str(out), device="cpu", max_pixels=PX, batch=2, grad_accum=1,
                 lr=1e-2, alpha=16.0, dropout=0.0, steps=6, save_every=100, warmup=0.0, gradient_checkpointing=True)
     base.update(kw)
-    return TrainConfig(**base)
+    return VlmTrainConfig(**base)
 
 
 @pytest.mark.slow
@@ -73,8 +73,8 @@ def test_adapter_save_reload_identical_and_merge(tiny_vlm, tmp_path):
     import torch
     from peft import LoraConfig, get_peft_model
 
+    from synspill.vlm.chat import PromptSet, build_chat
     from synspill.vlm.model import load_vlm, prepare_image, score_answer
-    from synspill.vlm.prompts import PromptSet, build_chat
     from synspill.vlm.train import merge_adapter, target_regex
 
     vlm = load_vlm(tiny_vlm, "cpu")
@@ -180,8 +180,8 @@ def test_qlora_4bit_on_cpu(tiny_vlm, tmp_path):
 
 
 def test_mask_labels_keeps_only_the_answer(tiny_vlm):
+    from synspill.vlm.chat import PromptSet, build_chat
     from synspill.vlm.model import encode, load_vlm, prepare_image
-    from synspill.vlm.prompts import PromptSet, build_chat
     from synspill.vlm.train import mask_labels
 
     vlm = load_vlm(tiny_vlm, "cpu")
@@ -199,14 +199,14 @@ def test_mask_labels_keeps_only_the_answer(tiny_vlm):
 
 def test_config_errors(tiny_vlm, tmp_path):
     from synspill.errors import UsageError
-    from synspill.vlm.train import TrainConfig, target_regex
+    from synspill.vlm.train import VlmTrainConfig, target_regex
 
     with pytest.raises(UsageError, match="--lora"):
         target_regex("x")
     with pytest.raises(UsageError, match="merger"):
-        TrainConfig(model="m", data="d", out="o", lora="l", merger=True)
+        VlmTrainConfig(model="m", data="d", out="o", lora="l", merger=True)
     with pytest.raises(UsageError, match="--rank"):
-        TrainConfig(model="m", data="d", out="o", rank=0)
+        VlmTrainConfig(model="m", data="d", out="o", rank=0)
     assert re.fullmatch(target_regex("l"), "model.language_model.layers.3.mlp.up_proj")
     assert not re.fullmatch(target_regex("l"), "model.visual.blocks.0.mlp.up_proj")
     assert not re.fullmatch(target_regex("v"), "model.visual.merger.mlp.0")
@@ -230,7 +230,7 @@ def test_cli_usage_errors(tmp_path):
     from synspill.cli import app
 
     r = CliRunner().invoke(app, ["finetune", "vlm", "-m", "x", "--data", "d.json", "--out", str(tmp_path / "o"), "--lora", "vision"])
-    assert r.exit_code == 2 and "--lora 'vision' is unknown" in r.output
+    assert r.exit_code == 2 and "Invalid value for '--lora'" in r.output and "v+l" in r.output
     r = CliRunner().invoke(app, ["icl", "-m", "x", "--support", "s.json", "--images", "i", "--out", str(tmp_path / "p.json"), "--k", "0"])
     assert r.exit_code == 2 and "--k 0" in r.output
     r = CliRunner().invoke(app, ["icl", "-m", str(tmp_path / "nope"), "--support", "s.json", "--images", str(tmp_path),

@@ -129,3 +129,32 @@ def test_helpers():
     assert camera_name_for("rtsp://10.0.0.5:554/live") == "10.0.0.5-554"
     assert camera_name_for("/data/dock cam.mp4") == "dock-cam"
     assert camera_name_for("0") == "webcam0"
+
+
+def test_flags_build_one_camera_with_config_defaults(tmp_path):
+    from synspill.watch import DEFAULT_DB
+    from synspill.watch.alerts import AlertPolicy
+    from synspill.watch.config import SinkConfig, config_from_flags
+
+    cfg = config_from_flags("rtsp://cam.local:8554/a", "runs/yolo", camera={"classes": "oil,rust", "fps": 1.0},
+                            policy={"k": 2}, sinks={"stdout": False})
+    (cam,) = cfg.cameras
+    assert cam.name == "cam.local-8554" and cam.classes == (1, 6) and cam.fps == 1.0 and cam.backend == "auto"
+    assert cam.policy == AlertPolicy(k=2) and cfg.sinks == SinkConfig(stdout=False) and cfg.db == DEFAULT_DB
+
+
+def test_flags_with_a_config_file(tmp_path):
+    from synspill.watch.config import config_from_flags
+
+    p = tmp_path / "cams.toml"
+    p.write_text(GOOD)
+    cfg = config_from_flags(config=p, sinks={"mqtt_prefix": "plant"}, db=str(tmp_path / "x.db"))
+    assert cfg.sinks.mqtt_prefix == "plant" and cfg.sinks.stdout is False and cfg.db == str(tmp_path / "x.db")
+    with pytest.raises(UsageError, match="--close-after is a per-camera setting; with --config put it in the file"):
+        config_from_flags(config=p, policy={"close_after": 5.0})
+    with pytest.raises(UsageError, match="not both"):
+        config_from_flags("video.mp4", None, p)
+    with pytest.raises(UsageError, match="nothing to watch"):
+        config_from_flags()
+    with pytest.raises(UsageError, match="--model is required"):
+        config_from_flags("video.mp4")

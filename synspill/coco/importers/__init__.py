@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from synspill.coco.dataset import CocoDataset, read_json
+from synspill.coco.formats import FORMATS
 from synspill.coco.importers import coco, cvat, labelme, labelstudio, voc, yolo
 from synspill.coco.importers._common import (
     STRICT_REASONS,
@@ -30,7 +31,6 @@ from synspill.coco.importers._common import (
 )
 from synspill.errors import DatasetError, UsageError
 
-FORMATS: tuple[str, ...] = ("labelme", "cvat", "labelstudio", "voc", "yolo", "coco")
 _JSON = {"labelme": labelme, "labelstudio": labelstudio, "coco": coco}
 _XML = {"cvat": cvat, "voc": voc}
 _SUFFIX = {"labelme": ".json", "labelstudio": ".json", "coco": ".json", "cvat": ".xml", "voc": ".xml", "yolo": ".txt"}
@@ -38,10 +38,64 @@ _SUFFIX = {"labelme": ".json", "labelstudio": ".json", "coco": ".json", "cvat": 
 
 @dataclass
 class ImportResult:
-    """The imported dataset (absolute ``file_name`` s, ``root`` None) and its report."""
+    """The imported dataset (absolute ``file_name`` s, ``root`` None) and its report.
+
+    Attributes:
+        dataset: The dataset.
+        report: What was imported, skipped and clipped, per item.
+        path: The COCO file written (:func:`import_to_file` only).
+        report_path: The per-item report written beside it (:func:`import_to_file` only).
+    """
 
     dataset: CocoDataset
     report: ImportReport
+    path: Path | None = None
+    report_path: Path | None = None
+
+
+def report_path(out: str | os.PathLike) -> Path:
+    """The per-item import report written beside ``out`` (``x.json`` -> ``x.import-report.json``)."""
+    p = Path(out)
+    return p.with_name(f"{p.stem}.import-report.json")
+
+
+def import_to_file(sources: Sequence[str | os.PathLike], out: str | os.PathLike, force: bool = False,
+                   **options: Any) -> ImportResult:
+    """Import exports (see :func:`import_annotations`) and write the dataset and its report.
+
+    ``out`` gets the COCO file (``file_name`` relative to its folder where the images lie
+    below it, see :func:`synspill.coco.tools.rebase`) and :func:`report_path` the per-item
+    report; LabelMe-embedded images go to ``<out folder>/images``.
+
+    Args:
+        sources: Export files and/or folders.
+        out: The COCO ``.json`` to write.
+        force: Overwrite ``out`` and its report.
+        **options: ``fmt``, ``images``, ``label_map``, ``strict``, ``min_size``, ``on_file``
+            of :func:`import_annotations`.
+
+    Raises:
+        UsageError: ``out`` is not a ``.json`` file.
+        OutputExists: ``out`` or its report exists and not ``force`` (checked before reading).
+    """
+    from synspill.coco.dataset import save_coco
+    from synspill.coco.tools import rebase
+    from synspill.errors import OutputExists
+    from synspill.io import write_json
+
+    out = Path(out)
+    if out.suffix.lower() != ".json":
+        raise UsageError(f"--out {out}: the output is a COCO .json file; e.g. --out spills.json")
+    rpath = report_path(out)
+    for p in (out, rpath):
+        if p.exists() and not force:
+            raise OutputExists(f"{p} exists; pass --force to overwrite it or choose another --out")
+    res = import_annotations(sources, embed_dir=out.parent / "images", exclude=[out, rpath], **options)
+    ds = rebase(res.dataset, out.parent)
+    ds.check_image_files(str(out))
+    save_coco(ds, out)
+    write_json(rpath, res.report.to_dict(), indent=1)
+    return ImportResult(ds, res.report, out, rpath)
 
 
 def sniff_file(path: Path) -> tuple[str | None, Any]:
@@ -227,4 +281,4 @@ def _common_root(srcs: Sequence[Path]) -> Path:
     return Path(os.path.commonpath(dirs))
 
 
-__all__ = ["FORMATS", "ImportReport", "ImportResult", "import_annotations", "sniff_file"]
+__all__ = ["FORMATS", "ImportReport", "ImportResult", "import_annotations", "import_to_file", "report_path", "sniff_file"]

@@ -24,10 +24,10 @@ from synspill import taxonomy
 from synspill.coco.dataset import Annotation, CocoDataset, ImageRecord
 from synspill.coco.tools import map_label
 from synspill.errors import DatasetError
+from synspill.io import IMAGE_SUFFIXES, list_images
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 # Skip reasons (the summary groups by these).
 UNKNOWN_LABEL = "unknown label"
@@ -272,10 +272,9 @@ class ImageFinder:
         self._by_name, self._by_stem = {}, {}
         if self.images_dir is None:
             return
-        for p in sorted(self.images_dir.rglob("*")):
-            if p.suffix.lower() in IMAGE_EXTS and p.is_file() and not any(part.startswith(".") for part in p.relative_to(self.images_dir).parts):
-                self._by_name.setdefault(p.name, []).append(p)
-                self._by_stem.setdefault(p.stem, []).append(p)
+        for p in list_images(self.images_dir):
+            self._by_name.setdefault(p.name, []).append(p)
+            self._by_stem.setdefault(p.stem, []).append(p)
 
     def find(self, item: RawItem) -> tuple[Path | None, str, str]:
         """``(path, "", "")`` or ``(None, reason, detail)`` with reason :data:`NO_IMAGE` or :data:`AMBIGUOUS_IMAGE`."""
@@ -289,7 +288,7 @@ class ImageFinder:
                 if not os.path.isabs(n) and (d / n).is_file():
                     return d / n, "", ""
             if item.stem:
-                for ext in IMAGE_EXTS:
+                for ext in IMAGE_SUFFIXES:
                     for e in (ext, ext.upper()):
                         if (d / (item.stem + e)).is_file():
                             return d / (item.stem + e), "", ""
@@ -385,110 +384,146 @@ def build_dataset(
         ``(dataset, report)``; dataset ``file_name`` s are absolute and ``root`` is None
         (use :func:`synspill.coco.tools.rebase` before saving).
     """
-    rep = report or ImportReport(fmt)
-    ds = CocoDataset(info={"description": f"imported from {fmt} by synspill annotate-import"})
-    finder = ImageFinder(images_dir)
-    by_path: dict[Path, ImageRecord] = {}
-    sizes: dict[Path, tuple[int, int]] = {}
+    b = _Builder(fmt, ImageFinder(images_dir), label_map, embed_dir, rel_to, min_size, report or ImportReport(fmt))
+    for item in items:
+        if on_item is not None:
+            on_item(item)
+        b.add(item)
+    b.rep.images = len(b.ds.images)
+    b.rep.imported = len(b.ds.annotations)
+    return b.ds, b.rep
 
-    def rel(p: Path) -> str:
-        if rel_to is not None:
+
+@dataclass
+class _Placed:
+    """Where an item's boxes go: its image record and the scale from tool to file pixels."""
+
+    image: ImageRecord
+    sx: float
+    sy: float
+    rescaled: bool
+
+
+class _Builder:
+    """The state of one :func:`build_dataset` pass: the dataset, the report and the images met."""
+
+    def __init__(self, fmt: str, finder: ImageFinder, label_map: Mapping[str, str] | None, embed_dir: Path | None,
+                 rel_to: Path | None, min_size: float, rep: ImportReport) -> None:
+        self.fmt, self.finder, self.label_map, self.embed_dir = fmt, finder, label_map, embed_dir
+        self.rel_to, self.min_size, self.rep = rel_to, min_size, rep
+        self.ds = CocoDataset(info={"description": f"imported from {fmt} by synspill annotate-import"})
+        self.by_path: dict[Path, ImageRecord] = {}
+        self.sizes: dict[Path, tuple[int, int]] = {}
+
+    def rel(self, p: Path) -> str:
+        """``p`` relative to the exports' common folder where it lies below it (for the report)."""
+        if self.rel_to is not None:
             try:
-                return Path(os.path.abspath(p)).relative_to(rel_to).as_posix()
+                return Path(os.path.abspath(p)).relative_to(self.rel_to).as_posix()
             except ValueError:
                 pass
         return str(p)
 
-    for item in items:
-        if on_item is not None:
-            on_item(item)
-        fname = rel(item.source_file)
+    def add(self, item: RawItem) -> None:
+        """One raw item: its image, then each of its shapes (or the reason it is skipped)."""
+        fname = self.rel(item.source_file)
         for reason, detail, n in item.skipped:
-            rep.skipped.append(Skip(fname, item.where, "", reason, detail, n))
-        n_boxes = len(item.shapes)
-        if not n_boxes and item.image_ref is None and item.stem is None and not item.alt_names and item.image_data is None:
-            continue  # a report-only item
+            self.rep.skipped.append(Skip(fname, item.where, "", reason, detail, n))
+        if not item.shapes and item.image_ref is None and item.stem is None and not item.alt_names and item.image_data is None:
+            return  # a report-only item
+        placed = self._place(item, fname)
+        if placed is None:
+            return
+        for sh in item.shapes:
+            self._add_shape(item, sh, fname, placed)
 
-        def skip_item(reason: str, detail: str, *, _item: RawItem = item, _fname: str = fname, _n: int = n_boxes) -> None:
-            labels = ", ".join(sorted({s.label for s in _item.shapes})) if _item.shapes else ""
-            rep.skipped.append(Skip(_fname, _item.where, labels, reason, detail, _n, whole_image=True))
+    def _skip_item(self, item: RawItem, fname: str, reason: str, detail: str) -> None:
+        labels = ", ".join(sorted({s.label for s in item.shapes})) if item.shapes else ""
+        self.rep.skipped.append(Skip(fname, item.where, labels, reason, detail, len(item.shapes), whole_image=True))
 
-        path, reason, why = finder.find(item)
-        if path is None and reason == NO_IMAGE and item.image_data is not None and embed_dir is not None:
-            path = write_embedded(item.image_data, item.image_ref, item.source_file.stem, embed_dir)
-            rep.notes.append(f"{fname}: embedded imageData written to {path}")
+    def _place(self, item: RawItem, fname: str) -> _Placed | None:
+        """Find the item's image file, read its size, reconcile the tool's size (None: skipped)."""
+        path, reason, why = self.finder.find(item)
+        if path is None and reason == NO_IMAGE and item.image_data is not None and self.embed_dir is not None:
+            path = write_embedded(item.image_data, item.image_ref, item.source_file.stem, self.embed_dir)
+            self.rep.notes.append(f"{fname}: embedded imageData written to {path}")
         if path is None:
-            skip_item(reason, why)
-            continue
+            self._skip_item(item, fname, reason, why)
+            return None
         path = Path(os.path.abspath(path))
-        if path not in sizes:
+        if path not in self.sizes:
             try:
-                sizes[path] = image_size(path)
+                self.sizes[path] = image_size(path)
             except DatasetError as e:
-                skip_item(BAD_IMAGE, str(e))
-                continue
-        W, H = sizes[path]
+                self._skip_item(item, fname, BAD_IMAGE, str(e))
+                return None
+        W, H = self.sizes[path]
         sx = sy = 1.0
         rescaled = False
         if item.width and item.height and (item.width, item.height) != (W, H):
             if abs(item.width / item.height - W / H) > 0.01 * (W / H):
-                skip_item(SIZE_MISMATCH, f"the tool says {item.width}x{item.height} but {path.name} is {W}x{H} (different aspect ratio); re-export with the right image")
-                continue
+                self._skip_item(item, fname, SIZE_MISMATCH, f"the tool says {item.width}x{item.height} but {path.name} is {W}x{H} (different aspect ratio); re-export with the right image")
+                return None
             sx, sy, rescaled = W / item.width, H / item.height, True
-            rep.notes.append(f"{fname}{' ' + item.where if item.where else ''}: tool size {item.width}x{item.height} != file {W}x{H}; boxes rescaled")
-        im = by_path.get(path)
-        if im is None:
-            im = ImageRecord(len(ds.images) + 1, str(path), W, H)
-            by_path[path] = im
-            ds.images.append(im)
-        for sh in item.shapes:
-            if sh.skip is not None:
-                rep.skipped.append(Skip(fname, f"{item.where} {sh.where}".strip(), sh.label, sh.skip[0], sh.skip[1]))
-                continue
-            where = f"{item.where} {sh.where}".strip()
-            if not sh.label or not sh.label.strip():
-                rep.skipped.append(Skip(fname, where, "", NO_LABEL, "shape has no label; label it in the tool"))
-                continue
-            name = map_label(sh.label, label_map)
-            if name is None:
-                rep.skipped.append(Skip(fname, where, sh.label, UNKNOWN_LABEL, f"map it with --map '{sh.label}=<class>'"))
-                continue
-            fx, fy = (W, H) if sh.normalized else (sx, sy)
-            poly = None
-            if sh.polygon is not None:
-                poly = [v * (fx if k % 2 == 0 else fy) for k, v in enumerate(sh.polygon)]
-                x1, y1, x2, y2 = min(poly[0::2]), min(poly[1::2]), max(poly[0::2]), max(poly[1::2])
-            else:
-                assert sh.xyxy is not None
-                a, b, c, d = sh.xyxy
-                x1, y1, x2, y2 = min(a, c) * fx, min(b, d) * fy, max(a, c) * fx, max(b, d) * fy
-            if x2 <= 0 or y2 <= 0 or x1 >= W or y1 >= H:
-                rep.skipped.append(Skip(fname, where, sh.label, OUTSIDE, f"{_fmt_box((x1, y1, x2, y2))} (xyxy) is outside the {W}x{H} image"))
-                continue
-            cx1, cy1, cx2, cy2 = max(0.0, x1), max(0.0, y1), min(float(W), x2), min(float(H), y2)
-            if cx2 - cx1 < min_size or cy2 - cy1 < min_size:
-                rep.skipped.append(Skip(fname, where, sh.label, DEGENERATE, f"{cx2 - cx1:.2f}x{cy2 - cy1:.2f} px (< {min_size:g} px)"))
-                continue
-            # report clipping that moves an edge by half a pixel or more (not exporter rounding)
-            if max(abs(cx1 - x1), abs(cy1 - y1), abs(cx2 - x2), abs(cy2 - y2)) >= 0.5:
-                rep.clipped.append(Skip(fname, where, sh.label, "clipped to image", f"{_fmt_box((x1, y1, x2, y2))} -> {_fmt_box((cx1, cy1, cx2, cy2))} (xyxy, {W}x{H})"))
-            seg: Any = None
-            area = None
-            if poly is not None:
-                poly = [min(max(v, 0.0), float(W if k % 2 == 0 else H)) for k, v in enumerate(poly)]
-                seg = [[round(v, 2) for v in poly]]
-                area = _polygon_area(poly) or None
-            elif sh.segmentation and not rescaled and not sh.normalized:
-                seg = sh.segmentation
-            extra = {"source": fmt, "auto": bool(sh.extra.pop("auto", False)), "source_file": fname}
-            if item.where:
-                extra["source_item"] = item.where
-            if sh.label != name:
-                extra["source_label"] = sh.label
-            extra.update(sh.extra)
-            cid = taxonomy.BY_NAME[name].id
-            ds.annotations.append(Annotation(len(ds.annotations) + 1, im.id, cid, [cx1, cy1, cx2 - cx1, cy2 - cy1], area, sh.iscrowd, seg, extra))
-            rep.per_class[name] += 1
-    rep.images = len(ds.images)
-    rep.imported = len(ds.annotations)
-    return ds, rep
+            self.rep.notes.append(f"{fname}{' ' + item.where if item.where else ''}: tool size {item.width}x{item.height} != file {W}x{H}; boxes rescaled")
+        im = self.by_path.get(path)
+        if im is None:  # the same image file met twice becomes one image
+            im = ImageRecord(len(self.ds.images) + 1, str(path), W, H)
+            self.by_path[path] = im
+            self.ds.images.append(im)
+        return _Placed(im, sx, sy, rescaled)
+
+    def _add_shape(self, item: RawItem, sh: RawShape, fname: str, placed: _Placed) -> None:
+        """Map the label, scale and clip the box, record it (or why it is skipped / clipped)."""
+        rep, W, H = self.rep, placed.image.width, placed.image.height
+        where = f"{item.where} {sh.where}".strip()
+        if sh.skip is not None:
+            rep.skipped.append(Skip(fname, where, sh.label, sh.skip[0], sh.skip[1]))
+            return
+        if not sh.label or not sh.label.strip():
+            rep.skipped.append(Skip(fname, where, "", NO_LABEL, "shape has no label; label it in the tool"))
+            return
+        name = map_label(sh.label, self.label_map)
+        if name is None:
+            rep.skipped.append(Skip(fname, where, sh.label, UNKNOWN_LABEL, f"map it with --map '{sh.label}=<class>'"))
+            return
+        fx, fy = (W, H) if sh.normalized else (placed.sx, placed.sy)
+        (x1, y1, x2, y2), poly = _shape_box(sh, fx, fy)
+        if x2 <= 0 or y2 <= 0 or x1 >= W or y1 >= H:
+            rep.skipped.append(Skip(fname, where, sh.label, OUTSIDE, f"{_fmt_box((x1, y1, x2, y2))} (xyxy) is outside the {W}x{H} image"))
+            return
+        cx1, cy1, cx2, cy2 = max(0.0, x1), max(0.0, y1), min(float(W), x2), min(float(H), y2)
+        if cx2 - cx1 < self.min_size or cy2 - cy1 < self.min_size:
+            rep.skipped.append(Skip(fname, where, sh.label, DEGENERATE, f"{cx2 - cx1:.2f}x{cy2 - cy1:.2f} px (< {self.min_size:g} px)"))
+            return
+        # report clipping that moves an edge by half a pixel or more (not exporter rounding)
+        if max(abs(cx1 - x1), abs(cy1 - y1), abs(cx2 - x2), abs(cy2 - y2)) >= 0.5:
+            rep.clipped.append(Skip(fname, where, sh.label, "clipped to image", f"{_fmt_box((x1, y1, x2, y2))} -> {_fmt_box((cx1, cy1, cx2, cy2))} (xyxy, {W}x{H})"))
+        seg: Any = None
+        area = None
+        if poly is not None:
+            poly = [min(max(v, 0.0), float(W if k % 2 == 0 else H)) for k, v in enumerate(poly)]
+            seg = [[round(v, 2) for v in poly]]
+            area = _polygon_area(poly) or None
+        elif sh.segmentation and not placed.rescaled and not sh.normalized:
+            seg = sh.segmentation
+        extra = {"source": self.fmt, "auto": bool(sh.extra.pop("auto", False)), "source_file": fname}
+        if item.where:
+            extra["source_item"] = item.where
+        if sh.label != name:
+            extra["source_label"] = sh.label
+        extra.update(sh.extra)
+        cid = taxonomy.BY_NAME[name].id
+        self.ds.annotations.append(Annotation(len(self.ds.annotations) + 1, placed.image.id, cid, [cx1, cy1, cx2 - cx1, cy2 - cy1],
+                                              area, sh.iscrowd, seg, extra))
+        rep.per_class[name] += 1
+
+
+def _shape_box(sh: RawShape, fx: float, fy: float) -> tuple[tuple[float, float, float, float], list[float] | None]:
+    """A shape's ``xyxy`` box in file pixels (scaled by ``fx``, ``fy``) and its scaled polygon, if any."""
+    if sh.polygon is not None:
+        poly = [v * (fx if k % 2 == 0 else fy) for k, v in enumerate(sh.polygon)]
+        return (min(poly[0::2]), min(poly[1::2]), max(poly[0::2]), max(poly[1::2])), poly
+    assert sh.xyxy is not None
+    a, b, c, d = sh.xyxy
+    return (min(a, c) * fx, min(b, d) * fy, max(a, c) * fx, max(b, d) * fy), None

@@ -24,7 +24,6 @@ from urllib.parse import parse_qs, unquote, urlparse
 from synspill.coco.dataset import read_json
 from synspill.coco.importers._common import (
     CANCELLED,
-    IMAGE_EXTS,
     NOT_A_BOX,
     PREDICTION,
     SUPERSEDED,
@@ -37,6 +36,7 @@ from synspill.coco.importers._common import (
     rotated_rect_bounds,
 )
 from synspill.errors import DatasetError
+from synspill.io import IMAGE_SUFFIXES
 
 NAME = "labelstudio"
 SUFFIXES = (".json",)
@@ -60,7 +60,7 @@ def _image_ref(data: dict) -> str | None:
         return v
     strs = [v for v in data.values() if isinstance(v, str) and v]
     for v in strs:
-        if Path(urlparse(v).path).suffix.lower() in IMAGE_EXTS or "?d=" in v:
+        if Path(urlparse(v).path).suffix.lower() in IMAGE_SUFFIXES or "?d=" in v:
             return v
     return strs[0] if strs else None
 

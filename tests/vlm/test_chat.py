@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from synspill import taxonomy
-from synspill.vlm.prompts import PromptSet, build_chat
+from synspill.vlm.chat import PromptSet, build_chat
 
 
 def test_default_prompts_follow_the_paper_and_taxonomy():

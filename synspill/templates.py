@@ -1,7 +1,8 @@
-"""Versioned prompt templates shipped in the wheel under ``synspill/prompts/``.
+"""Loading the versioned prompt templates shipped in the wheel under ``synspill/prompts/``.
 
 Files are plain text (``.txt``) or TOML (``.toml``); a user may point any command at
-their own file instead.
+their own file instead. What the templates become: :mod:`synspill.vlm.chat` (the VLM's
+system/user messages) and :mod:`synspill.synth.prompting` (SDXL scene and spill prompts).
 """
 
 from __future__ import annotations

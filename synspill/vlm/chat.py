@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from synspill import taxonomy
-from synspill.prompts import load_text
+from synspill.templates import load_text
 
 SYSTEM_FILE = "vlm/system.txt"
 USER_FILE = "vlm/user.txt"
