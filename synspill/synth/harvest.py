@@ -442,7 +442,7 @@ def _live_frames(src: _Source, cfg: HarvestConfig, budget_s: float, status: dict
     try:
         while (left := start + budget_s - time.monotonic()) > 0:
             if reader.status.samples == 0 and time.monotonic() - start > CONNECT_TIMEOUT:
-                status["error"] = f"no frame within {CONNECT_TIMEOUT:.0f} s ({reader.status.last_error or 'cannot connect'})"
+                status["error"] = f"no frame within {CONNECT_TIMEOUT:g} s ({reader.status.last_error or 'cannot connect'})"
                 return
             wake.wait(min(0.5, left))
             wake.clear()
@@ -450,6 +450,8 @@ def _live_frames(src: _Source, cfg: HarvestConfig, budget_s: float, status: dict
             if frame is not None:
                 yield frame
             elif reader.finished:
+                if reader.status.samples == 0:
+                    status["error"] = f"the stream ended without a frame ({reader.status.last_error or 'no data'})"
                 return
     finally:
         reader.stop()
@@ -676,7 +678,7 @@ def _harvest_source(src: _Source, cfg: HarvestConfig, out: Path, st: _CamState, 
                 "luma": round(s.luma, 2), "motion": f, "bin": slot}, sync=True)
 
     pending: _Sample | None = None
-    prev_thumb = None
+    prev: _Sample | None = None
     expected = 0  # next folder index: a gap is an image that could not be decoded
     next_live = max(st.decided, default=-1) + 1  # live sample numbers continue over runs
     try:
@@ -692,8 +694,9 @@ def _harvest_source(src: _Source, cfg: HarvestConfig, out: Path, st: _CamState, 
             elif live:
                 index, next_live = next_live, next_live + 1
             s = _analyse(index, fr.t, fr.image)
-            f = changed_fraction(prev_thumb, s.thumb) if prev_thumb is not None else None
-            prev_thumb = s.thumb
+            # a dark, blank or corrupt neighbour says nothing about motion
+            f = changed_fraction(prev.thumb, s.thumb) if prev is not None and prev.flaw is None and s.flaw is None else None
+            prev = s
             if pending is not None:
                 pending.f_next = f
                 decide(pending)
