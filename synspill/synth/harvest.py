@@ -30,7 +30,7 @@ applies is its *reason* for being skipped:
 Output (``OUT``)::
 
     images/<camera>/<camera>-<time>.jpg   kept frames, written atomically
-    harvest.jsonl                         one record per decided sample (camera, source,
+    harvest.jsonl                         one record per decided sample (camera, source (no password),
                                           sample, t, kept or reason, hash, motion)
     harvest.json                          settings and per-camera counts by reason
 
@@ -52,11 +52,11 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from synspill.errors import DatasetError, OutputExists, UsageError
 
@@ -115,6 +115,19 @@ def parse_source(spec: str) -> tuple[str, str]:
     if not spec:
         raise UsageError("empty source; give a stream URL, video file, image folder or webcam index")
     return camera_name_for(spec) or "camera", spec
+
+
+def redact(url: str) -> str:
+    """``url`` without a password (``rtsp://user:***@host/...``): manifests travel with data sets."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if "://" not in url:
+        return url
+    u = urlsplit(url)
+    if u.password is None:
+        return url
+    host = u.netloc.rsplit("@", 1)[1]
+    return urlunsplit(u._replace(netloc=f"{u.username}:***@{host}"))
 
 
 @dataclass(frozen=True)
@@ -404,7 +417,7 @@ def _probe(camera: str, url: str) -> _Source:
 
     kind = source_kind(url)
     if kind == "folder":
-        gen = iter_samples(camera, url, 1.0)
+        gen = cast(Generator["Frame", None, None], iter_samples(camera, url, 1.0))  # a generator: closable
         try:
             first = next(gen, None)
         finally:
@@ -429,7 +442,16 @@ def _probe(camera: str, url: str) -> _Source:
     return _Source(camera, url, kind, n / fps if n > 0 else None)
 
 
-def _live_frames(src: _Source, cfg: HarvestConfig, budget_s: float, status: dict[str, str]) -> Iterator[Frame]:
+def _span(src: _Source, cfg: HarvestConfig) -> float | None:
+    """Seconds of a source that will be read (None: unknown, or a folder)."""
+    if src.kind in ("stream", "webcam"):
+        return cfg.duration or LIVE_DURATION
+    if src.kind == "folder" or (src.length is None and cfg.duration is None):
+        return None
+    return min(cfg.duration or math.inf, src.length or math.inf)
+
+
+def _live_frames(src: _Source, cfg: HarvestConfig, budget_s: float, status: dict[str, str]) -> Generator[Frame, None, None]:
     """Newest frame every ``cfg.every`` seconds (wall clock) for ``budget_s`` seconds."""
     import threading
 
@@ -535,8 +557,8 @@ def _prepare(cfg: HarvestConfig, force: bool) -> tuple[Path, dict[str, Any], dic
         raise OutputExists(f"{out} exists and is not a harvest folder (no {SUMMARY}); choose another --out")
     known = summary.get("sources", {})
     for cam, url in cfg.cameras:
-        if cam in known and known[cam].get("source") != url:
-            raise OutputExists(f"{out}: camera {cam!r} was harvested from {known[cam].get('source')!r}, not {url!r}; "
+        if cam in known and known[cam].get("source") != redact(url):
+            raise OutputExists(f"{out}: camera {cam!r} was harvested from {known[cam].get('source')!r}, not {redact(url)!r}; "
                                f"name this source differently (NAME={url}), or pass --force to start over")
     (out / "images").mkdir(parents=True, exist_ok=True)
     states, dropped = _read_manifest(out)
@@ -568,7 +590,7 @@ def _write_summary(out: Path, summary: dict[str, Any], results: dict[str, Source
 
     for r in results.values():
         entry = summary["sources"].setdefault(r.camera, {})
-        entry.update({"source": r.source, "kind": r.kind, "done": r.status in ("done", "already done"),
+        entry.update({"source": redact(r.source), "kind": r.kind, "done": r.status in ("done", "already done"),
                       "kept": r.kept, "samples": r.samples, "skipped": r.skipped, "folder": f"images/{r.camera}"})
         if r.error:
             entry["error"] = r.error
@@ -633,23 +655,22 @@ def _harvest_source(src: _Source, cfg: HarvestConfig, out: Path, st: _CamState, 
     budget = cfg.per_source - st.kept
     if budget <= 0:
         return None
+    span = _span(src, cfg)
+    status: dict[str, str] = {}
     if live:
-        span: float | None = cfg.duration or LIVE_DURATION
         origin = time.time()
-        status: dict[str, str] = {}
-        frames: Iterator[Frame] = _live_frames(src, cfg, span, status)
+        frames: Generator[Frame, None, None] = _live_frames(src, cfg, span or LIVE_DURATION, status)
     else:
-        span = None if src.kind == "folder" else min(cfg.duration or math.inf, src.length or math.inf)
-        span = span if span is not None and math.isfinite(span) else None
-        origin, status = 0.0, {}
-        frames = iter_samples(src.camera, src.url, 1.0 / cfg.every, origin=0.0)
+        origin = 0.0
+        frames = cast(Generator["Frame", None, None], iter_samples(src.camera, src.url, 1.0 / cfg.every, origin=0.0))
     # spread the kept frames over time: at most one per slot of bin_w seconds
-    bin_w = max(cfg.every, span / budget) if span and src.kind != "folder" else None
+    bin_w = max(cfg.every, span / budget) if span else None
     folder = out / "images" / src.camera
     folder.mkdir(parents=True, exist_ok=True)
+    source = redact(src.url)
 
     def record(r: dict[str, Any], sync: bool = False) -> None:
-        r = {"camera": src.camera, "source": src.url, **r}
+        r = {"camera": src.camera, "source": source, **r}
         writer.add(r, sync)
         st.add(r)
 
@@ -683,7 +704,7 @@ def _harvest_source(src: _Source, cfg: HarvestConfig, out: Path, st: _CamState, 
     next_live = max(st.decided, default=-1) + 1  # live sample numbers continue over runs
     try:
         for fr in frames:
-            if src.kind == "file" and cfg.duration is not None and fr.t > cfg.duration + 1e-6:
+            if src.kind == "file" and cfg.duration is not None and fr.t > cfg.duration - 1e-6:  # [0, duration)
                 break
             index = fr.index
             if src.kind == "folder":
@@ -711,9 +732,7 @@ def _harvest_source(src: _Source, cfg: HarvestConfig, out: Path, st: _CamState, 
         if pending is not None and st.kept < cfg.per_source:
             decide(pending)
     finally:
-        close = getattr(frames, "close", None)
-        if close is not None:
-            close()
+        frames.close()  # releases the capture / stops the live reader
     return status.get("error")
 
 
@@ -763,9 +782,7 @@ def harvest(cfg: HarvestConfig, on_progress: Callable[[HarvestProgress], None] |
                 continue
             results[src.camera] = _result(src, st, out, "running")
             _write_summary(out, summary, results, people_state)  # the camera -> source mapping, before frames
-            total = (cfg.duration or LIVE_DURATION) if src.kind in ("stream", "webcam") else (
-                None if src.kind == "folder" else min(cfg.duration or math.inf, src.length or math.inf))
-            total = total if total is not None and math.isfinite(total) else None
+            total = _span(src, cfg)
 
             def report(done: float, finished: bool, i: int = i, src: _Source = src, st: _CamState = st,
                        total: float | None = total) -> None:

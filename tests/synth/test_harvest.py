@@ -135,7 +135,7 @@ def test_per_source_spreads_frames_over_the_video(tmp_path):
 
 def test_duration_limits_a_video(clip, tmp_path):
     s = harvest(cfg(clip, tmp_path / "o", duration=3.0)).sources[0]
-    assert s.samples == 4 and s.kept == 1  # samples at 0, 1, 2, 3 s
+    assert s.samples == 3 and s.kept == 1  # samples at 0, 1, 2 s
 
 
 def test_image_folder_source(tmp_path):
@@ -233,6 +233,8 @@ def test_source_names():
     assert hv.parse_source("rtsp://nvr:554/live?ch=2") == ("nvr-554", "rtsp://nvr:554/live?ch=2")
     assert hv.parse_source("videos/lobby.mp4") == ("lobby", "videos/lobby.mp4")
     assert hv.parse_source("0") == ("webcam0", "0")
+    assert hv.redact("rtsp://admin:s3cret@10.0.0.5:554/s?ch=1") == "rtsp://admin:***@10.0.0.5:554/s?ch=1"
+    assert hv.redact("http://10.0.0.5/mjpg") == "http://10.0.0.5/mjpg" and hv.redact("a/b.mp4") == "a/b.mp4"
     with pytest.raises(UsageError, match="both camera 'lobby'"):
         HarvestConfig(sources=("a/lobby.mp4", "b/lobby.mp4"), out="o")
 
@@ -318,13 +320,15 @@ def test_live_stream_uses_wall_clock_and_duration(tmp_path, monkeypatch):
     monkeypatch.setattr(sources, "CameraReader", FakeReader)
     out = tmp_path / "o"
     t0 = time.monotonic()
-    s = harvest(cfg(("gate=rtsp://127.0.0.1:9/cam",), out, every=0.1, duration=1.2)).sources[0]
+    s = harvest(cfg(("gate=rtsp://op:pw@127.0.0.1:9/cam",), out, every=0.1, duration=1.2)).sources[0]
     assert 1.0 < time.monotonic() - t0 < 4.0 and s.kind == "stream"
     got = decisions(out, "gate")
     assert 8 <= len(got) <= 13 and got[0] == "kept" and got[3:6] == ["motion"] * 3 and got.count("kept") == 2
     ts = [r["t"] for r in records(out)]
     assert abs(ts[0] - time.time()) < 10  # wall clock (epoch seconds), not media time
     assert all(p.name.startswith("gate-20") for p in (out / "images" / "gate").iterdir())
+    assert "pw" not in (out / "harvest.jsonl").read_text() + (out / "harvest.json").read_text()
+    assert records(out)[0]["source"] == "rtsp://op:***@127.0.0.1:9/cam"
 
 
 def test_dead_live_source_fails_alone(clip, tmp_path, monkeypatch):
