@@ -663,8 +663,11 @@ def _harvest_source(src: _Source, cfg: HarvestConfig, out: Path, st: _CamState, 
     else:
         origin = 0.0
         frames = cast(Generator["Frame", None, None], iter_samples(src.camera, src.url, 1.0 / cfg.every, origin=0.0))
-    # spread the kept frames over time: at most one per slot of bin_w seconds
-    bin_w = max(cfg.every, span / budget) if span else None
+    # spread the kept frames over time: at most one per slot of bin_w seconds. A video's
+    # slots depend on its length only (a resumed run continues the same ones); a live run
+    # spreads what is left of per_source over its own duration.
+    bin_w = max(cfg.every, span / (budget if live else cfg.per_source)) if span else None
+    taken: set[int] = set() if live else set(st.bins)
     folder = out / "images" / src.camera
     folder.mkdir(parents=True, exist_ok=True)
     source = redact(src.url)
@@ -679,7 +682,7 @@ def _harvest_source(src: _Source, cfg: HarvestConfig, out: Path, st: _CamState, 
         slot = int((s.t - origin) / bin_w + 1e-6) if bin_w else None
         moving, f = _motion(s, cfg.motion)
         reason = s.flaw
-        if reason is None and slot is not None and slot in st.bins:
+        if reason is None and slot is not None and slot in taken:
             reason = "spacing"
         if reason is None and moving:
             reason = "motion"
@@ -693,6 +696,8 @@ def _harvest_source(src: _Source, cfg: HarvestConfig, out: Path, st: _CamState, 
         if reason is not None:
             record({**base, "kept": False, "reason": reason, "motion": f})
             return
+        if slot is not None:
+            taken.add(slot)
         name = _frame_name(src, s, cfg.image_format)
         write_bytes(folder / name, _encode(s.image, cfg.image_format, cfg.quality))
         record({**base, "kept": True, "file": f"images/{src.camera}/{name}", "hash": f"{h:016x}",

@@ -129,6 +129,19 @@ def test_per_source_spreads_frames_over_the_video(tmp_path):
     s = harvest(cfg(video, out, per_source=3)).sources[0]
     assert decisions(out, "six") == ["kept", "spacing", "kept", "spacing", "kept"]  # one per 2-second slot, then full
     assert s.kept == 3 and s.skipped["spacing"] == 2
+    # an interrupted run resumes in the same time slots
+    calls = []
+
+    def stop(p: hv.HarvestProgress) -> None:
+        calls.append(p)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        harvest(cfg(video, tmp_path / "r", per_source=3), on_progress=stop)
+    assert 0 < len(records(tmp_path / "r")) < 5
+    harvest(cfg(video, tmp_path / "r", per_source=3))
+    assert decisions(tmp_path / "r", "six") == decisions(out, "six")
     s = harvest(cfg(video, tmp_path / "o1", per_source=1)).sources[0]
     assert s.kept == 1 and s.samples < 6  # stops once the source is full
 
