@@ -19,6 +19,7 @@ from synspill import __version__
 #: Command modules, in the order ``--help`` lists them.
 COMMANDS: list[str] = [
     "demo",
+    "harvest",
     "scenes",
     "propose",
     "annotate_import",
