@@ -17,10 +17,10 @@ from rich.console import Console, ConsoleDimensions
 from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
-    TaskID,
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
