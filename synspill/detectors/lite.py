@@ -148,6 +148,15 @@ class LiteBackbone(nn.Module):
         if pretrained:
             self.load_state_dict(load_imagenet_state(variant), strict=False)
 
+    def train(self, mode: bool = True) -> LiteBackbone:
+        """Training mode for the convolutions; BatchNorm always evaluates with its ImageNet
+        statistics (synthetic images must not shift them, also when the backbone is unfrozen)."""
+        super().train(mode)
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eval()
+        return self
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """``(N, 3, H, W)`` RGB in [0, 1] -> ``[P3, P4, P5]``."""
         x = (x - self.mean) / self.std

@@ -56,6 +56,8 @@ DEFAULT_MODEL = "lite0"
 ASSETS_URL = "https://github.com/ultralytics/assets/releases/download/v8.3.0"
 
 ProgressFn = Callable[[int, int, dict[str, Any]], None]
+#: Written into a run folder when its first (or only) training phase has finished.
+PHASE1_DONE = ".phase1.done"
 
 
 # ---- offline set-up -------------------------------------------------------------------
@@ -252,8 +254,9 @@ class YoloTrainConfig(FromParams):
         data: Training COCO file, or a dataset folder holding ``annotations.json``.
         out: The run folder to create.
         val: Validation COCO; None splits ``val_fraction`` off ``data`` (seeded).
-        model: Local ``.pt`` to fine-tune, or an architecture name (``yolo11n``) to train from scratch.
-        epochs: Maximum epochs.
+        model: A pretrained-backbone detector (``lite0``, ``lite1``, ``lite2``; ``-s`` wider),
+            a local ``.pt`` to fine-tune, or an architecture name (``yolo11n``) to train from scratch.
+        epochs: Maximum epochs (with a pretrained backbone: of the frozen-backbone phase).
         imgsz: Training image size (multiple of 32).
         batch: Images per batch (``-1``: ultralytics AutoBatch on CUDA).
         device: ``auto``, ``cpu``, ``cuda[:N]``, ``mps`` or ``0,1,...`` for several GPUs (DDP).
@@ -265,6 +268,10 @@ class YoloTrainConfig(FromParams):
         verbose: Show ultralytics' own log output.
         options: Extra ultralytics train arguments (e.g. ``{"lr0": 0.005, "mosaic": 0.0}``);
             each key is checked against ultralytics' configuration.
+        unfreeze_epochs: Pretrained backbones: after the frozen phase, this many more epochs
+            with the backbone trainable (its BatchNorm statistics stay ImageNet's), in
+            ``out/unfrozen/``; 0 keeps it frozen throughout.
+        unfreeze_lr: Learning rate of the unfrozen phase (whole network).
     """
 
     data: str
@@ -282,10 +289,18 @@ class YoloTrainConfig(FromParams):
     force: bool = False
     verbose: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    unfreeze_epochs: int = 0
+    unfreeze_lr: float = 1e-4
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise UsageError(f"--epochs {self.epochs} must be at least 1")
+        if self.unfreeze_epochs < 0:
+            raise UsageError(f"--unfreeze-epochs {self.unfreeze_epochs} must be 0 or more")
+        if self.unfreeze_epochs and not is_pretrained_backbone(self.model):
+            raise UsageError(f"--unfreeze-epochs needs a pretrained-backbone model (lite0, lite1, lite2), not {self.model!r}")
+        if not 0.0 < self.unfreeze_lr < 1.0:
+            raise UsageError(f"--unfreeze-lr {self.unfreeze_lr} must be between 0 and 1")
         if self.imgsz < 32 or self.imgsz % 32:
             raise UsageError(f"--imgsz {self.imgsz} must be a positive multiple of 32 (e.g. 640)")
         if self.batch == 0 or self.batch < -1:
@@ -319,14 +334,17 @@ def _check_options(options: dict[str, Any]) -> None:
 def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[str, Any]:
     """Fine-tune (or train from scratch) a YOLO detector on COCO data; returns the run record.
 
-    A folder with ``weights/last.pt`` but no ``run.json`` is an interrupted run: it is
-    resumed (ultralytics ``resume=True``) instead of started over.
+    With a pretrained backbone (``lite0`` ...) the backbone is frozen, BatchNorm statistics
+    included, for ``epochs``; with ``unfreeze_epochs`` a second phase then trains the whole
+    network at ``unfreeze_lr`` in ``out/unfrozen/``. A folder with an interrupted phase
+    (``weights/last.pt`` but no ``run.json``) is resumed (ultralytics ``resume=True``), a
+    finished frozen phase is not redone.
 
     Args:
         cfg: The job.
         on_progress: Called as ``on_progress(done_batches, total_batches, info)`` after every
-            training batch; ``info`` holds ``epoch``, ``loss`` (the epoch's running mean) and,
-            after a validation, ``mAP50``/``mAP50-95``.
+            training batch (counted over both phases); ``info`` holds ``epoch``, ``loss`` (the
+            epoch's running mean) and, after a validation, ``mAP50``/``mAP50-95``.
 
     Returns:
         The ``run.json`` contents (also written to ``cfg.out/run.json``).
@@ -365,41 +383,53 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
 
     _import_ultralytics()
     _check_options(cfg.options)
-    from ultralytics import YOLO
-
-    with _ultralytics_output(cfg.verbose):
-        if resume:
-            log.info("resuming the interrupted run in %s from %s", out, last)
-            model = YOLO(str(last))
-        else:
-            log.info("%s", f"training {source} from scratch (random init)" if from_scratch else f"fine-tuning {source}")
-            model = YOLO(source)
-        _add_progress(model, on_progress)
-        model.add_callback("on_pretrain_routine_end", _cpu_channels_last)
-        args = dict(data=str(export.data), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch, device=device, seed=cfg.seed,
-                    deterministic=True, patience=cfg.patience, workers=cfg.workers, project=str(out.parent), name=out.name,
-                    exist_ok=True, plots=True, verbose=cfg.verbose)
-        if is_pretrained_backbone(cfg.model):
-            args["freeze"] = [0]  # the ImageNet backbone, BatchNorm statistics included (ultralytics keeps frozen BN in eval)
-        args.update(cfg.options)
-        if resume:
-            model.train(resume=True, **({"device": device} if device else {}))
-        else:
-            model.train(**args)
-        trainer = model.trainer
-    best = out / "weights" / "best.pt"
+    pretrained = is_pretrained_backbone(cfg.model)
+    args = dict(data=str(export.data), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch, device=device, seed=cfg.seed,
+                deterministic=True, patience=cfg.patience, workers=cfg.workers, project=str(out.parent), name=out.name,
+                exist_ok=True, plots=True, verbose=cfg.verbose)
+    if pretrained:
+        args["freeze"] = [0]  # the ImageNet backbone (its BatchNorm statistics stay frozen in every phase)
+    args.update(cfg.options)
+    phase2 = out / "unfrozen"
+    total_epochs = cfg.epochs + cfg.unfreeze_epochs
+    done_marker = out / PHASE1_DONE
+    trainer = None
+    if not done_marker.exists():
+        log.info("%s", f"resuming the interrupted run in {out}" if resume else
+                 f"training {source} from scratch (random init)" if from_scratch else
+                 f"training {source}: ImageNet backbone frozen" if pretrained else f"fine-tuning {source}")
+        trainer = _run_phase(str(last) if resume else source, args, resume, device, cfg.verbose,
+                             _offset(on_progress, 0, cfg.epochs, total_epochs))
+        done_marker.write_text("the first training phase of this run has finished\n", encoding="utf-8")
+    final = out
+    if cfg.unfreeze_epochs:
+        p2_last = phase2 / "weights" / "last.pt"
+        p2_resume = p2_last.exists()
+        start = out / "weights" / "best.pt" if (out / "weights" / "best.pt").exists() else last
+        log.info("%s", f"resuming the unfrozen phase in {phase2}" if p2_resume else
+                 f"unfreezing the backbone for {cfg.unfreeze_epochs} epoch(s) at lr {cfg.unfreeze_lr:g}")
+        a2 = {**args, "epochs": cfg.unfreeze_epochs, "project": str(out), "name": phase2.name, "freeze": None,
+              "lr0": cfg.unfreeze_lr, "warmup_epochs": 0}
+        trainer = _run_phase(str(p2_last) if p2_resume else str(start), a2, p2_resume, device, cfg.verbose,
+                             _offset(on_progress, cfg.epochs, cfg.unfreeze_epochs, total_epochs))
+        final = phase2
+    best = final / "weights" / "best.pt"
     if not best.exists():
-        best = last
+        best = final / "weights" / "last.pt"
     record = {
         "backend": "yolo",
         "weights": str(best.relative_to(out)),
         "imgsz": cfg.imgsz,
         "classes": list(taxonomy.NAMES),
         "from_scratch": from_scratch,
+        "pretrained_backbone": cfg.model.strip().lower() if pretrained else None,
         "model_source": source,
         "config": {**asdict(cfg), "data": str(Path(cfg.data).absolute()), "out": str(out),
                    "val": str(Path(cfg.val).absolute()) if cfg.val else None},
-        "metrics": _final_metrics(trainer, out),
+        "metrics": _final_metrics(trainer, final),
+        "phases": ([{"name": "frozen", "epochs": cfg.epochs, "dir": "."}] if pretrained else []) +
+                  ([{"name": "unfrozen", "epochs": cfg.unfreeze_epochs, "dir": phase2.name, "lr": cfg.unfreeze_lr}]
+                   if cfg.unfreeze_epochs else []),
         "data": {"export": str(export.root), "counts": export.counts, "boxes": export.boxes, "train": str(cfg.data), "val": val_src},
         "resumed": resume,
         "time_s": round(time.time() - t0, 1),
@@ -409,6 +439,35 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
 
     write_json(out / "run.json", record, indent=2)
     return record
+
+
+def _run_phase(source: str, args: dict[str, Any], resume: bool, device: str, verbose: bool,
+               on_progress: ProgressFn | None) -> Any:
+    """One ultralytics training run (a new one from ``source``, or ``resume`` its checkpoint)."""
+    from ultralytics import YOLO
+
+    with _ultralytics_output(verbose):
+        model = YOLO(source)
+        _add_progress(model, on_progress)
+        model.add_callback("on_pretrain_routine_end", _cpu_channels_last)
+        if resume:
+            model.train(resume=True, **({"device": device} if device else {}))
+        else:
+            model.train(**args)
+        return model.trainer
+
+
+def _offset(on_progress: ProgressFn | None, first_epoch: int, epochs: int, total_epochs: int) -> ProgressFn | None:
+    """Progress of one phase, counted on the whole job's scale (epochs ``first_epoch``.. of ``total_epochs``)."""
+    if on_progress is None:
+        return None
+
+    def cb(done: int, total: int, info: dict[str, Any]) -> None:
+        per_epoch = total / max(1, epochs)
+        info = {**info, "epoch": first_epoch + int(info.get("epoch", 0))} if "epoch" in info else info
+        on_progress(int(first_epoch * per_epoch + done), int(total_epochs * per_epoch), info)
+
+    return cb
 
 
 def _cpu_channels_last(trainer: Any) -> None:
