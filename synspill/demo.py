@@ -2,14 +2,19 @@
 
 Stages (each reused when re-run with the same settings, see :mod:`synspill.stages`):
 
-1. ``data``  — procedural scenes -> automatic spill proposals -> procedural inpainting ->
-   a COCO dataset with a seeded, class-stratified train/val/test split;
-2. ``train`` — YOLO11n from scratch on the synthetic train split (RF-DETR Nano optionally);
+1. ``data``  — procedural scenes (ray-cast places and plant rooms) -> automatic spill
+   proposals -> physically based liquids -> a COCO dataset with a seeded,
+   class-stratified train/val/test split;
+2. ``train`` — the detector with an ImageNet-pretrained EfficientNet-Lite0 backbone,
+   frozen, on the synthetic train split (``--model yolo11n``: from scratch; RF-DETR Nano
+   optionally);
 3. ``eval``  — predict on the held-out synthetic test split; hit rate over IoU 0.5-0.9,
    mAP@50, the comparison table and the plots;
-4. ``watch`` — a short video from a test scene with a spill appearing and growing, run
+4. ``real``  — the real-photo check: class-agnostic mAP@50 and hit rate at IoU 0.5 on
+   shipped real wet-floor photos it never trained on (:mod:`synspill.realcheck`);
+5. ``watch`` — a short video from a test scene with a spill appearing and growing, run
    through ``watch --once``: the confirmed alert, its severity and the SQLite event log;
-5. a summary of where everything is and what to run next.
+6. a summary of where everything is and what to run next.
 """
 
 from __future__ import annotations
@@ -60,7 +65,8 @@ class DemoConfig(FromParams):
         epochs: YOLO training epochs.
         imgsz: YOLO training/inference size.
         batch: YOLO batch size.
-        model: YOLO architecture (from scratch) or a local ``.pt``.
+        model: ``lite0`` (pretrained backbone), a YOLO architecture (from scratch) or a local ``.pt``.
+        unfreeze_epochs: Epochs with the backbone unfrozen after the frozen ones (``lite*`` only).
         detr: Also fine-tune RF-DETR Nano.
         detr_epochs: RF-DETR epochs.
         seed: Seed of everything.
@@ -68,21 +74,23 @@ class DemoConfig(FromParams):
         device: Training device.
         force: Ignore finished stages and redo everything.
         skip_watch: Leave out the watch stage.
+        real_check: Run the real-photo check.
         options: Extra ultralytics training arguments.
     """
 
     out: Path = Path("synspill-demo")
     n_images: int = 2000
     size: int = 160
-    per_image: tuple[int, int] = (2, 4)
-    spill_scale: float = 6.0
+    per_image: tuple[int, int] = (1, 3)
+    spill_scale: float = 2.0
     min_box: float = 0.08
     feather: float = 6.0
     opacity: float = 1.0
-    epochs: int = 40
+    epochs: int = 12
     imgsz: int = 160
     batch: int = 16
-    model: str = "yolo11n"
+    model: str = "lite0"
+    unfreeze_epochs: int = 0
     detr: bool = False
     detr_epochs: int = 6
     seed: int = 0
@@ -90,6 +98,7 @@ class DemoConfig(FromParams):
     device: str = "auto"
     force: bool = False
     skip_watch: bool = False
+    real_check: bool = True
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -109,6 +118,7 @@ class DemoResult:
     metrics: dict[str, Any]
     reused: list[str]
     watch: dict[str, Any] = field(default_factory=dict)
+    real: dict[str, Any] = field(default_factory=dict)
 
 
 def _data_stage(cfg: DemoConfig, progress: StageProgress | None) -> dict[str, Any]:
@@ -170,11 +180,13 @@ def _train_yolo(cfg: DemoConfig, data: dict[str, Any], progress: StageProgress |
     run_dir = cfg.out / "runs" / "yolo"
     params = {"model": cfg.model, "epochs": cfg.epochs, "imgsz": cfg.imgsz, "batch": cfg.batch, "patience": cfg.epochs,
               "workers": cfg.workers, "options": {**YOLO_SHORT_RUN, **cfg.options}}
+    if cfg.unfreeze_epochs:
+        params["unfreeze_epochs"] = cfg.unfreeze_epochs
     train_cfg = yolo.YoloTrainConfig.from_params(params, "demo", data=data["splits"]["train"], val=data["splits"]["val"],
                                                  out=str(run_dir), device=cfg.device, seed=cfg.seed, force=True)
     run = yolo.train(train_cfg, on_progress=_train_progress(progress, "train yolo"))
     return {"run_dir": str(run_dir), "weights": str(run_dir / run["weights"]), "metrics": run.get("metrics", {}),
-            "from_scratch": run.get("from_scratch")}
+            "from_scratch": run.get("from_scratch"), "pretrained_backbone": run.get("pretrained_backbone")}
 
 
 def _train_detr(cfg: DemoConfig, data: dict[str, Any], progress: StageProgress | None) -> dict[str, Any]:
@@ -252,17 +264,19 @@ def run_demo(cfg: DemoConfig, progress: StageProgress | None = None,
 
     data_conf = {"n": cfg.n_images, "size": cfg.size, "per_image": list(cfg.per_image), "seed": cfg.seed,
                  "spill_scale": cfg.spill_scale, "min_box": cfg.min_box, "feather": cfg.feather, "opacity": cfg.opacity,
-                 "v": 1}
+                 "v": 2}
     data = stage("data", data_conf, lambda: _data_stage(cfg, progress))
     train_conf = {"data": data_conf, "model": cfg.model, "epochs": cfg.epochs, "imgsz": cfg.imgsz, "batch": cfg.batch, "seed": cfg.seed,
-                  "options": {**YOLO_SHORT_RUN, **cfg.options}}
-    runs = {"yolo11n" if cfg.model == "yolo11n" else Path(cfg.model).stem: stage("train-yolo", train_conf,
-                                                                                 lambda: _train_yolo(cfg, data, progress))}
+                  "unfreeze_epochs": cfg.unfreeze_epochs, "options": {**YOLO_SHORT_RUN, **cfg.options}}
+    runs = {Path(cfg.model).stem: stage("train-yolo", train_conf, lambda: _train_yolo(cfg, data, progress))}
     if cfg.detr:
         detr_conf = {"data": data_conf, "epochs": cfg.detr_epochs, "seed": cfg.seed}
         runs["rf-detr-nano"] = stage("train-detr", detr_conf, lambda: _train_detr(cfg, data, progress))
     eval_conf = {"train": train_conf, "detr": cfg.detr, "detr_epochs": cfg.detr_epochs}
     ev = stage("eval", eval_conf, lambda: _eval_stage(cfg, data, runs, progress))
+    real: dict[str, Any] = {}
+    if cfg.real_check:
+        real = stage("real", {**eval_conf, "v": 1}, lambda: _real_stage(cfg, runs, progress))
     watch: dict[str, Any] = {}
     if not cfg.skip_watch:
         first = next(iter(runs.values()))
@@ -275,9 +289,31 @@ def run_demo(cfg: DemoConfig, progress: StageProgress | None = None,
         "report": str(out / "eval" / "eval.md"),
         "plots": str(out / "eval" / "hit_rate_vs_iou.png"),
     }
+    if real:
+        paths["real-photo check"] = real["dir"]
     if watch:
         paths.update({"video": watch["video"], "events": watch["db"], "snapshots": watch["snapshots"]})
-    return DemoResult(paths=paths, metrics=ev, reused=reused, watch=watch)
+    return DemoResult(paths=paths, metrics=ev, reused=reused, watch=watch, real=real)
+
+
+def _real_stage(cfg: DemoConfig, runs: dict[str, dict[str, Any]], progress: StageProgress | None) -> dict[str, Any]:
+    """The real-photo check of every trained model (:func:`synspill.realcheck.real_photo_check`)."""
+    from synspill.realcheck import real_photo_check, real_set
+
+    out = cfg.out / "real"
+    total = sum(len(__import__("json").loads(real_set(n).read_text())["images"]) for n in ("wet-floor-valid", "wet-floor-test"))
+    res: dict[str, Any] = {"dir": str(out), "methods": {}}
+    for name, run in runs.items():
+        done = [0]
+
+        def on_item(*_: Any, _name: str = name, done: list[int] = done) -> None:
+            done[0] += 1
+            if progress:
+                progress(f"real photos {_name}", done[0], total, {})
+
+        scores = real_photo_check(run["run_dir"], out / name, device=cfg.device, imgsz=cfg.imgsz, on_item=on_item)
+        res["methods"][name] = [sc.to_dict() for sc in scores]
+    return res
 
 
 # ---- watch stage -----------------------------------------------------------------------

@@ -76,9 +76,16 @@ def real_set(name: str, cache: Path | None = None) -> Path:
     src = asset_dir(name)
     if not (src / "labels").is_dir():
         raise DatasetError(f"{src}: the real-photo set is missing from this installation; reinstall synspill")
-    out = (cache or cache_dir()) / "real" / f"{name}.json"
+    import hashlib
+
+    digest = hashlib.sha256()
+    for p in sorted((src / "labels").glob("*.txt")):
+        digest.update(p.name.encode() + p.read_bytes())
+    out = (cache or cache_dir()) / "real" / f"{name}-{digest.hexdigest()[:12]}.json"
     if not out.is_file():
         res = import_annotations([src / "labels"], fmt="yolo", images=src / "images", label_map=LABEL_MAP)
+        if not res.dataset.annotations:
+            raise DatasetError(f"{src}: no boxes imported from the real-photo set; reinstall synspill")
         out.parent.mkdir(parents=True, exist_ok=True)
         save_coco(res.dataset, out)
     return out

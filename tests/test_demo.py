@@ -50,9 +50,13 @@ def test_tiny_demo_runs_then_reuses_every_stage(tmp_path):
     assert (tmp_path / "demo" / "eval" / "eval.md").is_file()
     assert (tmp_path / "demo" / "eval" / "hit_rate_vs_iou.png").stat().st_size > 1000
     assert first.watch["samples"] > 0 and (tmp_path / "demo" / "watch" / "events.sqlite").is_file()
+    # the real-photo check scored the shipped real sets with their sample sizes
+    real = first.real["methods"]["lite0"]
+    assert [(r["name"], r["n_images"], r["n_boxes"]) for r in real] == [("wet-floor-valid", 21, 36), ("wet-floor-test", 11, 16)]
+    assert all(0.0 <= r["map50"] <= 1.0 and 0.0 <= r["hit_rate50"] <= 1.0 for r in real)
     weights = tmp_path / "demo" / "runs" / "yolo" / "weights" / "best.pt"
     mtime = weights.stat().st_mtime_ns
     again = run_demo(cfg)
-    assert again.reused == ["data", "train-yolo", "eval", "watch"]
+    assert again.reused == ["data", "train-yolo", "eval", "real", "watch"]
     assert weights.stat().st_mtime_ns == mtime  # nothing retrained
     assert again.metrics == first.metrics

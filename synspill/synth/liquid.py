@@ -66,7 +66,8 @@ class Liquid:
 
 
 LIQUIDS: dict[str, Liquid] = {
-    "water": Liquid("water", (0.002, 0.001, 0.0005), 0.0, depth=(0.3, 3.0), shapes=("puddle", "puddle", "splash", "drips", "runs", "film")),
+    "water": Liquid("water", (0.002, 0.001, 0.0005), 0.0, depth=(0.3, 3.0),
+                    shapes=("puddle", "puddle", "splash", "drips", "runs", "film", "droplets", "sheet")),
     "dirty-water": Liquid("dirty-water", (0.05, 0.06, 0.08), 0.03, (0.45, 0.42, 0.36), depth=(0.5, 3.0), shapes=("puddle", "runs", "splash")),
     "tea": Liquid("tea", (0.25, 0.5, 0.9), 0.0, depth=(0.5, 2.5), shapes=("puddle", "splash", "drips")),
     "coffee": Liquid("coffee", (0.9, 1.3, 1.8), 0.05, (0.25, 0.15, 0.08), depth=(0.5, 2.5), shapes=("puddle", "splash", "drips")),
@@ -197,6 +198,33 @@ def thickness_field(kind: str, gw: int, gh: int, rng: np.random.Generator) -> np
         blurred = cv2.GaussianBlur(canvas, (0, 0), max(1.0, gw / 40))
         f = blurred + (nz - 0.5) * 0.6
         field = np.clip((f - 0.45) * 3, 0, 1).astype(np.float32)
+    elif kind == "droplets":  # drops beaded on a sealed surface: spherical caps, many sizes
+        field = np.zeros((gh, gw), np.float32)
+        n = int(rng.integers(40, 400))
+        px_, py_ = rng.random(n), rng.random(n)
+        if rng.random() < 0.5:  # clustered around a few centres
+            k = int(rng.integers(1, 5))
+            cen = rng.random((k, 2))
+            which = rng.integers(0, k, n)
+            px_ = np.clip(cen[which, 0] + rng.normal(0, 0.18, n), 0, 1)
+            py_ = np.clip(cen[which, 1] + rng.normal(0, 0.18, n), 0, 1)
+        radii = np.exp(rng.uniform(math.log(0.004), math.log(0.05), n)) * max(gw, gh)
+        for x, y, r in zip(px_ * gw, py_ * gh, radii, strict=True):
+            r = max(1.0, float(r))
+            x0, x1 = max(0, int(x - r) - 1), min(gw, int(x + r) + 2)
+            y0, y1 = max(0, int(y - r) - 1), min(gh, int(y + r) + 2)
+            if x1 <= x0 or y1 <= y0:
+                continue
+            yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+            d2 = ((xx + 0.5 - x) ** 2 + (yy + 0.5 - y) ** 2) / (r * r)
+            cap = np.sqrt(np.clip(1 - d2, 0, 1))
+            field[y0:y1, x0:x1] = np.maximum(field[y0:y1, x0:x1], cap)
+    elif kind == "sheet":  # a wet sheet over most of the area (mopped, rained in), dry islands left
+        f = nz + (cv2.resize(tx.shape_noise(int(rng.integers(4)))[:32, :32], (gw, gh)) - 0.5) * 0.8
+        thr = np.quantile(f, _u(rng, 0.05, 0.3))
+        body = (f > thr).astype(np.uint8)
+        dist = cv2.distanceTransform(body, cv2.DIST_L2, 3)
+        field = ((1.0 - np.exp(-dist / max(1.0, 0.02 * min(gw, gh)))) * _u(rng, 0.3, 0.7)).astype(np.float32)
     else:  # scatter: a powder heap, grainy fringe, loose particles
         cx, cy = _u(rng, 0.4, 0.6), _u(rng, 0.4, 0.6)
         dist = np.sqrt(((xs - cx) / _u(rng, 0.25, 0.4)) ** 2 + ((ys - cy) / _u(rng, 0.25, 0.4)) ** 2)
@@ -380,7 +408,7 @@ def composite(img: np.ndarray, box: tuple[int, int, int, int], surf: Surface, cl
     if u1 - u0 < 1e-4 or v1 - v0 < 1e-4:
         params["skipped"] = "degenerate footprint"
         return mask_full, params
-    g = 128
+    g = 256 if kind == "droplets" else 128
     ar = (u1 - u0) / (v1 - v0)
     gw, gh = (g, max(16, int(g / ar))) if ar >= 1 else (max(16, int(g * ar)), g)
     field = thickness_field(kind, gw, gh, rng)

@@ -1160,6 +1160,8 @@ def propose(layout: dict[str, Any], width: int, height: int, rng: np.random.Gene
             hp = pos + best_t * d
             (wlo, whi), (rlo, rhi) = sizes[cls]
             wm = scale * math.exp(rng.uniform(math.log(wlo), math.log(whi)))
+            if rng.random() < 0.25:  # a large spill (a burst, a flooded area): a few times the usual size
+                wm *= rng.uniform(2.0, 4.0)
             dm = wm * rng.uniform(rlo, rhi)
             if plane > 0:  # on a desk or counter: smaller spills
                 wm, dm = wm * 0.35, dm * 0.35
