@@ -257,8 +257,9 @@ def test_shipped_studies_parse():
     smoke = load_study(ROOT / "experiments" / "cpu-smoke.toml")
     assert {c.kind for c in smoke.cells} >= {"yolo", "detr"}
     wet = load_study(ROOT / "experiments" / "wet-floor.toml")
-    assert wet.datasets["wet_test"].options["path"].endswith("shared/data/wet-floor/test")
-    assert {"wet_valid", "wet_test"} <= set(wet.eval_on)
+    assert wet.datasets["wet_test"].options["path"].endswith("synspill/assets/wet-floor/test")
+    assert Path(wet.datasets["wet_test"].options["path"]).is_dir()  # the shipped real photos
+    assert {"wet_valid", "wet_test"} <= set(wet.eval_on) and wet.agnostic
     for c in wet.cells:  # trained on synthetic data only: never on the real photos
         assert str(c.params["train"]).startswith("synth:") and str(c.params.get("val", "synth:")).startswith("synth:")
 

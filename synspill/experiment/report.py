@@ -117,7 +117,7 @@ def build_report(study: Study) -> dict[str, Any]:
         usable = [s for s in done if ref in s.record.get("preds", {}) and Path(s.record["preds"][ref]).is_file()]
         if usable:
             rep = evaluate_files(gt, [s.record["preds"][ref] for s in usable], names=[s.cell.id for s in usable],
-                                 iou_thresholds=study.iou, min_score=study.min_score)
+                                 iou_thresholds=study.iou, min_score=study.min_score, agnostic=study.agnostic)
             sub = study.out / "report" / ref_slug(ref)
             rep.write(sub, force=True)
             rep.plot(sub, force=True)

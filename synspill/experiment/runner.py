@@ -543,7 +543,8 @@ def run_cell(study: Study, cell: Cell, data: dict[str, dict[str, Any]], device: 
         preds = {}
         for ref in study.eval_on:
             gt = resolve_ref(study, data, ref)
-            eh = config_hash(_ref_datasets(study, [ref]))
+            ref_data = _ref_datasets(study, [ref])
+            eh = config_hash([ref_data, "agnostic-nms"] if study.agnostic else ref_data)
             preds[ref] = str(_predict(study, cell, gt, d / "preds" / f"{ref_slug(ref)}.json", eh, train, data, device, progress))
     except BaseException:  # keep the time spent, so the report shows what the cell cost in all
         write_json(d / "attempts.json", {"seconds": round(earlier + time.perf_counter() - t0, 2)})
@@ -668,7 +669,10 @@ def _predictor_config(study: Study, cell: Cell, train: dict[str, Any], device: s
     if cell.kind in ("yolo", "detr"):
         batch = {"batch": p["predict_batch"]} if "predict_batch" in p else {}
         imgsz = {"imgsz": train["imgsz"]} if cell.kind == "yolo" and train.get("imgsz") else {}
-        return PredictorConfig.from_params({**batch, **imgsz}, where, model=train["run_dir"], backend=cell.kind, device=device)
+        # class-agnostic studies suppress overlapping boxes across classes too (one box per spill)
+        opts = {"agnostic_nms": True} if study.agnostic and cell.kind == "yolo" else {}
+        return PredictorConfig.from_params({**batch, **imgsz}, where, model=train["run_dir"], backend=cell.kind, device=device,
+                                           options=opts)
     model = train["run_dir"] if cell.kind == "lora" else local_path(study, cell.model)
     params: dict[str, Any] = {"batch": p.get("predict_batch", VLM_PREDICT_BATCH),
                               **{k: p[k] for k in ("max_pixels", "quant", "dtype", "prompt") if k in p}}

