@@ -103,7 +103,12 @@ def demo(
         p.add_row(k, str(v))
     out_console.print(p)
     out_console.print(
-        "\n[bold]Next[/], with real weights and a GPU (see README):\n"
+        "\n[bold]Next[/], with your own cameras (recommended; CPU is fine):\n"
+        "  synspill harvest rtsp://camera/stream --out data/frames\n"
+        "  synspill scenes --backgrounds data/frames --n 2000 --out data/scenes\n"
+        "  synspill inpaint --scenes data/scenes --propose --out data/synspill\n"
+        "  synspill finetune yolo --data data/synspill --out runs/mycams\n"
+        "\n[bold]Then[/], with real weights and a GPU (see README):\n"
         "  synspill scenes --model /weights/sdxl-base --style-refs plant_photos/ --n 2000 --out scenes/\n"
         "  synspill inpaint --scenes scenes/ --boxes expert_boxes.json --model /weights/sdxl-turbo --out synspill/\n"
         "  synspill finetune vlm --model /weights/Qwen2.5-VL-7B-Instruct --lora v+l --data synspill/annotations.json --out runs/vlm\n"

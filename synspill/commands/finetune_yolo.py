@@ -20,7 +20,7 @@ def finetune_yolo(
     data: Annotated[Path, typer.Option("--data", help="Training COCO file, or a dataset folder with annotations.json (e.g. from `synspill inpaint`).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to create (weights, curves, run.json).")],
     val: Annotated[Path | None, typer.Option("--val", help="Validation COCO; default: a seeded split of --data.")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Local .pt to fine-tune (e.g. yolo11n.pt), or an architecture to train from scratch (default: yolo11n).", show_default=False)] = None,
+    model: Annotated[str | None, typer.Option("--model", help="lite0 (default: ImageNet-pretrained EfficientNet-Lite0 backbone, frozen; also lite1, lite2, lite0-s), a local .pt to fine-tune (e.g. yolo11n.pt), or an architecture to train from scratch (yolo11n ...).", show_default=False)] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Maximum epochs.", show_default=False)] = None,
     imgsz: Annotated[int | None, typer.Option("--imgsz", help="Training image size (multiple of 32).", show_default=False)] = None,
     batch: Annotated[int | None, batch_size("Images per batch (-1: AutoBatch on a GPU).")] = None,
@@ -29,6 +29,8 @@ def finetune_yolo(
     patience: Annotated[int | None, typer.Option("--patience", help="Stop after this many epochs without validation improvement.", show_default=False)] = None,
     val_fraction: Annotated[float | None, typer.Option("--val-fraction", help="Share split off --data for validation when --val is not given.", show_default=False)] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="Data-loader worker processes.", show_default=False)] = None,
+    unfreeze_epochs: Annotated[int | None, typer.Option("--unfreeze-epochs", help="lite*: epochs with the backbone unfrozen after the frozen ones (default 0).", show_default=False)] = None,
+    unfreeze_lr: Annotated[float | None, typer.Option("--unfreeze-lr", help="lite*: learning rate of the unfrozen epochs (default 1e-4).", show_default=False)] = None,
     option: Annotated[list[str] | None, typer.Option("--option", help="Extra ultralytics train setting key=value (repeatable), e.g. --option mosaic=0.0.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show ultralytics' own log output (on stderr).")] = False,
     force: ForceOpt = False,
@@ -47,9 +49,12 @@ def finetune_yolo(
 
     cfg = yolo.YoloTrainConfig(data=str(data), out=str(out), force=force, verbose=verbose, options=parse_options(option),
                                **given(val=str(val) if val else None, model=model, epochs=epochs, imgsz=imgsz, batch=batch,
-                                       device=device, seed=seed, patience=patience, val_fraction=val_fraction, workers=workers))
+                                       device=device, seed=seed, patience=patience, val_fraction=val_fraction, workers=workers,
+                                       unfreeze_epochs=unfreeze_epochs, unfreeze_lr=unfreeze_lr))
     source, scratch = yolo.resolve_model(cfg.model)
-    console.print(f"[bold]{'training from scratch' if scratch else 'fine-tuning'}[/] {source} -> {out}")
+    how = ("training with a frozen ImageNet backbone" if yolo.is_pretrained_backbone(cfg.model) else
+           "training from scratch" if scratch else "fine-tuning")
+    console.print(f"[bold]{how}[/] {cfg.model if yolo.is_pretrained_backbone(cfg.model) else source} -> {out}")
     with training_progress("yolo") as on_progress:
         run = yolo.train(cfg, on_progress=on_progress)
     console.print(f"[green]done:[/] {yolo.run_summary(run)}")

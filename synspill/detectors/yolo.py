@@ -277,7 +277,7 @@ class YoloTrainConfig(FromParams):
     data: str
     out: str
     val: str | None = None
-    model: str = "yolo11n"
+    model: str = DEFAULT_MODEL
     epochs: int = 100
     imgsz: int = 640
     batch: int = 16
