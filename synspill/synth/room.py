@@ -203,7 +203,18 @@ def _mat(rng: np.random.Generator, kind: str, colour: Any, tile: tuple[float, fl
                     int(rng.integers(4)), (_u(rng, 0, 50), _u(rng, 0, 50)), flat)
 
 
+#: Share of floors and walls given a random, unrealistic texture (domain randomisation).
+RANDOM_TEXTURE = 0.12
+
+
+def _random_mat(rng: np.random.Generator, porous: float) -> Material:
+    return Material("random", np.ones(3, np.float32) * 0.8, _u(rng, 0.5, 4.0), _u(rng, 0.0, 0.7), _u(rng, 0.003, 0.05),
+                    porous, int(rng.integers(sf.RANDOM_VARIANTS)), (_u(rng, 0, 50), _u(rng, 0, 50)))
+
+
 def _floor_mat(rng: np.random.Generator, kinds: tuple[str, ...]) -> Material:
+    if rng.random() < RANDOM_TEXTURE:
+        return _random_mat(rng, _u(rng, 0.0, 1.0))
     kind = _pick(rng, kinds)
     o = sf.FLOORS[kind]
     return Material(kind, sf.recolour(_pick(rng, sf.FLOOR_COLOURS[kind]), rng), _u(rng, *o.tile_m), _u(rng, *o.gloss),
@@ -211,6 +222,8 @@ def _floor_mat(rng: np.random.Generator, kinds: tuple[str, ...]) -> Material:
 
 
 def _wall_mat(rng: np.random.Generator, kinds: tuple[str, ...] = sf.WALL_KINDS) -> Material:
+    if rng.random() < RANDOM_TEXTURE:
+        return _random_mat(rng, 0.5)
     kind = _pick(rng, kinds)
     return _mat(rng, kind, _pick(rng, sf.WALL_COLOURS), (1.0, 4.0) if kind != "wall-tile" else (1.5, 2.5))
 

@@ -207,6 +207,43 @@ def _panel(rng: np.random.Generator) -> np.ndarray:
     return t
 
 
+def _random(rng: np.random.Generator) -> np.ndarray:
+    """Domain randomisation (Tobin et al. 2017): an unrealistic texture -- noise, stripes,
+    checks or blobs in random colours -- so that a detector cannot lean on what floors look like."""
+    import cv2
+
+    pal = rng.random((4, 3)).astype(np.float32) * 0.8 + 0.15
+    kind = int(rng.integers(4))
+    if kind == 0:
+        t = _fbm(rng, int(rng.choice([2, 4, 8, 16])), 4)
+        q = np.clip((t + 2) / 4 * 3.999, 0, 3.999).astype(np.int32)
+        img = pal[q]
+        return cv2.GaussianBlur(img, (0, 0), 1.0)
+    if kind == 1:
+        n = int(rng.choice([4, 8, 16, 32]))
+        idx = (np.arange(TILE) // (TILE // n)) % 2
+        img = np.where(idx[None, :, None] == 0, pal[0], pal[1]) * np.ones((TILE, 1, 1), np.float32)
+        return img + 0.05 * _fbm(rng, 16, 3)[..., None]
+    if kind == 2:
+        n = int(rng.choice([2, 4, 8, 16]))
+        q = np.indices((n, n)).sum(axis=0) % 2
+        img = pal[np.kron(q, np.ones((TILE // n, TILE // n), np.int64))]
+        return img + 0.04 * _fbm(rng, 8, 3)[..., None]
+    img = np.tile(pal[0], (TILE, TILE, 1)).astype(np.float32)
+    for _ in range(int(rng.integers(20, 120))):
+        c = (int(rng.integers(TILE)), int(rng.integers(TILE)))
+        r = int(rng.integers(4, 60))
+        col = pal[int(rng.integers(1, 4))].tolist()
+        for dx in (-TILE, 0, TILE):
+            for dy in (-TILE, 0, TILE):
+                cv2.circle(img, (c[0] + dx, c[1] + dy), r, col, -1)
+    return img
+
+
+#: How many variants of the random texture exist.
+RANDOM_VARIANTS = 16
+
+
 @cache
 def texture(kind: str, variant: int = 0) -> np.ndarray:
     """A seamless ``(512, 512, 3)`` float32 RGB texture in [0, 1], mean about 0.8, untinted."""
@@ -227,6 +264,8 @@ def texture(kind: str, variant: int = 0) -> np.ndarray:
         t = _ceramic(rng, 16, 0.95)
     elif kind == "products":
         return np.clip(_products(rng), 0, 1).astype(np.float32)
+    elif kind == "random":
+        return np.clip(_random(rng), 0, 1).astype(np.float32)
     elif kind == "brick":
         t = _brick(rng)
     elif kind == "panel":
