@@ -16,7 +16,6 @@ import pytest
 from typer.testing import CliRunner
 
 from synspill.cli import app
-from tests.conftest import make_image
 
 
 @pytest.fixture(autouse=True)
@@ -70,3 +69,237 @@ def test_command_outputs_are_readable_by_others(tmp_path, umask_022, tiny_coco):
     r = run("dataset", "split", tiny_coco, "--out", out, "--fractions", "0.34,0.33,0.33")
     assert r.exit_code == 0, r.output
     assert {p.name: _mode(p) for p in out.iterdir()} == {n: 0o644 for n in ("train.json", "val.json", "test.json", "split.json")}
+
+
+# ---- row 1: a broken file of the export's format inside a folder is an item error ------------
+def _lm_broken_json(d: Path) -> tuple[Path, list[str], str]:
+    from tests.coco import exports
+
+    src = exports.labelme(d / "lm")
+    (src / "frame_002.json").write_text('{"version": "5.4.1", "shapes": [{"label": "oil", "poi')  # truncated
+    return src, [], "frame_002.json"
+
+
+def _lm_not_utf8(d: Path) -> tuple[Path, list[str], str]:
+    from tests.coco import exports
+
+    src = exports.labelme(d / "lm")
+    (src / "frame_002.json").write_bytes(b'\xff\xfe{\x00"\x00s\x00')
+    return src, ["--format", "labelme"], "frame_002.json"
+
+
+def _lm_bad_points(d: Path) -> tuple[Path, list[str], str]:
+    from tests.coco import exports
+
+    src = exports.labelme(d / "lm")
+    bad = {"shapes": [{"label": "oil", "points": "x", "shape_type": "rectangle"}], "imagePath": "../images/frame_002.jpg"}
+    (src / "frame_002.json").write_text(json.dumps(bad))
+    return src, [], "frame_002.json"
+
+
+def _voc_truncated(d: Path) -> tuple[Path, list[str], str]:
+    from tests.coco import exports
+
+    ann = exports.voc(d / "VOC")
+    (ann / "frame_003.xml").write_text("<annotation><filename>frame_003.png</filename><object><name>oil</name>")
+    return ann, [], "frame_003.xml"
+
+
+def _cvat_truncated(d: Path) -> tuple[Path, list[str], str]:
+    from tests.coco import exports
+
+    xml = exports.cvat(d / "cvat")
+    (xml.parent / "job2.xml").write_text('<annotations><version>1.1</version><image id="0" name="frame_002.jpg"')
+    return xml.parent, ["--format", "cvat"], "job2.xml"
+
+
+def _coco_truncated(d: Path) -> tuple[Path, list[str], str]:
+    from tests.coco import exports
+
+    p = exports.coco(d / "c")
+    (p.parent / "more.json").write_text('{"images": [{"id": 1, "file_name": "frame_003.png"')
+    return p.parent, ["--map", "person=oil"], "more.json"
+
+
+def _ls_truncated(d: Path) -> tuple[Path, list[str], str]:
+    from tests.coco import exports
+
+    p = exports.labelstudio(d / "ls")
+    exports.scenes(d / "ls" / "images")
+    (p.parent / "project-4.json").write_text('[{"id": 1, "data": {"image": "/data/upload/4/')
+    return p.parent, [], "project-4.json"
+
+
+def _yolo_not_utf8(d: Path) -> tuple[Path, list[str], str]:
+    from tests.coco import exports
+
+    root = exports.yolo(d / "y")
+    (root / "labels" / "train" / "frame_003.txt").write_bytes(b"0 0.5 0.5 \xff\xfe 0.1\n")
+    return root, ["--map", "smoke=powder"], "frame_003.txt"
+
+
+BROKEN_IN_FOLDER = [_lm_broken_json, _lm_not_utf8, _lm_bad_points, _voc_truncated, _cvat_truncated, _coco_truncated,
+                    _ls_truncated, _yolo_not_utf8]
+
+
+@pytest.mark.parametrize("setup", BROKEN_IN_FOLDER, ids=lambda f: f.__name__.strip("_"))
+def test_broken_file_in_a_folder_is_an_item_error(tmp_path, setup):
+    src, args, broken = setup(tmp_path)
+    out = tmp_path / "out" / "o.json"
+    r = run("annotate-import", src, "--out", out, *args)
+    assert r.exit_code == 0, r.output
+    assert "malformed file" in r.output and broken in r.output
+    rep = json.loads((tmp_path / "out" / "o.import-report.json").read_text())
+    bad = [s for s in rep["skipped"] if s["reason"] == "malformed file"]
+    assert [Path(s["file"]).name for s in bad] == [broken] and bad[0]["detail"]
+    assert "not in" not in r.output or broken not in r.output.split("not in", 1)[1]  # not passed off as another format
+    r = run("annotate-import", src, "--out", tmp_path / "strict.json", "--strict", *args)
+    assert r.exit_code == 1, r.output
+    assert "--strict" in r.output and "malformed file" in r.output and broken in flat(r.output)
+    assert not (tmp_path / "strict.json").exists()
+
+
+def test_folder_of_only_broken_files_names_them(tmp_path):
+    (tmp_path / "lm").mkdir()
+    (tmp_path / "lm" / "a.json").write_text('{"shapes": [')
+    (tmp_path / "lm" / "b.json").write_text('{"shapes": [{')
+    r = run("annotate-import", tmp_path / "lm", "--out", tmp_path / "o.json")
+    assert r.exit_code == 1
+    assert "a.json: malformed JSON at line 1" in flat(r.output) and "2 file(s)" in r.output
+
+
+def test_yolo_file_with_one_bad_line_keeps_its_good_lines(tmp_path):
+    from synspill.coco.dataset import load_coco
+    from tests.coco import exports
+
+    root = exports.yolo(tmp_path / "y")
+    (root / "labels" / "train" / "frame_002.txt").write_text("1 0.5 0.5 0.25 0.5\n1 0.5 oops 0.1 0.1\n")
+    out = tmp_path / "o.json"
+    r = run("annotate-import", root, "--out", out, "--map", "smoke=powder")
+    assert r.exit_code == 0, r.output
+    ds = load_coco(out)
+    f2 = next(im.id for im in ds.images if im.file_name.endswith("frame_002.jpg"))
+    assert [a.bbox for a in ds.annotations if a.image_id == f2] == [[24.0, 12.0, 16.0, 24.0]]  # the good line
+    assert "malformed line" in r.output and "line 2" in r.output and "'1 0.5 oops 0.1 0.1'" in r.output
+    assert "other lines of the file were imported" in flat(r.output)
+    r = run("annotate-import", root, "--out", tmp_path / "s.json", "--map", "smoke=powder", "--strict")
+    assert r.exit_code == 1 and "malformed line" in r.output and "frame_002.txt" in r.output
+
+
+# ---- row 15: an import that keeps nothing fails ----------------------------------------------
+def _labelme_only(d: Path, label: str, n: int = 2) -> Path:
+    from tests.coco import exports
+
+    exports.scenes(d / "images")
+    src = d / "lm"
+    src.mkdir()
+    for i in range(1, n + 1):
+        shapes = [{"label": label, "points": [[2, 2], [20, 20]], "shape_type": "rectangle"}]
+        (src / f"frame_00{i}.json").write_text(json.dumps({"shapes": shapes, "imagePath": f"../images/frame_00{i}.jpg"}))
+    return src
+
+
+def test_import_of_only_unknown_labels_fails_with_the_map_hint(tmp_path):
+    src = _labelme_only(tmp_path, "spill")
+    r = run("annotate-import", src, "--out", tmp_path / "o.json")
+    assert r.exit_code == 1, r.output
+    out = flat(r.output)
+    assert "0 of 2 boxes imported" in out and "unknown label: 2" in out and "--map 'spill=<class>'" in out
+    assert not (tmp_path / "o.json").exists()
+    r = run("annotate-import", src, "--out", tmp_path / "o.json", "--map", "spill=oil")
+    assert r.exit_code == 0, r.output
+
+
+def test_import_of_only_negatives_still_succeeds(tmp_path):
+    from tests.coco import exports
+
+    root = exports.yolo(tmp_path / "y")
+    for f in (root / "labels" / "train").iterdir():
+        f.write_text("")
+    r = run("annotate-import", root, "--out", tmp_path / "o.json")
+    assert r.exit_code == 0, r.output  # an export without any box: background images, not a loss
+
+
+# ---- row 11: negative-size boxes are malformed, not "clipped" into other boxes -----------------
+def _neg_coco(d: Path) -> tuple[Path, str]:
+    from tests.coco import exports
+
+    p = exports.coco(d / "c")
+    obj = json.loads(p.read_text())
+    obj["annotations"] = [{"id": 1, "image_id": 10, "category_id": 3, "bbox": [1, 2, 10, 20]},
+                          {"id": 2, "image_id": 11, "category_id": 3, "bbox": [30, 10, -20, 10]}]
+    p.write_text(json.dumps(obj))
+    return p, "annotation 2"
+
+
+def _neg_yolo(d: Path) -> tuple[Path, str]:
+    from tests.coco import exports
+
+    exports.scenes(d)
+    (d / "classes.txt").write_text("oil\n")
+    (d / "frame_001.txt").write_text("0 0.5 0.5 0.25 0.5\n0 0.5 0.5 -0.2 0.2\n")
+    return d / "frame_001.txt", "line 2"
+
+
+def _neg_voc(d: Path) -> tuple[Path, str]:
+    from tests.coco import exports
+
+    ann = exports.voc(d / "VOC")
+    f = ann / "frame_002.xml"
+    f.write_text(f.read_text().replace("<xmin>1</xmin>", "<xmin>30</xmin>"))  # xmax 11 < xmin 30
+    return ann, "object 0"
+
+
+def _neg_cvat(d: Path) -> tuple[Path, str]:
+    from tests.coco import exports
+
+    xml = exports.cvat(d / "cvat")
+    xml.write_text(xml.read_text().replace('xtl="4.50"', 'xtl="60.00"'))
+    return xml, "box 0"
+
+
+def _neg_labelstudio(d: Path) -> tuple[Path, str]:
+    from tests.coco import exports
+
+    p = exports.labelstudio(d / "ls")
+    exports.scenes(d / "ls" / "images")
+    tasks = json.loads(p.read_text())
+    tasks[0]["annotations"][0]["result"][0]["value"]["width"] = -25.0
+    p.write_text(json.dumps(tasks))
+    return p, "result 0"
+
+
+@pytest.mark.parametrize("setup", [_neg_coco, _neg_yolo, _neg_voc, _neg_cvat, _neg_labelstudio], ids=lambda f: f.__name__[5:])
+def test_negative_size_box_is_reported_malformed(tmp_path, setup):
+    from synspill.coco.importers import import_annotations
+
+    src, where = setup(tmp_path)
+    res = import_annotations([src], label_map={"smoke": "powder-spill", "person": "oil-spill"})
+    bad = [s for s in res.report.skipped if s.reason == "malformed box"]
+    assert len(bad) == 1 and where in bad[0].where and "negative width" in bad[0].detail, res.report.skipped
+    assert not res.report.clipped or all(where not in c.where for c in res.report.clipped)
+    r = run("annotate-import", src, "--out", tmp_path / "s.json", "--strict", "--map", "smoke=powder", "--map", "person=oil")
+    assert r.exit_code == 1 and "malformed box" in r.output
+
+
+# ---- row 13 (import wording) -------------------------------------------------------------------
+def test_missing_image_names_the_image_not_a_question_mark(tmp_path):
+    from synspill.coco.importers import import_annotations
+    from tests.coco import exports
+
+    p = exports.labelstudio(tmp_path / "ls")
+    exports.scenes(tmp_path / "ls" / "images", names=("frame_002.jpg",))
+    rep = import_annotations([p]).report
+    miss = [s for s in rep.skipped if s.reason == "image not found"]
+    assert len(miss) == 1 and "'1a2b3c4d-frame_001.jpg' not found" in miss[0].detail and "'?'" not in miss[0].detail
+
+
+def test_strict_names_the_missing_image_not_the_label(tmp_path):
+    from tests.coco import exports
+
+    xml = exports.cvat(tmp_path / "cvat")
+    (tmp_path / "cvat" / "images" / "frame_001.jpg").unlink()
+    r = run("annotate-import", xml, "--out", tmp_path / "o.json", "--strict", "--map", "smoke=powder")
+    out = flat(r.output)
+    assert r.exit_code == 1
+    assert "image not found: 'frame_001.jpg' not found in" in out and "image not found 'Oil Spill'" not in out
