@@ -303,3 +303,73 @@ def test_strict_names_the_missing_image_not_the_label(tmp_path):
     out = flat(r.output)
     assert r.exit_code == 1
     assert "image not found: 'frame_001.jpg' not found in" in out and "image not found 'Oil Spill'" not in out
+
+
+# ---- row 6: eval screens predictions as strictly as the ground truth ---------------------------
+@pytest.fixture
+def gt_file(tmp_path) -> Path:
+    from synspill import taxonomy
+
+    gt = {"images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 80},
+                     {"id": 2, "file_name": "b.jpg", "width": 100, "height": 80}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 20]},
+                          {"id": 2, "image_id": 2, "category_id": 2, "bbox": [50, 40, 20, 20]}],
+          "categories": taxonomy.coco_categories()}
+    p = tmp_path / "gt.json"
+    p.write_text(json.dumps(gt))
+    return p
+
+
+GOOD = '{"image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 20], "score": 0.9}'
+
+
+@pytest.mark.parametrize(("bad", "reason"), [
+    ('{"image_id": 1, "category_id": 1, "bbox": [40, 10, -30, 20], "score": 0.8}', "non-positive width or height"),
+    ('{"image_id": 1, "category_id": 1, "bbox": [40, 10, 30, 0], "score": 0.8}', "non-positive width or height"),
+    ('{"image_id": 2, "category_id": 2, "bbox": [NaN, 40, 20, 20], "score": 0.8}', "non-finite coordinates"),
+    ('{"image_id": 2, "category_id": 2, "bbox": [50, 40, Infinity, 20], "score": 0.8}', "non-finite coordinates"),
+    ('{"image_id": 2, "category_id": 2, "bbox": [150, 40, 20, 20], "score": 0.8}', "entirely outside the image"),
+    ('{"image_id": 2, "category_id": 2, "bbox": [-40, -30, 20, 20], "score": 0.8}', "entirely outside the image"),
+])
+def test_eval_drops_malformed_predictions_and_says_so(tmp_path, gt_file, bad, reason):
+    pred = tmp_path / "p.json"
+    pred.write_text(f"[{GOOD}, {bad}]")
+    out = tmp_path / "r.json"
+    r = run("eval", "--gt", gt_file, "--pred", pred, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert f"dropped 1 of 2 predictions: {reason} 1" in flat(r.output)
+    m = json.loads(out.read_text())["methods"][0]
+    assert m["dropped"] == {reason: 1} and m["n_pred"] == 1
+    assert m["precision"][0] == 1.0  # the one kept prediction is a hit; the dropped one is not counted anywhere
+
+
+@pytest.mark.parametrize(("records", "code", "message"), [
+    (f'[{GOOD}, {{"image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "score": true}}]', 1, "record #1 has score True"),
+    (f'[{GOOD}, {{"image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "score": "0.5"}}]', 1, "record #1 has score '0.5'"),
+    (f'[{GOOD}, {{"image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "score": NaN}}]', 1, "record #1 has score nan"),
+    (f'[{GOOD}, {{"image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "score": -0.1}}]', 1, "record #1 has score -0.1"),
+    (f'[{GOOD}, {{"image_id": 1, "category_id": 1, "bbox": [1, true, 5, 5]}}]', 1, "record #1 has bbox [1, True, 5, 5]"),
+    ('[{"image_id": 1, "category_id": 1, "bbox": [40, 10, -30, 20]}, {"image_id": 2, "category_id": 1, "bbox": [500, 1, 5, 5]}]',
+     1, "no usable prediction: 2 of 2 dropped (non-positive width or height 1, entirely outside the image 1)"),
+])
+def test_eval_unusable_prediction_file_is_an_error(tmp_path, gt_file, records, code, message):
+    pred = tmp_path / "p.json"
+    pred.write_text(records)
+    r = run("eval", "--gt", gt_file, "--pred", pred)
+    assert r.exit_code == code, r.output
+    assert message in flat(r.output) and "p.json" in r.output
+
+
+# ---- row 14: eval validates its arguments before the work --------------------------------------
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["--out", "report.xlsx"], 2, "unknown report type"),
+    (["--plots", "{gt}"], 2, "is a file"),
+    (["--out", "{gt}"], 1, "exists; pass --force"),
+])
+def test_eval_checks_outputs_before_printing_the_table(tmp_path, gt_file, args, code, message):
+    pred = tmp_path / "p.json"
+    pred.write_text(f"[{GOOD}]")
+    r = run("eval", "--gt", gt_file, "--pred", pred, *[a.format(gt=gt_file) for a in args])
+    assert r.exit_code == code, r.output
+    assert message in flat(r.output)
+    assert "HR@" not in r.output and "evaluating" not in r.output  # nothing evaluated, no table
