@@ -373,3 +373,11 @@ def test_eval_checks_outputs_before_printing_the_table(tmp_path, gt_file, args, 
     assert r.exit_code == code, r.output
     assert message in flat(r.output)
     assert "HR@" not in r.output and "evaluating" not in r.output  # nothing evaluated, no table
+
+
+def test_ground_truth_with_a_nan_coordinate_is_an_error(tmp_path, gt_file):
+    gt_file.write_text(gt_file.read_text().replace("[10, 10, 30, 20]", "[NaN, 10, 30, 20]"))
+    pred = tmp_path / "p.json"
+    pred.write_text(f"[{GOOD}]")
+    r = run("eval", "--gt", gt_file, "--pred", pred)
+    assert r.exit_code == 1 and "annotation 1 has a box with a non-finite coordinate" in flat(r.output)
