@@ -205,7 +205,8 @@ def screen_results(records: list[dict[str, Any]], image_sizes: Mapping[int, tupl
     Raises:
         DatasetError: Every record of a non-empty file is dropped (the file is unusable).
     """
-    kept, dropped = [], Counter()
+    kept: list[dict[str, Any]] = []
+    dropped: Counter[str] = Counter()
     for r in records:
         x, y, w, h = (float(v) for v in r["bbox"])
         size = image_sizes.get(r["image_id"])

@@ -381,3 +381,40 @@ def test_ground_truth_with_a_nan_coordinate_is_an_error(tmp_path, gt_file):
     pred.write_text(f"[{GOOD}]")
     r = run("eval", "--gt", gt_file, "--pred", pred)
     assert r.exit_code == 1 and "annotation 1 has a box with a non-finite coordinate" in flat(r.output)
+
+
+# ---- row 9: dataset merge is idempotent ---------------------------------------------------------
+def test_merge_of_a_dataset_with_itself_is_the_dataset(tmp_path, tiny_coco):
+    from synspill.coco.dataset import load_coco
+
+    out = tmp_path / "m" / "all.json"
+    r = run("dataset", "merge", tiny_coco, tiny_coco, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert "3 duplicate boxes left out" in flat(r.output)
+    m, a = load_coco(out, check_images=True), load_coco(tiny_coco)
+    assert len(m.images) == 3 and len(m.annotations) == 3
+    assert sorted((x.category_id, x.bbox) for x in m.annotations) == sorted((x.category_id, x.bbox) for x in a.annotations)
+    assert m.info["merge"]["duplicate_boxes"] == 3
+
+
+def test_merge_keeps_every_distinct_box_of_overlapping_datasets(tmp_path, tiny_coco):
+    from synspill.coco.dataset import load_coco
+
+    b = json.loads(tiny_coco.read_text())
+    b["annotations"].append({"id": 9, "image_id": 1, "category_id": 1, "bbox": [30.0, 20.0, 10.0, 10.0]})  # new box
+    b["annotations"].append({"id": 10, "image_id": 2, "category_id": 5, "bbox": [4.0, 5.0, 20.0, 10.0]})  # same box, other class
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    out = tmp_path / "all.json"
+    r = run("dataset", "merge", tiny_coco, tmp_path / "b.json", "--out", out)
+    assert r.exit_code == 0, r.output
+    assert len(load_coco(out).annotations) == 5 and "3 duplicate boxes left out" in flat(r.output)
+
+
+# ---- row 11: odd results are errors, not silent successes ---------------------------------------
+def test_split_that_leaves_a_split_empty_fails(tmp_path, tiny_coco):
+    r = run("dataset", "split", tiny_coco, "--out", tmp_path / "s")
+    assert r.exit_code == 1, r.output
+    assert "gives the val and test split no image" in flat(r.output) and "--fractions 0.8,0.1,0.1 over 3 image(s)" in r.output
+    assert not (tmp_path / "s" / "train.json").exists()
+    r = run("dataset", "split", tiny_coco, "--out", tmp_path / "s", "--fractions", "0.67,0.33,0")  # an empty test on purpose
+    assert r.exit_code == 0, r.output
