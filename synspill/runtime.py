@@ -231,12 +231,14 @@ def hf_cache_dirs() -> list[str]:
     return [hub]
 
 
-def resolve_weights(model: str, what: str = "model") -> str:
+def resolve_weights(model: str, what: str = "model", hint: str | None = None) -> str:
     """Resolve a local path or a hub id from the *local* cache only; never downloads.
 
     Args:
         model: A folder/file path, or a Hugging Face id like ``Qwen/Qwen2.5-VL-7B-Instruct``.
         what: Words for the error message (``"SDXL base"``, ``"Qwen2.5-VL"``).
+        hint: How to get the weights, replacing the generic ``huggingface-cli download``
+            advice (so a caller's own advice is not given twice).
 
     Returns:
         A local filesystem path.
@@ -254,12 +256,12 @@ def resolve_weights(model: str, what: str = "model") -> str:
         try:
             return snapshot_download(model, local_files_only=True)
         except Exception as e:  # LocalEntryNotFoundError and friends
+            advice = hint or (f"Fetch it once on a machine with network: `huggingface-cli download {model}`, "
+                              "or pass a local folder")
             raise ModelNotFound(
-                f"{what} {model!r} is not in the local Hugging Face cache ({hf_cache_dirs()[0]}); "
-                f"fetch it once on a machine with network: `huggingface-cli download {model}`, "
-                f"or pass a local folder ({type(e).__name__})"
+                f"{what} {model!r} is not in the local Hugging Face cache ({hf_cache_dirs()[0]}, {type(e).__name__}). {advice}"
             ) from None
-    raise ModelNotFound(f"{what} {model!r}: no such file or folder; pass a local path or a Hugging Face id")
+    raise ModelNotFound(f"{what} {model!r}: no such file or folder. {hint or 'Pass a local path or a Hugging Face id'}")
 
 
 # ---- CPU threads -----------------------------------------------------------------------------

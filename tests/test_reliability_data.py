@@ -418,3 +418,98 @@ def test_split_that_leaves_a_split_empty_fails(tmp_path, tiny_coco):
     assert not (tmp_path / "s" / "train.json").exists()
     r = run("dataset", "split", tiny_coco, "--out", tmp_path / "s", "--fractions", "0.67,0.33,0")  # an empty test on purpose
     assert r.exit_code == 0, r.output
+
+
+@pytest.fixture(scope="module")
+def scenes_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("rel") / "scenes"
+    r = run("scenes", "--n", "2", "--out", d, "--size", "64", "--workers", "1")
+    assert r.exit_code == 0, r.output
+    return d
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["--min-box", "5"], 2, "--min-box 5.0 must be within 0-0.5"),
+    (["--min-box", "-0.1"], 2, "--min-box -0.1 must be within 0-0.5"),
+    (["--spill-scale", "50"], 2, "--spill-scale 50.0 must be within 0.1-10"),
+])
+def test_propose_rejects_out_of_range_options(scenes_dir, tmp_path, args, code, message):
+    r = run("propose", "--scenes", scenes_dir, "--out", tmp_path / "b.json", *args)
+    assert r.exit_code == code, r.output
+    assert message in r.output and not (tmp_path / "b.json").exists()
+
+
+def test_propose_that_finds_no_place_fails(tmp_path):
+    from tests.conftest import make_image
+
+    for i in range(2):
+        make_image(tmp_path / "tiny" / f"{i}.png", 8, 8, seed=i)  # no spill fits an 8 px image
+    r = run("propose", "--scenes", tmp_path / "tiny", "--out", tmp_path / "b.json")
+    assert r.exit_code == 1, r.output
+    assert "0 proposals over 2 scene(s)" in flat(r.output) and "--min-box" in r.output
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_inpaint_with_no_box_fails_before_writing(scenes_dir, tmp_path):
+    boxes = json.loads((scenes_dir / "scenes.json").read_text())
+    boxes["annotations"] = []
+    (tmp_path / "b.json").write_text(json.dumps(boxes))
+    r = run("inpaint", "--scenes", scenes_dir, "--boxes", tmp_path / "b.json", "--out", tmp_path / "o")
+    assert r.exit_code == 1, r.output
+    assert "no box over the 2 scene(s)" in flat(r.output) and "spills in" not in r.output
+    assert not (tmp_path / "o").exists()
+
+
+# ---- row 12: a failed run leaves no stub that blocks the corrected command -----------------------
+def test_scenes_with_a_file_as_backgrounds_then_the_corrected_command(tmp_path):
+    (tmp_path / "photo.jpg").write_bytes(b"")
+    out = tmp_path / "s"
+    r = run("scenes", "--n", "2", "--out", out, "--size", "64", "--backgrounds", tmp_path / "photo.jpg")
+    assert r.exit_code == 1, r.output
+    assert "--backgrounds" in r.output and "is a file, not a folder" in flat(r.output)  # row 13: not "does not exist"
+    assert not out.exists()
+    r = run("scenes", "--n", "2", "--out", out, "--size", "64", "--workers", "1")
+    assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("cmd", ["scenes", "inpaint"])
+def test_run_that_fails_after_starting_leaves_nothing_that_blocks(scenes_dir, tmp_path, cmd):
+    out = tmp_path / "o"
+    base = ["scenes", "--n", "2", "--size", "64"] if cmd == "scenes" else ["inpaint", "--scenes", scenes_dir, "--propose"]
+    r = run(*base, "--out", out, "--model", "no-such/sdxl-weights")  # fails when the backend loads
+    assert r.exit_code == 1, r.output
+    assert not out.exists() or not any(out.iterdir())
+    r = run(*base, "--out", out, "--workers", "1")
+    assert r.exit_code == 0, r.output
+
+
+def test_stub_with_other_settings_and_no_finished_item_is_restarted(tmp_path):
+    out = tmp_path / "s"
+    (out / "images").mkdir(parents=True)
+    (out / "job.json").write_text(json.dumps({"job": "scenes", "backend": "sdxl", "n": 2}))  # a run that made nothing
+    (out / "manifest.jsonl").write_text("")
+    r = run("scenes", "--n", "2", "--out", out, "--size", "64", "--workers", "1")
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "job.json").read_text())["backend"] == "procedural"
+
+
+# ---- row 13: wording ----------------------------------------------------------------------------
+def test_inpaint_lists_only_what_it_wrote(scenes_dir, tmp_path):
+    r = run("inpaint", "--scenes", scenes_dir, "--propose", "--out", tmp_path / "o", "--contact-sheet", "0", "--workers", "1")
+    assert r.exit_code == 0, r.output
+    assert "contact_sheet.png" not in r.output and not (tmp_path / "o" / "contact_sheet.png").exists()
+    assert "annotations.json" in r.output
+
+
+def test_missing_hub_weights_advice_is_given_once(tmp_path):
+    r = run("scenes", "--n", "2", "--size", "64", "--out", tmp_path / "s", "--model", "no-such/sdxl-weights")
+    assert r.exit_code == 1
+    assert flat(r.output).count("huggingface-cli download") == 1, r.output
+
+
+def test_finetune_vlm_with_missing_weights_leaves_no_folder(tmp_path, tiny_coco):
+    out = tmp_path / "run"
+    r = run("finetune", "vlm", "--data", tiny_coco, "--out", out, "--model", "no-such/qwen", "--steps", "1", "--device", "cpu")
+    assert r.exit_code == 1, r.output
+    assert "not in the local Hugging Face cache" in flat(r.output)
+    assert not out.exists()
