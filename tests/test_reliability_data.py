@@ -513,3 +513,23 @@ def test_finetune_vlm_with_missing_weights_leaves_no_folder(tmp_path, tiny_coco)
     assert r.exit_code == 1, r.output
     assert "not in the local Hugging Face cache" in flat(r.output)
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("defaults", "camera", "message"), [
+    ('fps = "fast"', "", "defaults.fps: "),
+    ("imgsz = 0.5", "", "defaults.imgsz: "),
+    ("threshold = 7", "", "defaults: "),
+    ('classes = ["lava"]', "", "defaults.classes: "),
+    ('fps = "fast"', 'fps = "slow"', "cameras[0].fps: "),  # the camera's own value is the camera's fault
+])
+def test_watch_config_errors_in_defaults_name_defaults(tmp_path, defaults, camera, message):
+    from synspill.errors import UsageError
+    from synspill.watch.config import load_config
+
+    p = tmp_path / "cams.toml"
+    p.write_text(f'[defaults]\nmodel = "m.pt"\n{defaults}\n\n[[cameras]]\nname = "dock"\nurl = "0"\n{camera}\n')
+    with pytest.raises(UsageError) as e:
+        load_config(p)
+    assert f"cams.toml: {message}" in str(e.value)
+    if message.startswith("defaults"):
+        assert "cameras[0]" not in str(e.value)
