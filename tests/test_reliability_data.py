@@ -533,3 +533,47 @@ def test_watch_config_errors_in_defaults_name_defaults(tmp_path, defaults, camer
     assert f"cams.toml: {message}" in str(e.value)
     if message.startswith("defaults"):
         assert "cameras[0]" not in str(e.value)
+
+
+def test_unreadable_video_error_is_not_buried_in_opencv_noise(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("OPENCV_FFMPEG_LOGLEVEL", None)
+    p = subprocess.run([sys.executable, "-m", "synspill", "harvest", str(tmp_path / "bad.mp4"), "--out", str(tmp_path / "h")],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 1
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip() and not ln.startswith("[progress]")]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "not a readable video" in lines[0], p.stderr
+
+
+def test_third_party_import_warnings_are_kept_out(tmp_path, monkeypatch, caplog):
+    import logging
+    import sys
+
+    from synspill.runtime import import_quietly
+
+    (tmp_path / "noisy_pkg").mkdir()
+    (tmp_path / "noisy_pkg" / "__init__.py").write_text(
+        "import logging\nlogging.getLogger('noisy_pkg.backends.cpu.ops').warning('Failed to load CPU gemm_4bit_forward')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "noisy_pkg", raising=False)
+    with caplog.at_level(logging.INFO):
+        mod = import_quietly("noisy_pkg")
+    assert mod.__name__ == "noisy_pkg" and not caplog.records
+    assert logging.getLogger("noisy_pkg").level == logging.NOTSET  # restored
+
+
+# ---- row 14: the event store says how it opens a log -------------------------------------------
+def test_event_store_opens_an_existing_log_for_ack(tmp_path):
+    from synspill.errors import UsageError
+    from synspill.watch.store import EventStore
+
+    with pytest.raises(UsageError, match="no such event database"):
+        EventStore(tmp_path / "missing.sqlite", existing=True)
+    assert not (tmp_path / "missing.sqlite").exists()  # nothing created
+    EventStore(tmp_path / "ev.sqlite").close()
+    with EventStore(tmp_path / "ev.sqlite", existing=True) as store, pytest.raises(UsageError, match="no event with id 1"):
+        store.ack([1])  # opened for writing: ack's write transaction starts (and finds no such event)
