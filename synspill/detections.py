@@ -13,6 +13,8 @@ marks a finished file. Files written before this name settled have ``preds.json.
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -132,8 +134,10 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
 def read_results(path: str | Path, image_ids: set[int] | None = None, category_ids: set[int] | None = None) -> list[dict[str, Any]]:
     """Read and validate a COCO results file (a JSON list of detections).
 
-    Each record needs ``image_id``, ``category_id`` and ``bbox`` (``xywh`` absolute);
-    ``score`` is optional (VLM output often has none) and must be in [0, 1] when present.
+    Each record needs ``image_id``, ``category_id`` and ``bbox`` (``xywh`` absolute, four
+    numbers, not booleans); ``score`` is optional (VLM output often has none) and must be
+    a number in [0, 1] when present. A bad score makes the file unusable (it would rank
+    every other prediction wrongly); bad box *values* are for :func:`screen_results`.
 
     Args:
         path: The results JSON.
@@ -157,12 +161,69 @@ def read_results(path: str | Path, image_ids: set[int] | None = None, category_i
             if k not in r:
                 raise DatasetError(f"{path}: record #{i} has no '{k}'; each detection needs image_id, category_id, bbox [x,y,w,h]")
         b = r["bbox"]
-        if not isinstance(b, list) or len(b) != 4 or not all(isinstance(v, int | float) for v in b):
+        if not isinstance(b, list) or len(b) != 4 or not all(_is_number(v) for v in b):
             raise DatasetError(f"{path}: record #{i} has bbox {b!r}; it must be 4 numbers [x, y, w, h]")
-        if "score" in r and r["score"] is not None and not (isinstance(r["score"], int | float) and 0.0 <= r["score"] <= 1.0):
-            raise DatasetError(f"{path}: record #{i} has score {r['score']!r}; scores must be numbers in [0, 1]")
+        s = r.get("score")
+        if s is not None and not (_is_number(s) and 0.0 <= s <= 1.0):
+            raise DatasetError(f"{path}: record #{i} has score {s!r}; scores must be numbers in [0, 1] (true/false and "
+                               "strings are not scores); fix the file or leave the score out")
         if image_ids is not None and r["image_id"] not in image_ids:
             raise DatasetError(f"{path}: record #{i} has image_id {r['image_id']!r}, which is not in the ground truth; predict on the same COCO file you evaluate against")
         if category_ids is not None and r["category_id"] not in category_ids:
             raise DatasetError(f"{path}: record #{i} has category_id {r['category_id']!r}, which is not a ground-truth category {sorted(category_ids)}")
     return data
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+#: Why :func:`screen_results` drops a prediction (the keys of its counts).
+DROP_NONFINITE = "non-finite coordinates"
+DROP_SIZE = "non-positive width or height"
+DROP_OUTSIDE = "entirely outside the image"
+
+
+def screen_results(records: list[dict[str, Any]], image_sizes: Mapping[int, tuple[int, int]],
+                   path: str | Path = "<predictions>") -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Leave out predictions whose box cannot be a detection, and count them per reason.
+
+    The ground truth's boxes must have a positive size and lie in their image; a prediction
+    that breaks the same rules is not evaluated (it would silently vanish from some metrics
+    and not from others). Dropped: a NaN/inf coordinate (:data:`DROP_NONFINITE`), a width or
+    height <= 0 (:data:`DROP_SIZE`), a box with no pixel inside its image
+    (:data:`DROP_OUTSIDE`). A box that sticks out of its image is kept (detectors do that).
+
+    Args:
+        records: Records from :func:`read_results` (``bbox`` is ``xywh`` absolute pixels).
+        image_sizes: ``{image_id: (width, height)}`` of the ground truth.
+        path: The results file, for the error message.
+
+    Returns:
+        ``(kept records, {reason: count})``.
+
+    Raises:
+        DatasetError: Every record of a non-empty file is dropped (the file is unusable).
+    """
+    kept: list[dict[str, Any]] = []
+    dropped: Counter[str] = Counter()
+    for r in records:
+        x, y, w, h = (float(v) for v in r["bbox"])
+        size = image_sizes.get(r["image_id"])
+        if not all(math.isfinite(v) for v in (x, y, w, h)):
+            dropped[DROP_NONFINITE] += 1
+        elif w <= 0 or h <= 0:
+            dropped[DROP_SIZE] += 1
+        elif size is not None and (x >= size[0] or y >= size[1] or x + w <= 0 or y + h <= 0):
+            dropped[DROP_OUTSIDE] += 1
+        else:
+            kept.append(r)
+    if records and not kept:
+        raise DatasetError(f"{path}: no usable prediction: {len(records)} of {len(records)} dropped ({_counts(dropped)}); "
+                           "predictions are COCO [x, y, w, h] boxes in absolute pixels of the ground-truth images -- "
+                           "check the box format (xyxy? normalised?) of whatever wrote the file")
+    return kept, dict(dropped.most_common())
+
+
+def _counts(c: Mapping[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in c.items())

@@ -59,6 +59,8 @@ class MethodResult:
         metrics: Everything measured.
         meta: The sidecar ``.meta.json`` contents ({} if none).
         meta_path: The sidecar's path, if one was found.
+        dropped: Predictions left out as malformed, per reason (see
+            :func:`synspill.detections.screen_results`).
     """
 
     name: str
@@ -66,6 +68,15 @@ class MethodResult:
     metrics: EvalMetrics
     meta: dict[str, Any] = field(default_factory=dict)
     meta_path: str | None = None
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def dropped_note(self) -> str:
+        """``"dropped 2 of 9 predictions: non-finite coordinates 2"`` ("" when none was dropped)."""
+        n = sum(self.dropped.values())
+        if not n:
+            return ""
+        return (f"dropped {n} of {n + self.metrics.n_pred_total} predictions: "
+                + ", ".join(f"{k} {v}" for k, v in self.dropped.items()))
 
     @property
     def unscored(self) -> bool:
@@ -89,11 +100,13 @@ class MethodResult:
         drops = self.parse_dropped
         if drops:
             out.append(f"parse drops {sum(drops.values())}")
+        if self.dropped:
+            out.append(f"dropped {sum(self.dropped.values())}")
         return out
 
     def to_dict(self) -> dict[str, Any]:
         d = {"name": self.name, "pred": self.pred_path, "unscored": self.unscored,
-             "meta": self.meta, "meta_path": self.meta_path}
+             "meta": self.meta, "meta_path": self.meta_path, "dropped": self.dropped}
         d.update({k: v for k, v in self.metrics.to_dict().items() if k != "unscored"})
         return d
 
@@ -222,6 +235,8 @@ class EvalReport:
             for k, v in r.meta.items():
                 if k not in ("model", "parse_dropped", "unscored") and isinstance(v, str | int | float | bool):
                     parts.append(f"{k}: {v}")
+            if r.dropped:
+                parts.append(r.dropped_note())
             parts += r.metrics.warnings
             notes.append(f"- **{r.name}**: " + "; ".join(parts))
         lines += ["", "## Methods", ""] + notes
@@ -242,15 +257,7 @@ class EvalReport:
         Raises:
             OutputExists: A file exists and ``force`` is false.
         """
-        out = Path(out)
-        suffix = out.suffix.lower().lstrip(".")
-        if suffix in REPORT_FILES:
-            targets = {suffix: out}
-        elif out.suffix and not out.is_dir():
-            raise UsageError(f"--out {out}: unknown report type {out.suffix!r}; use .json, .csv, .md or a folder")
-        else:
-            targets = {k: out / v for k, v in REPORT_FILES.items()}
-        _check_free(list(targets.values()), force)
+        targets = report_targets(out, force)
         render = {"json": self.to_json, "csv": self.to_csv, "md": self.to_markdown}
         for kind, p in targets.items():
             write_text(p, render[kind]())
@@ -259,14 +266,46 @@ class EvalReport:
     # ---- plots -------------------------------------------------------------------------
     def plot(self, folder: str | Path, force: bool = False, dpi: int = 120) -> list[Path]:
         """Draw ``hit_rate_vs_iou.png`` (paper Fig. 3a) and ``pr_curve_iou50.png`` into ``folder``."""
-        folder = Path(folder)
-        if folder.exists() and not folder.is_dir():
-            raise UsageError(f"--plots {folder}: is a file; pass a folder for the PNG plots")
-        paths = [folder / PLOT_FILES["hit_rate"], folder / PLOT_FILES["pr"]]
-        _check_free(paths, force)
+        paths = plot_targets(folder, force)
         write_bytes(paths[0], plot_hit_rate(self, dpi))
         write_bytes(paths[1], plot_pr_curves(self, dpi))
         return paths
+
+
+def report_targets(out: str | Path, force: bool = False) -> dict[str, Path]:
+    """The files :meth:`EvalReport.write` writes for ``out`` (``{"json": path, ...}``), checked.
+
+    Raises:
+        UsageError: An unknown report suffix.
+        OutputExists: A target exists and ``force`` is false.
+    """
+    out = Path(out)
+    suffix = out.suffix.lower().lstrip(".")
+    if suffix in REPORT_FILES:
+        targets = {suffix: out}
+    elif out.suffix and not out.is_dir():
+        raise UsageError(f"--out {out}: unknown report type {out.suffix!r}; use .json, .csv, .md or a folder")
+    else:
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out}: is a file without a report suffix; pass a .json, .csv, .md file or a folder")
+        targets = {k: out / v for k, v in REPORT_FILES.items()}
+    _check_free(list(targets.values()), force)
+    return targets
+
+
+def plot_targets(folder: str | Path, force: bool = False) -> list[Path]:
+    """The PNG files :meth:`EvalReport.plot` writes into ``folder``, checked.
+
+    Raises:
+        UsageError: ``folder`` is a file.
+        OutputExists: A plot exists and ``force`` is false.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--plots {folder}: is a file; pass a folder for the PNG plots")
+    paths = [folder / PLOT_FILES["hit_rate"], folder / PLOT_FILES["pr"]]
+    _check_free(paths, force)
+    return paths
 
 
 # ---------------------------------------------------------------------------------------
@@ -399,11 +438,13 @@ def evaluate_files(
             with one class, or deployments that alert on any spill).
 
     Raises:
-        DatasetError: Bad ground truth or a bad prediction record (names file and record).
+        DatasetError: Bad ground truth, a bad prediction record (names file and record), or
+            a prediction file of which no record is usable. Records with a box that cannot
+            be a detection are left out and counted (:attr:`MethodResult.dropped`).
         UsageError: Bad thresholds, names or classes.
     """
     from synspill.coco.dataset import find_coco_file, load_coco
-    from synspill.detections import find_sidecar, read_results, read_sidecar
+    from synspill.detections import find_sidecar, read_results, read_sidecar, screen_results
 
     thr = parse_iou_thresholds(iou_thresholds)
     if not pred_paths:
@@ -428,12 +469,13 @@ def evaluate_files(
     if agnostic and cls is not None:
         raise UsageError("--agnostic counts every class as one; leave out --classes")
     img_ids = set(gt.image_ids.tolist())
+    sizes = {im.id: (im.width, im.height) for im in ds.images}
     cat_ids = set(gt.category_ids.tolist())
 
     results = []
     metrics = None
     for name, p in zip(names, paths, strict=True):
-        records = read_results(p, img_ids, cat_ids)
+        records, dropped = screen_results(read_results(p, img_ids, cat_ids), sizes, p)
         if not records:
             log.warning("%s: no predictions", p)
         pred = Predictions.from_records(records, str(p))
@@ -441,7 +483,7 @@ def evaluate_files(
             evaluate(gt, pred, thr, cls, max_dets, min_score)
         meta_path = find_sidecar(p)
         meta = read_sidecar(meta_path) if meta_path else {}
-        results.append(MethodResult(name, str(p), metrics, meta, str(meta_path) if meta_path else None))
+        results.append(MethodResult(name, str(p), metrics, meta, str(meta_path) if meta_path else None, dropped))
         if on_file is not None:
             on_file(p)
     assert metrics is not None

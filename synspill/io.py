@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +35,8 @@ def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
 def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Open a temp file next to ``path``; on clean exit it replaces ``path`` atomically.
 
+    The file gets the permissions a plain ``open(path, "w")`` would give it (0666 minus the umask).
+
     Args:
         path: Final destination.
         mode: ``"w"`` (text) or ``"wb"`` (binary).
@@ -42,7 +44,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
             yield f
@@ -55,6 +57,21 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
         except FileNotFoundError:
             pass
         raise
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new hidden temp file beside ``path``: ``(fd, its path)``.
+
+    Created with mode 0666 minus the umask, as ``open(path, "w")`` would create ``path``
+    (``tempfile.mkstemp`` makes 0600, which the rename would keep).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

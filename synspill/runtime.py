@@ -7,10 +7,13 @@ module level; each function imports it when called.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -208,7 +211,7 @@ def quant_config(spec: QuantSpec | Quant | str, device: str = "cpu") -> Any | No
     if spec.mode is Quant.int8 and not device.startswith("cuda"):
         raise DeviceError("--quant 8bit needs a CUDA GPU (bitsandbytes int8); use --quant 4bit or none on CPU")
     try:
-        import bitsandbytes  # noqa: F401
+        import_quietly("bitsandbytes")  # it warns on import about optional CPU kernels it cannot fetch
     except ImportError as e:
         raise DeviceError(f"--quant {spec.mode.value} needs bitsandbytes: pip install bitsandbytes ({e})") from e
     import torch
@@ -231,12 +234,14 @@ def hf_cache_dirs() -> list[str]:
     return [hub]
 
 
-def resolve_weights(model: str, what: str = "model") -> str:
+def resolve_weights(model: str, what: str = "model", hint: str | None = None) -> str:
     """Resolve a local path or a hub id from the *local* cache only; never downloads.
 
     Args:
         model: A folder/file path, or a Hugging Face id like ``Qwen/Qwen2.5-VL-7B-Instruct``.
         what: Words for the error message (``"SDXL base"``, ``"Qwen2.5-VL"``).
+        hint: How to get the weights, replacing the generic ``huggingface-cli download``
+            advice (so a caller's own advice is not given twice).
 
     Returns:
         A local filesystem path.
@@ -254,12 +259,41 @@ def resolve_weights(model: str, what: str = "model") -> str:
         try:
             return snapshot_download(model, local_files_only=True)
         except Exception as e:  # LocalEntryNotFoundError and friends
+            advice = hint or (f"Fetch it once on a machine with network: `huggingface-cli download {model}`, "
+                              "or pass a local folder")
             raise ModelNotFound(
-                f"{what} {model!r} is not in the local Hugging Face cache ({hf_cache_dirs()[0]}); "
-                f"fetch it once on a machine with network: `huggingface-cli download {model}`, "
-                f"or pass a local folder ({type(e).__name__})"
+                f"{what} {model!r} is not in the local Hugging Face cache ({hf_cache_dirs()[0]}, {type(e).__name__}). {advice}"
             ) from None
-    raise ModelNotFound(f"{what} {model!r}: no such file or folder; pass a local path or a Hugging Face id")
+    raise ModelNotFound(f"{what} {model!r}: no such file or folder. {hint or 'Pass a local path or a Hugging Face id'}")
+
+
+# ---- third-party noise -----------------------------------------------------------------------
+@contextmanager
+def quiet_logger(name: str, level: int = logging.ERROR) -> Iterator[None]:
+    """Raise logger ``name``'s level to ``level`` for the block (unless synspill logs at DEBUG).
+
+    For third-party packages that log warnings a user cannot act on (bitsandbytes' "Failed
+    to load CPU gemm_4bit_forward ...") next to synspill's own error lines; ``--debug``
+    shows them.
+    """
+    lg = logging.getLogger(name)
+    if logging.getLogger("synspill").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    old = lg.level
+    lg.setLevel(level)
+    try:
+        yield
+    finally:
+        lg.setLevel(old)
+
+
+def import_quietly(module: str) -> Any:
+    """``importlib.import_module(module)`` with the module's own import-time warnings held back."""
+    import importlib
+
+    with quiet_logger(module.split(".")[0]):
+        return importlib.import_module(module)
 
 
 # ---- CPU threads -----------------------------------------------------------------------------

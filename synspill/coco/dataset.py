@@ -8,6 +8,7 @@ Image ``file_name`` is resolved against ``root`` (by default the folder of the J
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -190,6 +191,8 @@ class CocoDataset:
             if a.category_id not in cats:
                 raise DatasetError(f"{source}: annotation {a.id} has category_id {a.category_id}, which is not a category; use one of {sorted(cats)}")
             x, y, w, h = a.bbox
+            if not all(math.isfinite(v) for v in a.bbox):
+                raise DatasetError(f"{source}: annotation {a.id} has a box with a non-finite coordinate {list(a.bbox)}; fix or remove it")
             if not (w > 0 and h > 0):
                 raise DatasetError(f"{source}: annotation {a.id} has a box of non-positive size {list(a.bbox)} (COCO bbox is [x, y, w, h]); fix or remove it")
             if x < -BBOX_TOL or y < -BBOX_TOL or x + w > im.width + BBOX_TOL or y + h > im.height + BBOX_TOL:

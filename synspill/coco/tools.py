@@ -107,6 +107,12 @@ def merge(
     image file (same absolute path) appearing in several datasets becomes one image that
     carries the boxes of all of them.
 
+    Merging is idempotent: a box that an earlier input already has -- same image file, same
+    class, same ``[x, y, w, h]`` to 0.01 px (the precision files are saved with) -- is left
+    out, so ``merge([a, a])`` equals ``a`` and overlapping exports do not double boxes. How
+    many were left out is in ``info["merge"]["duplicate_boxes"]`` (boxes that differ in
+    any coordinate or the class are all kept: two annotators' boxes are both data).
+
     Args:
         datasets: Datasets to merge; each must have a ``root`` (or absolute ``file_name``).
         root: Folder the merged dataset will be saved in. ``file_name`` becomes relative to
@@ -125,7 +131,10 @@ def merge(
     out = CocoDataset(root=new_root, info={"description": "merged by synspill", "sources": len(datasets)})
     by_path: dict[Path, ImageRecord] = {}
     next_ann = 1
+    seen: set[tuple[int, int, tuple[float, ...]]] = set()  # (merged image id, class, box) of earlier inputs
+    duplicates = 0
     for k, ds in enumerate(datasets):
+        mine: set[tuple[int, int, tuple[float, ...]]] = set()
         src = str(ds.root) if ds.root is not None else f"dataset #{k + 1}"
         used = {a.category_id for a in ds.annotations}
         cat_map: dict[int, int] = {}
@@ -160,10 +169,19 @@ def merge(
                 raise DatasetError(f"{src}: annotation {a.id} has category_id {a.category_id}, which is not a category; validate the dataset first")
             if a.image_id not in id_map:
                 raise DatasetError(f"{src}: annotation {a.id} refers to image_id {a.image_id}, which is not in 'images'; validate the dataset first")
+            key = (id_map[a.image_id], cat_map[a.category_id], tuple(round(float(v), 2) for v in a.bbox))
+            if key in seen:
+                duplicates += 1
+                continue
+            mine.add(key)
             out.annotations.append(
                 Annotation(next_ann, id_map[a.image_id], cat_map[a.category_id], list(a.bbox), a.area, a.iscrowd, a.segmentation, dict(a.extra))
             )
             next_ann += 1
+        seen |= mine
+    out.info["merge"] = {"inputs": len(datasets), "duplicate_boxes": duplicates}
+    if duplicates:
+        log.info("merge: %d duplicate box(es) left out (same image, class and box as in an earlier input)", duplicates)
     return out
 
 
@@ -214,8 +232,9 @@ def split(
 
     Multi-label images are handled with iterative stratification (Sechidis et al., 2011):
     the class with the fewest unassigned images is placed first, each of its images going
-    to the split that still wants most images of that class (ties: the split that wants
-    most images overall, then a seeded coin). Images without boxes are spread afterwards
+    to the split that still wants most images of that class (ties, and wants below one
+    image, which every split has for the last image of a class: the split that wants most
+    images overall, then a seeded coin). Images without boxes are spread afterwards
     to the splits that are most short of images. Every image lands in exactly one split;
     image order in the input does not matter (images are sorted by id before shuffling).
 
@@ -251,6 +270,11 @@ def split(
         cands = [j for j, s in enumerate(scores) if s == best]
         return cands[0] if len(cands) == 1 else rng.choice(cands)
 
+    def class_want(w: float) -> float:
+        # less than one more image of a class is no claim on it: the overall need decides, so
+        # rare classes (a single image each) are not all handed to the largest split
+        return 0.0 if 0.0 < w < 1.0 else w
+
     pending = [i for i in ids if labels[i]]
     remaining = Counter(class_total)
     while pending:
@@ -258,7 +282,7 @@ def split(
         cls = min((k, c) for c, k in remaining.items() if k > 0)[1]
         chosen = [i for i in pending if cls in labels[i]]
         for i in chosen:
-            j = pick([(want[cls][s], want_total[s]) if fr[s] > 0 else (-1e18, -1e18) for s in range(len(fr))])
+            j = pick([(class_want(want[cls][s]), want_total[s]) if fr[s] > 0 else (-1e18, -1e18) for s in range(len(fr))])
             assign[i] = j
             want_total[j] -= 1
             for c in labels[i]:
@@ -312,6 +336,7 @@ def split_to_folder(coco: str | os.PathLike, out: str | os.PathLike, fractions: 
 
     Raises:
         OutputExists: A split file or the manifest exists and not ``force`` (nothing is written).
+        DatasetError: A split with a non-zero fraction gets no image (nothing is written).
     """
     from synspill import __version__
     from synspill.coco.dataset import load_coco, save_coco
@@ -322,6 +347,7 @@ def split_to_folder(coco: str | os.PathLike, out: str | os.PathLike, fractions: 
     fr = parse_fractions(fractions)
     ds = load_coco(coco, images)
     parts = split(ds, fr, seed)
+    check_split_sizes(parts, fr, len(ds.images), str(coco))
     files = {name: out / f"{name}.json" for name in parts}
     for p in [*files.values(), out / SPLIT_MANIFEST]:
         if p.exists() and not force:
@@ -335,6 +361,31 @@ def split_to_folder(coco: str | os.PathLike, out: str | os.PathLike, fractions: 
     write_json(manifest, {"source": str(Path(coco).resolve()), "seed": seed, "fractions": list(fr), "synspill": __version__,
                           "splits": summary}, indent=1)
     return SplitResult(files, manifest, summary, seed)
+
+
+def check_split_sizes(parts: Mapping[str, CocoDataset], fractions: Sequence[float], n_images: int, source: str,
+                      what: str = "--fractions") -> None:
+    """Raise when a split that was given a share of the images gets none of them.
+
+    An empty val or test split makes the training or evaluation that reads it fail later
+    (or, worse, report nothing); a fraction of 0 asks for an empty split and is fine.
+
+    Args:
+        parts: The splits, in the order of ``fractions``.
+        fractions: Their fractions.
+        n_images: Images of the dataset that was split.
+        source: The dataset, for the message.
+        what: Where the fractions came from, for the message (an option or a study-file key).
+
+    Raises:
+        DatasetError: Naming the split, the image count and the fix.
+    """
+    empty = [name for (name, part), f in zip(parts.items(), fractions, strict=True) if f > 0 and not part.images]
+    if empty:
+        fr = ",".join(f"{f:g}" for f in fractions)
+        raise DatasetError(
+            f"{source}: {what} {fr} over {n_images} image(s) gives the {' and '.join(empty)} split no image; "
+            f"use more images, larger fractions for {', '.join(empty)}, or a 0 fraction for a split you do not want")
 
 
 def class_image_counts(ds: CocoDataset) -> dict[int, int]:

@@ -21,13 +21,13 @@ def annotate_import(
     images: Annotated[Path | None, typer.Option("--images", help="Folder of the scene images (default: look beside the exports).")] = None,
     fmt: Annotated[ImportFormat | None, typer.Option("--format", help="Export format; auto (the default) detects it from the files.")] = None,
     mapping: Annotated[list[str] | None, typer.Option("--map", help="Map a tool label to a class: --map 'oil puddle=oil-spill' (repeatable).")] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Fail on unknown labels and missing images instead of skipping them.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail on unknown labels, missing images and malformed files, lines or boxes instead of skipping them.")] = False,
     min_size: Annotated[float | None, typer.Option("--min-size", help="Skip boxes narrower or lower than this many pixels.")] = None,
     force: ForceOpt = False,
 ) -> None:
     """Import expert boxes from annotation tools into a COCO dataset over the scene images.
 
-    Labels are mapped onto the eight spill classes (--map, then built-in aliases); unknown labels, missing images and degenerate boxes are skipped and reported per item (errors with --strict). Boxes sticking out of the image are clipped and reported.
+    Labels are mapped onto the eight spill classes (--map, then built-in aliases); unknown labels, missing images, malformed files and boxes are skipped and reported per item (errors with --strict). Boxes sticking out of the image are clipped and reported. An import that keeps no box of a non-empty export fails.
     """
     from synspill.coco.importers import import_to_file
     from synspill.coco.tools import parse_label_map
@@ -50,13 +50,17 @@ def print_summary(rep, out: Path, rpath: Path, console) -> None:  # noqa: ANN001
 
     console.print(f"[bold]annotate-import[/] ({rep.format}) -> {escape(str(out))}")
     t = Table(show_header=False)
-    t.add_row("files read", str(rep.files))
+    t.add_row("files", str(rep.files))
     t.add_row("images", str(rep.images))
     t.add_row("[green]boxes imported[/]", f"{rep.imported} boxes")
     if rep.clipped:
         t.add_row("[yellow]clipped to the image[/]", f"{len(rep.clipped)} boxes")
     whole = rep.images_skipped_by_reason()
+    files = rep.files_skipped_by_reason()
     for reason, n in rep.skipped_by_reason().items():
+        if reason in files:  # a file that cannot be parsed: its boxes are unknown
+            t.add_row(f"[red]skipped: {reason}[/]", f"{files[reason]} file(s), not read")
+            continue
         t.add_row(f"[red]skipped: {reason}[/]", f"{n} boxes" + (f" ({whole[reason]} images)" if reason in whole else ""))
     console.print(t)
     c = Table()

@@ -92,7 +92,10 @@ def merge(
     mapping: Annotated[list[str] | None, typer.Option("--map", help="Map a category name to a class: --map 'oil=oil-spill' (repeatable).")] = None,
     force: ForceOpt = False,
 ) -> None:
-    """Merge COCO datasets: ids re-numbered, categories mapped by name onto the taxonomy."""
+    """Merge COCO datasets: ids re-numbered, categories mapped by name onto the taxonomy.
+
+    The same image file in several inputs becomes one image with the boxes of all; a box an earlier input already has (same image, class and box) is left out and counted, so merging a dataset with itself gives the dataset.
+    """
     from synspill.coco.dataset import load_coco, save_coco
     from synspill.coco.tools import merge as merge_ds
     from synspill.coco.tools import parse_label_map
@@ -108,4 +111,9 @@ def merge(
     label_map = parse_label_map(mapping)
     merged = merge_ds([load_coco(p) for p in inputs], root=out.parent, label_map=label_map)
     save_coco(merged, out)
-    console.print(f"merged {len(inputs)} datasets -> {out}: {len(merged.images)} images, {len(merged.annotations)} boxes")
+    console.print(f"merged {len(inputs)} datasets -> {out}: {len(merged.images)} images, {len(merged.annotations)} boxes",
+                  highlight=False)
+    dup = merged.info["merge"]["duplicate_boxes"]
+    if dup:
+        console.print(f"[yellow]note:[/] {dup} duplicate boxes left out (same image file, class and box as in an earlier "
+                      "input; merge never doubles a box)", highlight=False)

@@ -33,9 +33,13 @@ def eval_cmd(
     from rich.table import Table
 
     from synspill.console import console, out_console, progress_task
-    from synspill.evaluation import evaluate_files
+    from synspill.evaluation import evaluate_files, plot_targets, report_targets
     from synspill.params import given
 
+    if out is not None:  # bad or taken outputs fail before the work, not after the table
+        report_targets(out, force)
+    if plots is not None:
+        plot_targets(plots, force)
     with progress_task("evaluating", len(pred)) as advance:
         report = evaluate_files(gt, pred, names=name, classes=classes, on_file=lambda _p: advance(), agnostic=agnostic,
                                 **given(iou_thresholds=iou, min_score=min_score))
@@ -47,6 +51,8 @@ def eval_cmd(
         table.add_row(*row)
     out_console.print(table)
     for r in report.results:
+        if r.dropped:
+            console.print(f"[yellow]note:[/] {r.name}: {r.dropped_note()}", highlight=False)
         for w in r.metrics.warnings:
             console.print(f"[yellow]note:[/] {r.name}: {w}", highlight=False)
         drops = r.parse_dropped

@@ -62,7 +62,7 @@ def list_events(
     from synspill.watch.report import dumps_rows, iso
     from synspill.watch.store import EventStore
 
-    with EventStore(db, readonly=True) as store:
+    with EventStore(db, existing=True) as store:
         rows = store.query(_filter(camera, zone, cls, since, until, severity, unacked, status))
     if limit:
         rows = rows[-limit:]
@@ -91,7 +91,7 @@ def ack(
     from synspill.console import console
     from synspill.watch.store import EventStore
 
-    with EventStore(db, readonly=True) as store:
+    with EventStore(db, existing=True) as store:
         store.ack(ids)
     console.print(f"acknowledged {len(ids)} event(s): {', '.join(map(str, ids))}", highlight=False)
 
@@ -115,7 +115,7 @@ def export(
     from synspill.watch.report import export as do_export
     from synspill.watch.store import EventStore
 
-    with EventStore(db, readonly=True) as store:
+    with EventStore(db, existing=True) as store:
         rows = store.query(_filter(camera, zone, cls, since, until, severity, unacked, status))
     do_export(rows, fmt.value, out)
     console.print(f"wrote {len(rows)} events to {out}", highlight=False)
@@ -139,7 +139,7 @@ def report(
     from synspill.watch.report import build_report
     from synspill.watch.store import EventStore
 
-    with EventStore(db, readonly=True) as store:
+    with EventStore(db, existing=True) as store:
         rows = store.query(_filter(camera, zone, cls, since, until, severity, False, None))
     summary = build_report(rows, out, **given(bucket=bucket))
     console.print(f"{summary['events']} events; by camera {summary['by_camera']}; wrote:", highlight=False)

@@ -98,5 +98,12 @@ def inpaint(
     if result is None:
         console.print(f"shard {shard_t[0]}/{shard_t[1]} done; rank 0 merges", highlight=False)
         return
-    console.print(f"spills in {out}: [bold]annotations.json[/], manifest.jsonl, contact_sheet.png", highlight=False)
+    import json
+
+    n_spills = len(json.loads(result.read_text(encoding="utf-8"))["annotations"])
+    sheet = ", contact_sheet.png" if job.contact_sheet > 0 else ""
+    console.print(f"{n_spills} spills in {out}: [bold]annotations.json[/], manifest.jsonl{sheet}", highlight=False)
+    if not n_spills:
+        console.print("[yellow]note:[/] no spill is visible in any image (every painted spill came out empty); "
+                      "check the boxes and --opacity", highlight=False)
     typer.echo(str(result))

@@ -192,7 +192,7 @@ def _synthesise(study: Study, spec: DatasetSpec, folder: Path, device: str, prog
 
 def _prepare_dataset(study: Study, spec: DatasetSpec, device: str, progress: StepProgress | None) -> dict[str, Any]:
     from synspill.coco.dataset import CocoDataset, load_coco, save_coco
-    from synspill.coco.tools import merge, rebase, split
+    from synspill.coco.tools import check_split_sizes, merge, rebase, split
 
     folder = data_root(study) / spec.name
     folder.mkdir(parents=True, exist_ok=True)
@@ -225,6 +225,8 @@ def _prepare_dataset(study: Study, spec: DatasetSpec, device: str, progress: Ste
     parts = {"all": ds}
     if spec.split is not None:
         parts.update(split(ds, spec.split, seed=study.seed))
+        check_split_sizes({k: v for k, v in parts.items() if k != "all"}, spec.split, len(ds.images),
+                          f"[datasets.{spec.name}]", "split =")
     paths = {}
     for name, sub in parts.items():
         paths[name] = str(save_coco(rebase(sub, folder), folder / f"{name}.json"))

@@ -106,12 +106,9 @@ class InpaintJob(FromParams):
             raise UsageError(f"--feather {self.feather} must be >= 0")
         if not 0 < self.opacity <= 1:
             raise UsageError(f"--opacity {self.opacity} must be in (0, 1]")
-        if not 0.1 <= self.spill_scale <= 10:
-            raise UsageError(f"--spill-scale {self.spill_scale} must be within 0.1-10 (1 = life-size)")
-        if not 0 <= self.min_box <= 0.5:
-            raise UsageError(f"--min-box {self.min_box} must be within 0-0.5 (a fraction of the shorter image side)")
-        if not (0 <= self.per_image[0] <= self.per_image[1]):
-            raise UsageError(f"--per-image {self.per_image}: need 0 <= LOW <= HIGH")
+        from synspill.synth.propose import check_options
+
+        check_options(self.per_image, self.spill_scale, self.min_box)
         if self.backend not in ("procedural", "sdxl"):
             raise UsageError(f"--backend {self.backend!r}: use auto, procedural or sdxl")
         if self.backend == "sdxl" and self.diffusion is None:
@@ -278,6 +275,12 @@ def run_inpaint(job: InpaintJob, force: bool = False, on_progress: jobrunner.Pro
     if missing:
         raise DatasetError(f"{job.scenes}: scene image {missing[0]['scene_path']!r} (id {missing[0]['id']}) does not exist; "
                            "fix the scenes folder or its scenes.json")
+    if items and not any(it["specs"] for it in items):  # a dataset of clean scenes is not what inpaint makes
+        if job.boxes is not None:
+            raise DatasetError(f"{job.boxes}: no box over the {len(items)} scene(s) of {job.scenes}: nothing to paint; "
+                               "draw boxes and import them (annotate-import), or propose some (synspill propose, --propose)")
+        raise DatasetError(f"--propose: no box fits the {len(items)} scene(s) of {job.scenes}: nothing to paint; "
+                           f"lower --min-box (now {job.min_box:g}) or --spill-scale (now {job.spill_scale:g}), or raise --per-image")
     return jobrunner.run_job(out, job.settings(), len(items), lambda todo, tag: [dict(items[i], tag=tag) for i in todo],
                    _spill_worker, (_spill_worker_init, (job.backend, job.diffusion)),
                    lambda: merge_inpaint(out, len(items), job.contact_sheet), force=force, shard=job.shard,

@@ -222,7 +222,9 @@ def prepare_out(out: Path, settings: dict[str, Any], force: bool, shard: tuple[i
             old = None
         if old is not None:
             diff = sorted(k for k in set(old) | set(settings) if k != "n" and old.get(k) != settings.get(k))
-            if diff:
+            if diff and not _has_work(out):  # a run that failed before finishing anything protects nothing
+                log.info("%s: a run with other settings that finished no image; starting over with these settings", out)
+            elif diff:
                 raise OutputExists(
                     f"{out} holds a run with other settings ({', '.join(f'{k}: {old.get(k)!r} -> {settings.get(k)!r}' for k in diff[:3])}); "
                     "run with the same settings to resume, or pass --force to start over, or choose another --out")
@@ -247,6 +249,33 @@ def prepare_out(out: Path, settings: dict[str, Any], force: bool, shard: tuple[i
         write_text(mf, "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in keep))
     (out / f".done.{shard[0]}-of-{shard[1]}").unlink(missing_ok=True)
     return done
+
+
+def _has_work(out: Path) -> bool:
+    """True when ``out`` holds a finished item or any image file (work a restart must not throw away)."""
+    images = out / "images"
+    return bool(read_records(out)) or (images.is_dir() and any(not p.name.startswith(".") for p in images.iterdir()))
+
+
+def _remove_stub(out: Path) -> None:
+    """Remove what :func:`prepare_out` made in a new ``out`` when the run finished nothing.
+
+    Only the job's own files go (``job.json``, empty manifests, ``images/`` with nothing but
+    temp files); ``out`` itself only if it is then empty. Anything else stays.
+    """
+    if _has_work(out):
+        return
+    for p in [out / "job.json", *out.glob("manifest*.jsonl"), *out.glob(".done.*")]:
+        if p.is_file() and (p.name == "job.json" or p.stat().st_size == 0 or p.name.startswith(".done.")):
+            p.unlink(missing_ok=True)
+    images = out / "images"
+    if images.is_dir():
+        for tmp in images.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+        if not any(images.iterdir()):
+            images.rmdir()
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
 
 
 def record_file(out: Path, r: dict[str, Any]) -> str:
@@ -394,6 +423,7 @@ def run_job(out: Path, settings: dict[str, Any], n_items: int, make_items: Calla
     Returns:
         What ``merge`` returns, or None when this shard does not merge.
     """
+    new = not out.exists()
     done = prepare_out(out, settings, force, shard)
     i0, nsh = shard
     todo = [i for i in range(n_items) if i % nsh == i0 and i not in done]
@@ -402,9 +432,16 @@ def run_job(out: Path, settings: dict[str, Any], n_items: int, make_items: Calla
     items = make_items(todo, shard_tag(shard))
     mw = ManifestWriter(out / manifest_name(shard))
     try:
-        run_items(worker, list(batches(items, batch_size)), workers, init[0], init[1], mw, on_progress)
-    finally:
-        mw.close()
+        try:
+            run_items(worker, list(batches(items, batch_size)), workers, init[0], init[1], mw, on_progress)
+        finally:
+            mw.close()
+    except BaseException:
+        # e.g. the backend could not load: a folder this run made and filled with nothing
+        # must not stay behind to block the corrected command (other shards may share it)
+        if new and nsh == 1:
+            _remove_stub(out)
+        raise
     return finish_shard(out, shard, merge, merge_wait_s)
 
 

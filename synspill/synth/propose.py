@@ -164,6 +164,23 @@ def propose_boxes(width: int, height: int, layout: dict[str, Any] | None, rng: n
     return out
 
 
+def check_options(per_image: tuple[int, int] = (1, 3), scale: float = 1.0, min_size: float = MIN_BOX) -> None:
+    """Validate proposal options (the ones ``propose`` and ``inpaint --propose`` share).
+
+    Raises:
+        UsageError: ``min_size`` outside 0-0.5 (it is a fraction of the shorter image side,
+            not pixels), ``scale`` outside 0.1-10, or a bad ``per_image`` range.
+    """
+    from synspill.errors import UsageError
+
+    if not 0 <= min_size <= 0.5:
+        raise UsageError(f"--min-box {min_size} must be within 0-0.5 (a fraction of the shorter image side, e.g. 0.08)")
+    if not 0.1 <= scale <= 10:
+        raise UsageError(f"--spill-scale {scale} must be within 0.1-10 (1 = life-size)")
+    if not 0 <= per_image[0] <= per_image[1]:
+        raise UsageError(f"--per-image {per_image[0]}:{per_image[1]}: need 0 <= LOW <= HIGH")
+
+
 def propose_dataset(scenes: Any, per_image: tuple[int, int] = (1, 3), classes: list[int] | None = None,
                     seed: int = 0, scale: float = 1.0, min_size: float = MIN_BOX) -> Any:
     """Proposals for every image of a scenes dataset.
@@ -180,9 +197,13 @@ def propose_dataset(scenes: Any, per_image: tuple[int, int] = (1, 3), classes: l
     Returns:
         A new :class:`CocoDataset` over the same images with ``{"auto": true}`` boxes
         (COCO ``xywh`` absolute).
+
+    Raises:
+        UsageError: An option out of range (:func:`check_options`).
     """
     from synspill.coco.dataset import Annotation, CocoDataset, ImageRecord
 
+    check_options(per_image, scale, min_size)
     anns: list[Annotation] = []
     for im in scenes.images:
         rng = np.random.default_rng([seed, im.id, 7])
@@ -213,12 +234,13 @@ def propose_to_file(scenes: str | Path, out: str | Path, force: bool = False, **
 
     Raises:
         OutputExists: ``out`` exists and not ``force``.
-        UsageError: ``out`` is not a ``.json`` file.
+        UsageError: ``out`` is not a ``.json`` file, or an option is out of range.
+        DatasetError: No proposal fits any scene (nothing is written).
     """
     import os
 
     from synspill.coco.dataset import save_coco
-    from synspill.errors import OutputExists, UsageError
+    from synspill.errors import DatasetError, OutputExists, UsageError
     from synspill.synth.scenes import load_scenes
 
     out = Path(out)
@@ -226,8 +248,15 @@ def propose_to_file(scenes: str | Path, out: str | Path, force: bool = False, **
         raise OutputExists(f"{out} exists; pass --force to overwrite it or choose another --out")
     if out.suffix.lower() != ".json":
         raise UsageError(f"--out {out}: write the proposals to a .json file")
+    check_options(**{k: v for k, v in options.items() if k in ("per_image", "scale", "min_size")})
     ds = load_scenes(scenes)
     props = propose_dataset(ds, **options)
+    if not props.annotations and ds.images and options.get("per_image", (1, 3))[1] > 0:
+        sizes = sorted({(im.width, im.height) for im in ds.images})
+        raise DatasetError(
+            f"{scenes}: 0 proposals over {len(ds.images)} scene(s) ({sizes[0][0]}x{sizes[0][1]} px ...): no spill of the "
+            f"asked size fits; lower --min-box (now {options.get('min_size', MIN_BOX):g}) or --spill-scale "
+            f"(now {options.get('scale', 1.0):g}), or use larger scenes")
     for im, src in zip(props.images, ds.images, strict=True):
         im.file_name = os.path.relpath(ds.image_path(src).resolve(), out.resolve().parent)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -234,8 +234,13 @@ def run_scenes(job: ScenesJob, force: bool = False, on_progress: Progress | None
 
     Returns:
         Path of ``scenes.json``, or None when this shard does not merge.
+
+    Raises:
+        DatasetError: ``--backgrounds`` is not a folder of images (checked before ``out`` is made).
     """
     out = Path(job.out)
+    if job.backend == "backgrounds":
+        check_backgrounds(job.backgrounds or "")
     return run_job(out, job.settings(), job.n, lambda todo, tag: [(i, job.spec(i), str(out), job.quality, tag) for i in todo],
                    _scene_worker, (_scene_worker_init, (job.backend, job.backgrounds, job.diffusion, job.scene_prompts)),
                    lambda: merge_scenes(out, job.n), force=force, shard=job.shard,
@@ -259,6 +264,24 @@ def merge_scenes(out: Path, n: int | None = None) -> Path:
     merge_job(out, n if n is not None else lambda settings: int(settings.get("n", 0)), "scenes", "scenes.json",
               "synspill scenes", build)
     return out / "scenes.json"
+
+
+def check_backgrounds(folder: str | os.PathLike) -> None:
+    """Raise unless ``folder`` is a folder holding at least one image (``--backgrounds``).
+
+    Raises:
+        DatasetError: Missing, a file, or no images in it -- each said as such.
+    """
+    from synspill.io import IMAGE_SUFFIXES, list_images
+
+    p = Path(folder)
+    if p.is_file():
+        raise DatasetError(f"{p}: --backgrounds is a file, not a folder; pass the folder that holds your plant photos "
+                           f"(e.g. --backgrounds {p.parent})")
+    if not p.is_dir():
+        raise DatasetError(f"{p}: --backgrounds folder does not exist; pass a folder of plant photos")
+    if not list_images(p):
+        raise DatasetError(f"{p}: no images ({', '.join(IMAGE_SUFFIXES)}) in the --backgrounds folder; pass a folder of plant photos")
 
 
 # ---- scenes input (for propose / inpaint) ---------------------------------------------

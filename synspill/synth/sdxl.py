@@ -80,10 +80,7 @@ def _pipeline_folder(model: str, what: str, hint: str) -> Path:
     """Resolve ``model`` to a local diffusers pipeline folder (``model_index.json``)."""
     from synspill.runtime import resolve_weights
 
-    try:
-        path = Path(resolve_weights(model, what))
-    except ModelNotFound as e:
-        raise ModelNotFound(f"{e}. {hint}") from None
+    path = Path(resolve_weights(model, what, hint=hint))
     if path.is_file():
         raise ModelNotFound(f"{what} {model!r} is a single file; synspill loads diffusers folders (with model_index.json). "
                             f"{hint}")
@@ -205,19 +202,16 @@ def _load_ip_adapter(pipe: Any, opts: DiffusionOptions, dtype: Any) -> None:
 
     from synspill.runtime import resolve_weights
 
-    hint = ("get it with `huggingface-cli download h94/IP-Adapter sdxl_models/ip-adapter-plus_sdxl_vit-h.safetensors "
+    hint = ("Get it with `huggingface-cli download h94/IP-Adapter sdxl_models/ip-adapter-plus_sdxl_vit-h.safetensors "
             "models/image_encoder/config.json models/image_encoder/model.safetensors` (see docs/synth-sdxl.md)")
-    try:
-        root = Path(resolve_weights(opts.ip_adapter, "IP-Adapter"))
-    except ModelNotFound as e:
-        raise ModelNotFound(f"{e}; {hint}") from None
+    root = Path(resolve_weights(opts.ip_adapter, "IP-Adapter", hint=hint))
     cands = [root] if root.is_file() else [root / opts.ip_weight_name, root / "sdxl_models" / opts.ip_weight_name]
     weight = next((c for c in cands if c.is_file()), None)
     if root.is_file():
         root = root.parent
     if weight is None:
         raise ModelNotFound(f"IP-Adapter weight {opts.ip_weight_name!r} not found in {root} (looked at "
-                            f"{', '.join(str(c) for c in cands)}); pass the file or set the weight name; {hint}")
+                            f"{', '.join(str(c) for c in cands)}); pass the file or set the weight name. {hint}")
     # h94/IP-Adapter keeps the ViT-H encoder in models/image_encoder and the bigG one in
     # sdxl_models/image_encoder: "vit-h" and the (ViT-H) composition adapters need the former.
     vit_h = "vit-h" in weight.name.lower() or "composition" in weight.name.lower()

@@ -333,8 +333,14 @@ def train(cfg: VlmTrainConfig, on_step: StepFn | None = None,
         A :class:`TrainResult`.
     """
     out = Path(cfg.out)
+    new = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    run = _Trainer(cfg, out, resume=_check_out(cfg, out))
+    try:
+        run = _Trainer(cfg, out, resume=_check_out(cfg, out))
+    except BaseException:
+        if new and not any(out.iterdir()):  # e.g. weights not found: leave no empty run folder behind
+            out.rmdir()
+        raise
     if on_info:
         on_info(run.info())
     run.prepare()

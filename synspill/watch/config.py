@@ -217,7 +217,7 @@ def config_from_dict(data: Any, source: str = "<config>", base: Path | None = No
         where = f"cameras[{i}]"
         c = cx.check_keys(c, _CAMERA_KEYS, where)
         merged = {**defaults, **c}
-        cameras.append(_camera(cx, merged, where, rel))
+        cameras.append(_camera(cx, merged, where, rel, frozenset(set(defaults) - set(c))))
     sinks_raw = cx.check_keys(data.get("sinks", {}), _SINK_KEYS, "sinks")
     sinks_kw = dict(sinks_raw)
     if "snapshots" in data:
@@ -244,39 +244,45 @@ def config_from_dict(data: Any, source: str = "<config>", base: Path | None = No
         raise cx.err("cameras", str(e)) from None
 
 
-def _camera(cx: _Ctx, c: dict[str, Any], where: str, rel: Any) -> CameraConfig:
+def _camera(cx: _Ctx, c: dict[str, Any], where: str, rel: Any, inherited: frozenset[str] = frozenset()) -> CameraConfig:
+    """One camera from its merged table; ``inherited``: keys that came from ``[defaults]``
+    (a bad value there is reported as ``defaults.KEY``, not as the first camera's)."""
+
+    def key(k: str) -> str:
+        return f"defaults.{k}" if k in inherited else f"{where}.{k}"
+
     for req in ("name", "url", "model"):
         if req not in c:
             raise cx.err(f"{where}.{req}", "missing; every camera needs name, url and model (model may come from [defaults])")
-    kw: dict[str, Any] = {"name": cx.text(c["name"], f"{where}.name"), "url": rel(cx.text(c["url"], f"{where}.url")),
-                          "model": rel(cx.text(c["model"], f"{where}.model"))}
+    kw: dict[str, Any] = {"name": cx.text(c["name"], key("name")), "url": rel(cx.text(c["url"], key("url"))),
+                          "model": rel(cx.text(c["model"], key("model")))}
     for k in ("backend", "device", "adapter", "prompt"):
         if k in c:
-            kw[k] = cx.text(c[k], f"{where}.{k}")
+            kw[k] = cx.text(c[k], key(k))
     if "adapter" in kw:
         kw["adapter"] = rel(kw["adapter"])
     if "imgsz" in c:
-        kw["imgsz"] = int(cx.num(c["imgsz"], f"{where}.imgsz", integer=True))
+        kw["imgsz"] = int(cx.num(c["imgsz"], key("imgsz"), integer=True))
     if "fps" in c:
-        kw["fps"] = float(cx.num(c["fps"], f"{where}.fps"))
+        kw["fps"] = float(cx.num(c["fps"], key("fps")))
     if "loop" in c:
         if not isinstance(c["loop"], bool):
-            raise cx.err(f"{where}.loop", f"{c['loop']!r} must be true or false")
+            raise cx.err(key("loop"), f"{c['loop']!r} must be true or false")
         kw["loop"] = c["loop"]
     if "classes" in c:
         v = c["classes"]
         try:
             ids = taxonomy.parse_classes([str(x) for x in v] if isinstance(v, list) else str(v))
         except UsageError as e:
-            raise cx.err(f"{where}.classes", str(e)) from None
+            raise cx.err(key("classes"), str(e)) from None
         kw["classes"] = tuple(ids) if ids else None
     pol: dict[str, Any] = {}
     for k in _POLICY_KEYS & set(c):
-        pol[k] = cx.num(c[k], f"{where}.{k}", integer=k in ("k", "n"))
+        pol[k] = cx.num(c[k], key(k), integer=k in ("k", "n"))
     try:
         kw["policy"] = AlertPolicy(**pol)
-    except UsageError as e:
-        raise cx.err(where, str(e)) from None
+    except UsageError as e:  # the message names the key; blame [defaults] when every alert key came from there
+        raise cx.err("defaults" if pol and set(pol) <= inherited else where, str(e)) from None
     zones = []
     zraw = c.get("zones", [])
     if not isinstance(zraw, list):

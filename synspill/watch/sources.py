@@ -97,10 +97,15 @@ def open_capture(url: str, timeout_s: float = 10.0, open_timeout_s: float = 15.0
     Streams go through FFmpeg with open/read timeouts so a dead camera cannot block
     its reader forever (``timeout_s`` per read; opening gets ``open_timeout_s`` because
     FFmpeg probes a few seconds of a live stream first); RTSP defaults to TCP transport (set
-    ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` to override).
+    ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` to override). OpenCV's and FFmpeg's own stderr lines
+    (``[ WARN:0@0.05] ...``, ``moov atom not found``) are silenced unless logging is at
+    DEBUG (``--debug``): a failure is reported by the caller, in one line.
     """
     import cv2
 
+    if not logging.getLogger("synspill").isEnabledFor(logging.DEBUG):
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET, read when FFmpeg opens a source
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     if url.isdigit():
         cap = cv2.VideoCapture(int(url))
     else:

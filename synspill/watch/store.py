@@ -104,24 +104,25 @@ class EventStore:
 
     Args:
         path: Database file (created with its folder when missing).
-        readonly: Open an existing log (``synspill events``) without creating or
-            migrating anything; fails if missing. Acknowledging still works.
+        existing: Open a log that must already exist (``synspill events``): nothing is
+            created or migrated, a missing file is an error. It is still opened for
+            writing, because ``ack`` writes acknowledgements into it.
 
     Raises:
-        UsageError: The file is missing (read-only) or not a synspill event database.
+        UsageError: The file is missing (``existing``) or not a synspill event database.
     """
 
-    def __init__(self, path: str | Path, readonly: bool = False) -> None:
+    def __init__(self, path: str | Path, existing: bool = False) -> None:
         self.path = Path(path)
-        if readonly and not self.path.is_file():
+        if existing and not self.path.is_file():
             raise UsageError(f"{self.path}: no such event database; run `synspill watch ... --db {self.path}` first or pass --db")
-        if not readonly:
+        if not existing:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA busy_timeout=30000")
-            if readonly:
+            if existing:
                 self._check_schema()
             else:
                 self.conn.execute("PRAGMA journal_mode=WAL")

@@ -256,10 +256,13 @@ def test_ambiguous_image_name_is_not_guessed(tmp_path):
 
 def test_box_outside_image_and_min_size(tmp_path):
     exports.scenes(tmp_path)
-    (tmp_path / "frame_001.txt").write_text("0 1.5 0.5 0.1 0.1\n0 0.5 0.5 0.01 0.5\n")
+    (tmp_path / "frame_001.txt").write_text("0 1.5 0.5 0.1 0.1\n0 0.5 0.5 0.01 0.5\n0 0.5 0.5 0.5 0.5\n")
     (tmp_path / "classes.txt").write_text("oil\n")
     rep = import_annotations([tmp_path / "frame_001.txt"]).report
-    assert rep.skipped_by_reason() == {"box outside image": 1, "degenerate box": 1}
+    assert rep.skipped_by_reason() == {"box outside image": 1, "degenerate box": 1} and rep.imported == 1
+    (tmp_path / "frame_001.txt").write_text("0 1.5 0.5 0.1 0.1\n0 0.5 0.5 0.01 0.5\n")
+    with pytest.raises(DatasetError, match=r"0 of 2 boxes imported .*box outside image: 1, degenerate box: 1"):
+        import_annotations([tmp_path / "frame_001.txt"])  # keeping nothing is an error, not an empty dataset
 
 
 @pytest.mark.parametrize(
@@ -308,7 +311,11 @@ def test_every_line_is_imported_or_reported_and_boxes_stay_inside(tmp_path_facto
     @given(st.lists(line, max_size=12))
     def check(lines):
         (d / "frame_001.txt").write_text("".join(f"{c} {x:.4f} {y:.4f} {w:.4f} {h:.4f}\n" for c, x, y, w, h in lines))
-        res = import_annotations([d / "frame_001.txt"], fmt="yolo")
+        try:
+            res = import_annotations([d / "frame_001.txt"], fmt="yolo")
+        except DatasetError as e:  # nothing kept of a non-empty file is an error (issue #14 row 15)
+            assert lines and f"0 of {len(lines)} boxes imported" in str(e)
+            return
         rep = res.report
         assert rep.imported + sum(rep.skipped_by_reason().values()) == len(lines)
         assert rep.skipped_by_reason().get("unknown label", 0) == sum(c == 2 for c, *_ in lines)

@@ -86,8 +86,8 @@ def test_yaml_equivalent(tmp_path):
     (('criticality = "high"', 'criticality = "extreme"'), r"cameras\[0\]\.zones\[0\]\.criticality"),
     (("polygon = [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]", "polygon = [[0, 0], [1, 1]]"), r"zones\[0\]\.polygon"),
     (('classes = ["oil-spill", "water"]', 'classes = ["lava"]'), r"cameras\[0\]\.classes.*lava"),
-    (("threshold = 0.6", "threshold = 1.5"), r"cameras\[0\].*threshold 1.5"),
-    (("k = 3", 'k = "three"'), r"cameras\[0\]\.k: 'three' is not an integer"),
+    (("threshold = 0.6", "threshold = 1.5"), r"cams.toml: defaults: threshold 1.5"),  # set in [defaults], not by a camera
+    (("k = 3", 'k = "three"'), r"cams.toml: defaults\.k: 'three' is not an integer"),
     (('mqtt = "127.0.0.1:1883"', 'mqtt = "127.0.0.1:port"'), r"sinks.*HOST:PORT"),
     (('webhook = "http://127.0.0.1:8080/spill"', 'webhook = "ftp://x"'), r"sinks.*http"),
     (("levels = {critical = 0.8}", "levels = {critical = 0.5}"), r"severity.*medium < high < critical"),

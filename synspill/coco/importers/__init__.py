@@ -23,9 +23,12 @@ from synspill.coco.dataset import CocoDataset, read_json
 from synspill.coco.formats import FORMATS
 from synspill.coco.importers import coco, cvat, labelme, labelstudio, voc, yolo
 from synspill.coco.importers._common import (
+    MALFORMED_FILE,
     STRICT_REASONS,
+    UNKNOWN_LABEL,
     ImportReport,
     RawItem,
+    Skip,
     build_dataset,
     parse_xml,
 )
@@ -100,28 +103,40 @@ def import_to_file(sources: Sequence[str | os.PathLike], out: str | os.PathLike,
 
 def sniff_file(path: Path) -> tuple[str | None, Any]:
     """The format of one file (or None) and its parsed content (JSON object / XML root / None)."""
+    return _sniff(path)[:2]
+
+
+def _sniff(path: Path) -> tuple[str | None, Any, DatasetError | None]:
+    """``(format or None, parsed content, why it cannot be parsed)`` of one file.
+
+    The error is set for a ``.json``/``.xml`` file that does not parse (malformed, truncated,
+    not UTF-8) and for a ``.txt`` that is clearly a YOLO label file but not UTF-8: such a file
+    is broken, not of another format (:func:`import_annotations` decides which format it
+    belonged to).
+    """
     suf = path.suffix.lower()
     if suf == ".json":
         try:
             obj = read_json(path)
-        except DatasetError:
-            return None, None
+        except DatasetError as e:
+            return None, None, e
         for name, mod in _JSON.items():
             if mod.sniff(obj):
-                return name, obj
-        return None, obj
+                return name, obj, None
+        return None, obj, None
     if suf == ".xml":
         try:
             root = parse_xml(path)
-        except DatasetError:
-            return None, None
+        except DatasetError as e:
+            return None, None, e
         for name, mod in _XML.items():
             if mod.sniff_xml(root):
-                return name, root
-        return None, root
-    if suf == ".txt" and yolo.sniff_txt(path):
-        return "yolo", None
-    return None, None
+                return name, root, None
+        return None, root, None
+    if suf == ".txt":
+        is_yolo, err = yolo.classify_txt(path)
+        return ("yolo" if is_yolo else None), None, err
+    return None, None, None
 
 
 def _collect(sources: Sequence[Path], exclude: set[Path]) -> tuple[list[Path], set[Path]]:
@@ -189,10 +204,19 @@ def import_annotations(
     files, explicit = _collect(srcs, excl)
     detected: list[tuple[Path, str, Any]] = []
     ignored: list[Path] = []
+    broken: list[tuple[Path, DatasetError]] = []  # files found in folders that do not parse
     for f in files:
         is_explicit = Path(os.path.abspath(f)) in explicit
-        if fmt == "auto":
-            name, parsed = sniff_file(f)
+        if fmt != "auto" and f.suffix.lower() != _SUFFIX[fmt]:
+            if is_explicit:
+                raise DatasetError(f"{f}: a {fmt} export is a {_SUFFIX[fmt]} file; pick the right --format or file")
+            continue
+        name, parsed, err = _sniff(f)
+        if err is not None:
+            if is_explicit:
+                raise err
+            broken.append((f, err))
+        elif fmt == "auto":
             if name is None:
                 if is_explicit:
                     _explain_unknown(f)
@@ -200,33 +224,46 @@ def import_annotations(
                 continue
             detected.append((f, name, parsed))
         else:
-            if f.suffix.lower() != _SUFFIX[fmt]:
-                if is_explicit:
-                    raise DatasetError(f"{f}: a {fmt} export is a {_SUFFIX[fmt]} file; pick the right --format or file")
-                continue
-            name, parsed = sniff_file(f)
             if name != fmt and not is_explicit:
                 ignored.append(f)  # e.g. notes.json / classes.txt inside a folder
                 continue
             detected.append((f, fmt, parsed if name == fmt else None))
+    where = ", ".join(map(str, srcs))
     if not detected:
-        where = ", ".join(map(str, srcs))
+        if broken:
+            raise DatasetError(f"{where}: {len(broken)} file(s) could not be read and no other annotation file was found; "
+                               f"the first: {broken[0][1]}")
         raise DatasetError(f"{where}: no {'' if fmt == 'auto' else fmt + ' '}annotation files found (looked for LabelMe/Label Studio/COCO .json, CVAT/VOC .xml, YOLO .txt); check the path or pass --format")
     kinds = Counter(n for _, n, _ in detected)
     if len(kinds) > 1:
         desc = ", ".join(f"{n} ({k} files, e.g. {next(f for f, m, _ in detected if m == n)})" for n, k in kinds.most_common())
         raise DatasetError(f"found several formats: {desc}; pass --format or point SRC at one export")
     the_fmt = next(iter(kinds))
+    # a broken file with the format's suffix belongs to the export (a truncated LabelMe JSON
+    # among LabelMe files): it is an item error, never "a file of another format"
+    ignored += [f for f, _ in broken if f.suffix.lower() != _SUFFIX[the_fmt]]
+    broken = [(f, e) for f, e in broken if f.suffix.lower() == _SUFFIX[the_fmt]]
     root = _common_root(srcs)
-    report = ImportReport(the_fmt, files=len(detected))
+    report = ImportReport(the_fmt, files=len(detected) + len(broken))
     if ignored:
         report.notes.append(f"{len(ignored)} file(s) not in {the_fmt} format ignored, e.g. {ignored[0]}")
+    is_explicit_file = {f: Path(os.path.abspath(f)) in explicit for f, _, _ in detected}
 
     def items() -> Any:
+        for f, err in broken:
+            yield _malformed(f, err)
         for f, name, parsed in detected:
             if on_file is not None:
                 on_file(f)
-            yield from _read(name, f, parsed)
+            if is_explicit_file[f]:  # a file the user named: its error is the answer
+                yield from _read(name, f, parsed)
+                continue
+            try:
+                got = _read(name, f, parsed, tolerant=True)
+            except DatasetError as e:  # one broken file of a folder: report it, import the rest
+                yield _malformed(f, e)
+                continue
+            yield from got
 
     ds, rep = build_dataset(
         items(),
@@ -241,24 +278,61 @@ def import_annotations(
     if strict:
         bad = [s for s in rep.skipped if s.reason in STRICT_REASONS]
         if bad:
-            lines = "; ".join(f"{s.file} {s.where}: {s.reason} {s.label!r} ({s.detail})" if s.label else f"{s.file} {s.where}: {s.reason} ({s.detail})" for s in bad[:5])
+            lines = "; ".join(_describe(s) for s in bad[:5])
             more = f" (+{len(bad) - 5} more)" if len(bad) > 5 else ""
             raise DatasetError(f"--strict: {len(bad)} problem(s): {lines}{more}; fix them or drop --strict to skip and report them")
     if not ds.images:
         reasons = ", ".join(f"{k}: {v}" for k, v in rep.skipped_by_reason().items()) or "no images"
         first = [s for s in rep.skipped if s.reason in STRICT_REASONS] or rep.skipped
         hint = first[0].detail if first else ""
-        raise DatasetError(f"nothing imported from {', '.join(map(str, srcs))} ({reasons}); {hint or 'check --images'}")
+        raise DatasetError(f"nothing imported from {where} ({reasons}); {hint or 'check --images'}")
+    total = rep.imported + sum(s.boxes for s in rep.skipped)
+    if rep.imported == 0 and total > 0:
+        raise DatasetError(f"0 of {total} boxes imported from {where} "
+                           f"({', '.join(f'{k}: {v}' for k, v in rep.skipped_by_reason().items())}); {_zero_hint(rep)}")
     ds.info["import"] = {"format": the_fmt, "sources": [str(s) for s in srcs], "imported": rep.imported, "skipped": rep.skipped_by_reason()}
     return ImportResult(ds, rep)
 
 
-def _read(name: str, f: Path, parsed: Any) -> list[RawItem]:
+def _read(name: str, f: Path, parsed: Any, tolerant: bool = False) -> list[RawItem]:
+    """Parse one file; ``tolerant``: keep what a partly broken file allows (YOLO: its valid lines)."""
     if name in _JSON:
         return _JSON[name].read(f, parsed)
     if name in _XML:
         return _XML[name].read(f, parsed)
-    return yolo.read(f)
+    return yolo.read(f, tolerant=tolerant)
+
+
+def _malformed(f: Path, err: DatasetError) -> RawItem:
+    """A report-only item: ``f`` belongs to the export but cannot be parsed (none of its boxes is known)."""
+    msg = str(err)
+    detail = msg[len(str(f)) + 2:] if msg.startswith(f"{f}: ") else msg
+    return RawItem(source_file=f, skipped=[(MALFORMED_FILE, detail, 0)])
+
+
+def _describe(s: Skip) -> str:
+    """One skip for an error line: file, item, reason, detail (and the labels of a skipped image)."""
+    where = f"{s.file} {s.where}".strip()
+    if s.whole_image:
+        boxes = f" ({s.boxes} box(es): {s.label})" if s.boxes else ""
+        return f"{where}: {s.reason}: {s.detail}{boxes}"
+    return f"{where}: {s.reason} {s.label!r} ({s.detail})" if s.label else f"{where}: {s.reason} ({s.detail})"
+
+
+def _zero_hint(rep: ImportReport) -> str:
+    """How to fix an import that kept no box: map the unknown labels, else the first skip's advice."""
+    unknown: Counter = Counter()
+    for s in rep.skipped:
+        if s.reason == UNKNOWN_LABEL:
+            unknown[s.label] += s.boxes
+    if unknown:
+        from synspill import taxonomy
+
+        top = ", ".join(f"{label!r} ({n})" for label, n in unknown.most_common(5))
+        return (f"the labels are not spill classes: {top}; map them with --map '{unknown.most_common(1)[0][0]}=<class>' "
+                f"(classes: {', '.join(taxonomy.NAMES)})")
+    first = [s for s in rep.skipped if s.boxes]
+    return f"first skipped: {_describe(first[0])}" if first else "check the export"
 
 
 def _explain_unknown(f: Path) -> None:

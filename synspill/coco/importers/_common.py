@@ -43,10 +43,14 @@ CANCELLED = "cancelled annotation"
 PREDICTION = "model prediction"
 SUPERSEDED = "other annotation of the task"
 MISSING_REF = "refers to a missing image"
+MALFORMED_FILE = "malformed file"  # a file of the export's format that cannot be parsed (0 boxes counted)
+MALFORMED_LINE = "malformed line"  # a YOLO line that is not a label line (the file's other lines are kept)
+MALFORMED_BOX = "malformed box"  # a box with a negative width or height
 
 #: Reasons that ``strict`` turns into an error (everything else is a judgement call a tool
 #: user expects: a stray point or a zero-size box is not a spill).
-STRICT_REASONS = (UNKNOWN_LABEL, NO_LABEL, NO_IMAGE, AMBIGUOUS_IMAGE, BAD_IMAGE, SIZE_MISMATCH)
+STRICT_REASONS = (UNKNOWN_LABEL, NO_LABEL, NO_IMAGE, AMBIGUOUS_IMAGE, BAD_IMAGE, SIZE_MISMATCH, MALFORMED_FILE,
+                  MALFORMED_LINE, MALFORMED_BOX)
 
 
 @dataclass
@@ -147,6 +151,10 @@ class ImportReport:
         """Number of whole images skipped per reason (missing, ambiguous, unreadable, wrong size)."""
         return dict(Counter(s.reason for s in self.skipped if s.whole_image).most_common())
 
+    def files_skipped_by_reason(self) -> dict[str, int]:
+        """Number of whole files not read, per reason (:data:`MALFORMED_FILE`)."""
+        return dict(Counter(s.reason for s in self.skipped if s.reason == MALFORMED_FILE).most_common())
+
     def unknown_labels(self) -> dict[tuple[str, str], int]:
         """``{(file, label): boxes}`` for every label that is not a taxonomy class."""
         c: Counter = Counter()
@@ -164,6 +172,7 @@ class ImportReport:
             "per_class": dict(sorted(self.per_class.items())),
             "skipped_by_reason": self.skipped_by_reason(),
             "images_skipped_by_reason": self.images_skipped_by_reason(),
+            "files_skipped_by_reason": self.files_skipped_by_reason(),
             "skipped": [s.to_dict() for s in self.skipped],
             "clipped": [s.to_dict() for s in self.clipped],
             "notes": self.notes,
@@ -182,6 +191,17 @@ def num(v: Any, file: Path, where: str, what: str) -> float:
     if not math.isfinite(f):
         raise DatasetError(f"{file}: {where} has {what}={v!r}; coordinates must be finite numbers")
     return f
+
+
+def negative_size(w: float, h: float) -> str | None:
+    """Why a box ``w`` wide and ``h`` high is malformed (a negative side), or None.
+
+    Formats that write a corner and a size (COCO, YOLO, Label Studio) or named corners
+    (VOC ``xmin/xmax``, CVAT ``xtl/xbr``) never have a negative side in a valid export;
+    swapping the corners would import a different box than the one drawn.
+    """
+    bad = [f"{n} {v:g}" for n, v in (("width", w), ("height", h)) if v < 0]
+    return f"negative {' and '.join(bad)}; fix the box in the tool" if bad else None
 
 
 def opt_int(v: Any) -> int | None:
@@ -307,7 +327,7 @@ class ImageFinder:
                 return hits[0], "", ""
             if len(hits) > 1:
                 return None, AMBIGUOUS_IMAGE, f"{len(hits)} files named {hits[0].name!r} under {self.images_dir} ({hits[0]}, {hits[1]}); keep one or pass a narrower --images"
-        wanted = ref or (f"{item.stem}.*" if item.stem else "?")
+        wanted = ref or (item.alt_names[0] if item.alt_names else None) or (f"{item.stem}.*" if item.stem else "(no image name)")
         where = ", ".join(str(d) for d in folders) or "(no folder; pass --images)"
         return None, NO_IMAGE, f"{wanted!r} not found in {where}"
 

@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from synspill.coco.dataset import CocoDataset, read_json
-from synspill.coco.importers._common import MISSING_REF, RawItem, RawShape
+from synspill.coco.importers._common import (
+    MALFORMED_BOX,
+    MISSING_REF,
+    RawItem,
+    RawShape,
+    negative_size,
+)
 
 NAME = "coco"
 SUFFIXES = (".json",)
@@ -53,7 +59,11 @@ def read(path: Path, obj: Any = None) -> list[RawItem]:
         label = cats.get(a.category_id, f"category_id {a.category_id}")
         extra = {k: v for k, v in a.extra.items() if k not in ("source", "source_file", "source_item")}
         extra["coco_id"] = a.id
-        item.shapes.append(RawShape(label, f"annotation {a.id}", xyxy=(x, y, x + w, y + h), segmentation=a.segmentation or None, iscrowd=a.iscrowd, extra=extra))
+        sh = RawShape(label, f"annotation {a.id}", xyxy=(x, y, x + w, y + h), segmentation=a.segmentation or None, iscrowd=a.iscrowd, extra=extra)
+        why = negative_size(w, h)
+        if why:
+            sh.skip = (MALFORMED_BOX, f"bbox {[x, y, w, h]} ([x, y, w, h]) has {why}")
+        item.shapes.append(sh)
     out = list(items.values())
     if orphans:  # an image-less item that only carries the report
         out.append(RawItem(source_file=path, skipped=[(MISSING_REF, f"annotations {orphans[:5]} refer to image ids not in 'images'", len(orphans))]))

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from synspill.coco.importers._common import (
+    MALFORMED_BOX,
     NOT_A_BOX,
     RawItem,
     RawShape,
     ellipse_bounds,
+    negative_size,
     num,
     opt_int,
     parse_xml,
@@ -70,6 +72,9 @@ def _shape(el: ET.Element, k: int, path: Path, iwhere: str) -> RawShape:
         x2, y2 = num(g("xbr"), path, w, "xbr"), num(g("ybr"), path, w, "ybr")
         rot = num(g("rotation") or 0, path, w, "rotation")
         sh.xyxy = rotated_rect_bounds(x1, y1, x2 - x1, y2 - y1, rot, "center")
+        why = negative_size(x2 - x1, y2 - y1)
+        if why:
+            sh.skip = (MALFORMED_BOX, f"xtl={x1:g} ytl={y1:g} xbr={x2:g} ybr={y2:g}: {why}")
         if rot:
             sh.extra["rotation"] = rot
     elif el.tag == "polygon":
@@ -86,7 +91,11 @@ def _shape(el: ET.Element, k: int, path: Path, iwhere: str) -> RawShape:
         )
     elif el.tag == "mask":
         left, top = num(g("left"), path, w, "left"), num(g("top"), path, w, "top")
-        sh.xyxy = (left, top, left + num(g("width"), path, w, "width"), top + num(g("height"), path, w, "height"))
+        mw, mh = num(g("width"), path, w, "width"), num(g("height"), path, w, "height")
+        sh.xyxy = (left, top, left + mw, top + mh)
+        why = negative_size(mw, mh)
+        if why:
+            sh.skip = (MALFORMED_BOX, f"mask {why}")
     else:
         sh.skip = (NOT_A_BOX, f"CVAT <{el.tag}> has no area; draw a box or polygon")
     return sh

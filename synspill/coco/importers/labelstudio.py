@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 from synspill.coco.dataset import read_json
 from synspill.coco.importers._common import (
     CANCELLED,
+    MALFORMED_BOX,
     NOT_A_BOX,
     PREDICTION,
     SUPERSEDED,
@@ -31,6 +32,7 @@ from synspill.coco.importers._common import (
     RawShape,
     basename,
     ellipse_bounds,
+    negative_size,
     num,
     opt_int,
     rotated_rect_bounds,
@@ -113,6 +115,9 @@ def _shape(r: dict, labels_by_id: dict[str, list[str]], path: Path, where: str) 
             rot = num(v.get("rotation") or 0, path, where, "rotation")
             if kind == "rectangle":
                 w, h = num(v.get("width"), path, where, "width"), num(v.get("height"), path, where, "height")
+                why = negative_size(w, h)
+                if why:
+                    sh.skip = (MALFORMED_BOX, f"x={x:g}% y={y:g}% width={w:g}% height={h:g}%: {why}")
                 if rot and ow and oh:  # rotate in pixels of the original image, about the top-left corner
                     b = rotated_rect_bounds(x * ow / 100, y * oh / 100, w * ow / 100, h * oh / 100, rot, "topleft")
                     sh.xyxy = (b[0] / ow, b[1] / oh, b[2] / ow, b[3] / oh)

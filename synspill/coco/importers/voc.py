@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from synspill.coco.importers._common import (
+    MALFORMED_BOX,
     NOT_A_BOX,
     RawItem,
     RawShape,
     basename,
+    negative_size,
     num,
     opt_int,
     parse_xml,
@@ -63,7 +65,11 @@ def read(path: Path, root: ET.Element | None = None) -> list[RawItem]:
             sh.skip = (NOT_A_BOX, "object has no <bndbox>")
         else:
             w = f"{where} ({label!r})"
-            sh.xyxy = tuple(num(bb.findtext(t), path, w, t) for t in ("xmin", "ymin", "xmax", "ymax"))  # type: ignore[assignment]
+            x1, y1, x2, y2 = (num(bb.findtext(t), path, w, t) for t in ("xmin", "ymin", "xmax", "ymax"))
+            sh.xyxy = (x1, y1, x2, y2)
+            why = negative_size(x2 - x1, y2 - y1)
+            if why:
+                sh.skip = (MALFORMED_BOX, f"xmin={x1:g} ymin={y1:g} xmax={x2:g} ymax={y2:g}: {why}")
         shapes.append(sh)
     filename = (root.findtext("filename") or "").strip()
     ipath = (root.findtext("path") or "").strip()

@@ -15,8 +15,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from synspill.coco.importers._common import RawItem, RawShape
+from synspill.coco.importers._common import (
+    MALFORMED_BOX,
+    MALFORMED_LINE,
+    RawItem,
+    RawShape,
+    negative_size,
+)
 from synspill.errors import DatasetError
+from synspill.io import IMAGE_SUFFIXES
 
 NAME = "yolo"
 SUFFIXES = (".txt",)
@@ -39,17 +46,40 @@ def _is_label_line(line: str) -> bool:
 
 
 def sniff_txt(path: Path) -> bool:
-    """True for a YOLO label file (every line ``int float float float float [...]``)."""
+    """True for a YOLO label file: every line ``int float float float float [...]``, or one
+    with some malformed lines that is clearly a label file (see :func:`classify_txt`)."""
+    return classify_txt(path)[0]
+
+
+def classify_txt(path: Path) -> tuple[bool, DatasetError | None]:
+    """``(is a YOLO label file, why it cannot be read)`` for a ``.txt`` file.
+
+    A file counts when every line is a label line, or -- with some malformed lines -- when
+    it is clearly a label file all the same: it has at least one label line, lies in a
+    ``labels/`` folder, or an image with its stem lies beside it or in the ``images/`` twin.
+    ``(False, error)``: such a clearly-YOLO file is not UTF-8 text. ``(False, None)``: not
+    a label file (e.g. a README).
+    """
     if path.name.lower() in NOT_LABELS:
-        return False
+        return False, None
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
-        return False
+        if _yolo_place(path):
+            return False, DatasetError(f"{path}: not UTF-8 text; re-export the label file (lines 'class cx cy w h')")
+        return False, None
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:  # an empty label file: an image without boxes, if it sits in a YOLO tree
-        return "labels" in path.parts or find_names(path.parent)[0] is not None
-    return all(_is_label_line(ln) for ln in lines[:50])
+        return "labels" in path.parts or find_names(path.parent)[0] is not None, None
+    good = [_is_label_line(ln) for ln in lines[:50]]
+    return all(good) or any(good) or _yolo_place(path), None
+
+
+def _yolo_place(path: Path) -> bool:
+    """The file sits where YOLO labels live: a ``labels/`` folder, or beside/twin of its image."""
+    if "labels" in path.parent.parts:
+        return True
+    return any((d / (path.stem + e)).is_file() for d in _image_dirs(path) for e in IMAGE_SUFFIXES)
 
 
 @lru_cache(maxsize=256)
@@ -96,11 +126,18 @@ def _image_dirs(path: Path) -> list[Path]:
     return dirs
 
 
-def read(path: Path) -> list[RawItem]:
+def read(path: Path, tolerant: bool = False) -> list[RawItem]:
     """Parse one YOLO label file into one :class:`RawItem` (normalised coordinates).
 
+    Args:
+        path: The label file.
+        tolerant: Keep the valid lines of a file with malformed ones; each malformed line
+            is reported (:data:`MALFORMED_LINE`) instead of failing the file. YOLO lines
+            are independent boxes, so one bad line says nothing about the others.
+
     Raises:
-        DatasetError: A malformed line, naming ``file:line`` and the expected layout.
+        DatasetError: Not UTF-8, or (unless ``tolerant``) a malformed line, naming
+            ``file:line`` and the expected layout.
     """
     try:
         text = path.read_text(encoding="utf-8")
@@ -113,6 +150,11 @@ def read(path: Path) -> list[RawItem]:
         if not parts:
             continue
         if not _is_label_line(line):
+            if tolerant:
+                shapes.append(RawShape("", f"line {lineno}", skip=(
+                    MALFORMED_LINE, f"{line.strip()[:60]!r} is not a YOLO label line ('class cx cy w h', normalised 0-1); "
+                                    "the other lines of the file were imported")))
+                continue
             raise DatasetError(
                 f"{path}:{lineno}: {line.strip()[:60]!r} is not a YOLO label line; expected 'class cx cy w h' "
                 "(normalised 0-1) or 'class x1 y1 x2 y2 ...' for polygons"
@@ -126,6 +168,9 @@ def read(path: Path) -> list[RawItem]:
         if len(vals) in (4, 5):
             cx, cy, w, h = vals[:4]
             sh.xyxy = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+            why = negative_size(w, h)
+            if why:
+                sh.skip = (MALFORMED_BOX, f"'{line.strip()[:60]}' has {why}")
             if len(vals) == 5:
                 sh.extra.update(score=vals[4], auto=True)
         else:
