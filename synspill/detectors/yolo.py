@@ -187,11 +187,14 @@ def resolve_model(spec: str) -> tuple[str, bool]:
         cached = cache_dir() / "ultralytics" / "weights" / p.name
         if not p.is_absolute() and len(p.parts) == 1 and cached.is_file():
             return str(cached), False
-        raise ModelNotFound(
-            f"--model {spec!r}: weights file not found; synspill never downloads at run time. "
-            f"Download it once ({ASSETS_URL}/{p.name}) and pass its path, or put it in {cached.parent}/; "
-            f"to train from scratch pass an architecture name such as {p.stem}"
-        )
+        if ARCH_RE.match(p.stem):  # an ultralytics release name: say where it is published
+            raise ModelNotFound(
+                f"--model {spec!r}: weights file not found; synspill never downloads at run time. "
+                f"Download it once ({ASSETS_URL}/{p.name}) and pass its path, or put it in {cached.parent}/; "
+                f"to train from scratch pass the architecture name {p.stem}, or lite0 for the pretrained backbone"
+            )
+        raise ModelNotFound(f"--model {spec!r}: weights file not found; pass the path of an existing .pt file or a "
+                            f"`synspill finetune yolo` run folder (synspill never downloads at run time)")
     if p.suffix in (".yaml", ".yml"):
         return str(p) if p.exists() else p.name, True
     if ARCH_RE.match(spec):

@@ -167,3 +167,14 @@ def test_yolo_predictor_maps_classes_and_coordinates(tmp_path, monkeypatch):
         assert np.allclose(d.xyxy, r.boxes.xyxy.numpy()[keep])
         assert (d.class_id == r.boxes.cls.numpy()[keep].astype(int) + 1).all()
         assert d.xyxy[:, 2].max(initial=0) <= imgs[0].shape[1] + 1e-3
+
+
+def test_missing_weights_advice_names_a_url_only_for_real_release_names():
+    from synspill.detectors import yolo
+    from synspill.errors import ModelNotFound
+
+    with pytest.raises(ModelNotFound, match=r"releases/download/v8\.3\.0/yolo11s\.pt"):
+        yolo.resolve_model("yolo11s.pt")
+    with pytest.raises(ModelNotFound) as e:
+        yolo.resolve_model("/nowhere/my_plant_model.pt")
+    assert "http" not in str(e.value) and "run folder" in str(e.value)
