@@ -32,6 +32,9 @@ from synspill.synth.jobrunner import (
     write_file_atomic,
 )
 
+#: Largest scene side (px): 8192^2 RGB is 200 MB per image before the renderer's own buffers.
+MAX_SIDE = 8192
+
 
 @dataclass(frozen=True)
 class ScenesJob(FromParams):
@@ -75,6 +78,9 @@ class ScenesJob(FromParams):
             raise UsageError(f"--n {self.n}: need at least one scene")
         if self.width < 32 or self.height < 32 or self.width % 8 or self.height % 8:
             raise UsageError(f"--size {self.width}x{self.height}: width and height must be multiples of 8, at least 32")
+        if max(self.width, self.height) > MAX_SIDE:
+            raise UsageError(f"--size {max(self.width, self.height)} is larger than {MAX_SIDE} px, more than a scene needs "
+                             "(SDXL works at 1024); use e.g. --size 1024")
         if self.batch_size < 1 or self.workers < 1:
             raise UsageError("--batch-size and --workers must be at least 1")
         if self.scene_types:
