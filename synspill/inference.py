@@ -41,7 +41,7 @@ import numpy as np
 from synspill.coco.dataset import CocoDataset, ImageRecord, load_coco
 from synspill.detections import Detections, Predictor, write_results, write_sidecar
 from synspill.errors import DatasetError, OutputExists
-from synspill.io import IMAGE_SUFFIXES, list_images, write_json
+from synspill.io import IMAGE_SUFFIXES, check_image_file, list_images, write_json
 from synspill.models import PredictorConfig
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,8 @@ def read_rgb(path: Path) -> np.ndarray:
             with Image.open(path) as im:
                 return np.asarray(im.convert("RGB"))
         except (UnidentifiedImageError, OSError) as e:
-            raise DatasetError(f"{path}: not a readable image ({e})") from None
+            raise DatasetError(f"{path}: not a readable image ({e}); replace it with a readable copy, then run the "
+                               "same command again (finished images are kept)") from None
     return a[..., ::-1]
 
 
@@ -145,13 +146,34 @@ def partial_path(out: str | Path) -> Path:
     return p.with_name(p.name.removesuffix(".json") + ".partial.jsonl")
 
 
-def _run_settings(model: str, backend: str, images: str | Path, save_images: str | Path | None,
+def _run_settings(model: str, backend: str, images: str | Path, ds: CocoDataset, save_images: str | Path | None,
                   extra_meta: dict[str, Any] | None) -> dict[str, Any]:
-    """What identifies a prediction run (compared on resume; the device may change)."""
+    """What identifies a prediction run (compared on resume; the device may change).
+
+    ``image_list`` fingerprints the images (ids, files, sizes): a folder that gained or lost
+    a file numbers its images differently, so finished results would belong to other ids.
+    """
+    import hashlib
+
     meta = {k: v for k, v in (extra_meta or {}).items() if k != "device"}
+    listing = json.dumps([[im.id, im.file_name, im.width, im.height] for im in ds.images]).encode()
     return json.loads(json.dumps({"model": model, "backend": backend, "images": str(Path(images).absolute()),
+                                  "image_list": hashlib.sha1(listing).hexdigest()[:16],
                                   "save_images": str(Path(save_images).absolute()) if save_images else None, **meta},
                                  default=str))
+
+
+def check_images(ds: CocoDataset) -> None:
+    """Every image of ``ds`` exists and is not cut short (before any work; see :func:`synspill.io.check_image_file`).
+
+    Raises:
+        DatasetError: The first missing or truncated file, named.
+    """
+    for im in ds.images:
+        p = ds.image_path(im)
+        if not p.is_file():
+            raise DatasetError(f"image {im.id} file {str(p)!r} does not exist; fix file_name or the image folder")
+        check_image_file(p)
 
 
 class _Partial:
@@ -291,8 +313,9 @@ def predict_to_results(
     ds, generated = image_source(images)
     if not ds.images:
         raise DatasetError(f"{images}: no images to predict on")
+    check_images(ds)
     t0 = time.perf_counter()
-    part = _Partial(out, _run_settings(model or predictor.name, backend, images, save_images, extra_meta), resume, batch)
+    part = _Partial(out, _run_settings(model or predictor.name, backend, images, ds, save_images, extra_meta), resume, batch)
     part.open({im.id for im in ds.images})
     resumed = len(part.done)
     if resumed:
@@ -375,7 +398,8 @@ def predict_files(
 
     Raises:
         OutputExists: ``out`` exists and not ``force``, or an unfinished run with other settings.
-        DatasetError: No images, or an unreadable one.
+        DatasetError: No images, or a missing, truncated or unreadable one (named; checked
+            before the model loads, except files that are complete but undecodable).
     """
     from synspill.predictors import load_predictor
 
@@ -383,11 +407,12 @@ def predict_files(
     if out.exists() and not force:
         raise OutputExists(f"{out} exists; pass --force to overwrite it or choose another --out")
     ds, _ = image_source(images)
+    check_images(ds)
     backend = cfg.resolved_backend()
     meta = {"conf": cfg.conf, "imgsz": cfg.imgsz, "classes": list(cfg.classes) if cfg.classes else None,
             "device": cfg.device, "adapter": cfg.adapter, "prompt": cfg.prompt, **(extra_meta or {})}
     # an unfinished run with other settings is refused before the (slow) model load
-    part = _Partial(out, _run_settings(cfg.model, backend, images, save_images, meta), resume=not force)
+    part = _Partial(out, _run_settings(cfg.model, backend, images, ds, save_images, meta), resume=not force)
     ids = {im.id for im in ds.images}
     if on_start is not None:
         on_start(backend, len(ds.images), sum(1 for i in part.done if i in ids))

@@ -35,6 +35,40 @@ def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
+#: How far from its end an image file's end marker may be (some cameras append a few bytes).
+_TAIL = 4096
+
+
+def check_image_file(path: str | os.PathLike) -> None:
+    """Stop on an image file that is cut short: an interrupted copy or download.
+
+    Cheap (reads the file's last few KB): a JPEG must hold its end-of-image marker there,
+    a PNG its ``IEND`` chunk; other formats are only checked to be non-empty. A complete
+    file that still cannot be decoded is reported by whatever reads it.
+
+    Raises:
+        DatasetError: The file is empty or truncated; the message names it.
+    """
+    from synspill.errors import DatasetError
+
+    p = Path(path)
+    with open(p, "rb") as f:
+        head = f.read(8)
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - _TAIL))
+        tail = f.read()
+    if size == 0:
+        why = "the file is empty"
+    elif head[:3] == b"\xff\xd8\xff" and b"\xff\xd9" not in tail:
+        why = "the JPEG data is cut short (no end-of-image marker)"
+    elif head == b"\x89PNG\r\n\x1a\n" and b"IEND" not in tail:
+        why = "the PNG data is cut short (no IEND chunk)"
+    else:
+        return
+    raise DatasetError(f"{p}: image file is truncated: {why}; replace it with a complete copy (or remove it), "
+                       "then run the command again")
+
+
 #: errno -> what to do, for faults of the machine (not of the input); see :func:`storage_error`.
 _STORAGE_FIXES: dict[int, tuple[str, str]] = {
     errno.EACCES: ("permission denied", "fix its permissions or choose another path"),

@@ -139,7 +139,11 @@ def encode_jpeg(img: np.ndarray, quality: int) -> bytes:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """Read an image file as ``(H, W, 3)`` uint8 RGB (fast path for JPEG)."""
+    """Read an image file as ``(H, W, 3)`` uint8 RGB (fast path for JPEG).
+
+    Raises:
+        DatasetError: The file cannot be decoded (truncated, corrupt); the message names it.
+    """
     data = path.read_bytes()
     if data[:3] == b"\xff\xd8\xff":
         import simplejpeg
@@ -152,8 +156,12 @@ def read_rgb(path: Path) -> np.ndarray:
 
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("RGB")).copy()
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(im.convert("RGB")).copy()
+    except (OSError, ValueError, SyntaxError) as e:  # PIL: UnidentifiedImageError, "image file is truncated" ...
+        raise DatasetError(f"{path}: not a readable image ({e}); replace it with a readable copy, then run the same "
+                           "command again (finished images are kept)") from None
 
 
 def write_file_atomic(path: Path, data: bytes, tag: str = "s0of1") -> None:

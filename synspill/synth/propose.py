@@ -214,11 +214,13 @@ def propose_to_file(scenes: str | Path, out: str | Path, force: bool = False, **
     Raises:
         OutputExists: ``out`` exists and not ``force``.
         UsageError: ``out`` is not a ``.json`` file.
+        DatasetError: A scene image is missing or truncated (the message names it).
     """
     import os
 
     from synspill.coco.dataset import save_coco
     from synspill.errors import OutputExists, UsageError
+    from synspill.io import check_image_file
     from synspill.synth.scenes import load_scenes
 
     out = Path(out)
@@ -227,6 +229,13 @@ def propose_to_file(scenes: str | Path, out: str | Path, force: bool = False, **
     if out.suffix.lower() != ".json":
         raise UsageError(f"--out {out}: write the proposals to a .json file")
     ds = load_scenes(scenes)
+    for im in ds.images:  # as inpaint would: a missing or truncated scene stops here, named
+        p = ds.image_path(im)
+        if not p.is_file():
+            from synspill.errors import DatasetError
+
+            raise DatasetError(f"{scenes}: scene image {str(p)!r} (id {im.id}) does not exist; fix the scenes folder or its scenes.json")
+        check_image_file(p)
     props = propose_dataset(ds, **options)
     for im, src in zip(props.images, ds.images, strict=True):
         im.file_name = os.path.relpath(ds.image_path(src).resolve(), out.resolve().parent)

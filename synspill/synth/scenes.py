@@ -242,6 +242,11 @@ def run_scenes(job: ScenesJob, force: bool = False, on_progress: Progress | None
         Path of ``scenes.json``, or None when this shard does not merge.
     """
     out = Path(job.out)
+    if job.backgrounds and Path(job.backgrounds).is_dir():  # a truncated photo stops the run before any work, named
+        from synspill.io import check_image_file, list_images
+
+        for f in list_images(job.backgrounds):
+            check_image_file(f)
     return run_job(out, job.settings(), job.n, lambda todo, tag: [(i, job.spec(i), str(out), job.quality, tag) for i in todo],
                    _scene_worker, (_scene_worker_init, (job.backend, job.backgrounds, job.diffusion, job.scene_prompts)),
                    lambda: merge_scenes(out, job.n), force=force, shard=job.shard,

@@ -1,0 +1,66 @@
+"""A corrupt input image is handled the same way everywhere (#14 row 5): the run stops with one
+line naming the file and the fix (exit 1), before any work where the damage can be seen cheaply
+(a truncated file), else when the image is reached (finished work kept); never "internal error"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from synspill.cli import app
+
+
+def jpeg(path: Path, seed: int, size: int = 64) -> Path:
+    import simplejpeg
+
+    rng = np.random.default_rng(seed)
+    img = np.repeat(rng.integers(100, 200, (size, size, 1), dtype=np.uint8), 3, axis=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(simplejpeg.encode_jpeg(img, quality=90))
+    return path
+
+
+@pytest.fixture
+def truncated(tmp_path: Path) -> tuple[Path, Path]:
+    """A folder of three scene JPEGs; the second is cut in half (an interrupted copy)."""
+    folder = tmp_path / "scenes"
+    for i in range(3):
+        jpeg(folder / f"s{i}.jpg", i)
+    bad = folder / "s1.jpg"
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    return folder, bad
+
+
+@pytest.mark.parametrize("command", [
+    ["propose", "--scenes", "{scenes}", "--out", "{out}/boxes.json"],
+    ["inpaint", "--scenes", "{scenes}", "--propose", "--out", "{out}/spills", "--workers", "1"],
+    ["predict", "--model", "py:tests.watch.blobs:load", "--images", "{scenes}", "--out", "{out}/preds.json"],
+    ["scenes", "--backgrounds", "{scenes}", "--n", "2", "--size", "32", "--out", "{out}/bg"],
+], ids=lambda c: c[0])
+def test_truncated_image_stops_before_any_work_naming_it(truncated, tmp_path, command):
+    scenes, bad = truncated
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, [a.format(scenes=scenes, out=out) for a in command])
+    assert r.exit_code == 1, r.output
+    assert f"{bad}: image file is truncated" in r.output and "replace it with a complete copy" in r.output
+    assert "internal error" not in r.output
+    assert not out.exists() or not any(out.rglob("*.*")), list(out.rglob("*"))  # nothing written
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_undecodable_scene_is_named_when_reached(tmp_path, workers):
+    folder = tmp_path / "scenes"
+    for i in range(4):
+        jpeg(folder / f"s{i}.jpg", i)
+    bad = folder / "s2.jpg"
+    data = bytearray(bad.read_bytes())
+    data[200:260] = b"\x00" * 60  # damaged in the middle; its end marker is intact
+    data[20:24] = b"\xff\xc9\x00\x02"  # a marker no decoder accepts
+    bad.write_bytes(bytes(data))
+    r = CliRunner().invoke(app, ["inpaint", "--scenes", str(folder), "--propose", "--out", str(tmp_path / "o"),
+                                 "--workers", workers, "--batch-size", "1"])
+    assert r.exit_code == 1, r.output
+    assert f"{bad}: not a readable image" in r.output and "internal error" not in r.output
