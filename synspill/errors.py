@@ -35,6 +35,10 @@ class OutputExists(SynspillError):
     """An output exists and would be overwritten; pass ``--force`` or choose another path."""
 
 
+class DeliveryError(SynspillError):
+    """Alerts could not be delivered to a webhook or MQTT broker (they are kept for the next start)."""
+
+
 class StorageError(SynspillError):
     """A file or folder cannot be written: permissions, a read-only or full disk, a quota."""
 
