@@ -343,9 +343,17 @@ def _pool_init(initializer: Callable[..., None] | None, init_args: tuple) -> Non
     quietly (the default action), not through the handler inherited from the parent.
     """
     import signal
+    import sys
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform == "linux":  # the parent killed (kill -9, OOM): end now, not after the batch
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # _pool_call's check still stops an orphan after its batch
     if initializer is not None:
         initializer(*init_args)
 
@@ -353,6 +361,8 @@ def _pool_init(initializer: Callable[..., None] | None, init_args: tuple) -> Non
 def _pool_call(worker: Callable[[list[Any]], list[dict[str, Any]]], parent: int, batch: list[Any]) -> list[dict[str, Any]]:
     """Run one batch; a worker whose parent died (``kill -9``) leaves quietly instead of
     writing to a broken pipe (its finished image is re-made by the resume)."""
+    if os.getppid() != parent:
+        os._exit(0)
     recs = worker(batch)
     if os.getppid() != parent:
         os._exit(0)
