@@ -52,15 +52,22 @@ def test_truncated_image_stops_before_any_work_naming_it(truncated, tmp_path, co
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_undecodable_scene_is_named_when_reached(tmp_path, workers):
+    import json
+
+    from synspill import taxonomy
+
     folder = tmp_path / "scenes"
     for i in range(4):
         jpeg(folder / f"s{i}.jpg", i)
+    # a COCO scenes file: nothing reads the pixels before inpaint does
+    (folder / "annotations.json").write_text(json.dumps({
+        "images": [{"id": i + 1, "file_name": f"s{i}.jpg", "width": 64, "height": 64} for i in range(4)],
+        "annotations": [], "categories": taxonomy.coco_categories()}))
     bad = folder / "s2.jpg"
-    data = bytearray(bad.read_bytes())
-    data[200:260] = b"\x00" * 60  # damaged in the middle; its end marker is intact
-    data[20:24] = b"\xff\xc9\x00\x02"  # a marker no decoder accepts
-    bad.write_bytes(bytes(data))
+    junk = np.random.default_rng(0).integers(0, 255, 3000, dtype=np.uint8).tobytes()
+    bad.write_bytes(b"\xff\xd8\xff" + junk + b"\xff\xd9")  # complete (end marker), but no decoder can read it
     r = CliRunner().invoke(app, ["inpaint", "--scenes", str(folder), "--propose", "--out", str(tmp_path / "o"),
                                  "--workers", workers, "--batch-size", "1"])
     assert r.exit_code == 1, r.output
     assert f"{bad}: not a readable image" in r.output and "internal error" not in r.output
+    assert "run the same command again (finished images are kept)" in r.output
