@@ -68,14 +68,14 @@ def image_source(path: str | Path) -> tuple[CocoDataset, bool]:
     files = list_images(p)
     if not files:
         raise DatasetError(f"{p}: folder has no images ({', '.join(IMAGE_SUFFIXES)}) and no annotations.json")
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     images = []
     for i, f in enumerate(files, 1):
         try:
             with Image.open(f) as im:
                 w, h = im.size
-        except (UnidentifiedImageError, OSError) as e:
+        except Exception as e:  # also the ImportError of ultralytics' patched Image.open (pi_heif)
             raise DatasetError(f"{f}: not a readable image ({e}); remove it from {p}") from None
         images.append(ImageRecord(i, str(f.relative_to(p)), w, h))
     return CocoDataset(images=images, annotations=[], root=p.absolute()), True
@@ -87,14 +87,14 @@ def read_rgb(path: Path) -> np.ndarray:
 
     a = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if a is None:  # formats OpenCV lacks: fall back to PIL
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image
 
         try:
             with Image.open(path) as im:
                 return np.asarray(im.convert("RGB"))
-        except (UnidentifiedImageError, OSError) as e:
-            raise DatasetError(f"{path}: not a readable image ({e}); replace it with a readable copy, then run the "
-                               "same command again (finished images are kept)") from None
+        except Exception as e:  # also the ImportError of ultralytics' patched Image.open (pi_heif)
+            raise DatasetError(f"{path}: not a readable image ({type(e).__name__}: {e}); replace it with a readable "
+                               "copy, then run the same command again (finished images are kept)") from None
     return a[..., ::-1]
 
 

@@ -71,3 +71,17 @@ def test_undecodable_scene_is_named_when_reached(tmp_path, workers):
     assert r.exit_code == 1, r.output
     assert f"{bad}: not a readable image" in r.output and "internal error" not in r.output
     assert "run the same command again (finished images are kept)" in r.output
+
+
+def test_unreadable_image_is_named_after_ultralytics_patched_pillow(tmp_path):
+    """Once ultralytics is imported (any YOLO run in the process), its patched ``Image.open``
+    fails on an unknown file with an ImportError (pi_heif): still one line naming the file."""
+    import ultralytics.utils.patches  # noqa: F401
+
+    folder = tmp_path / "imgs"
+    jpeg(folder / "a.jpg", 0)
+    bad = folder / "b.jpg"
+    bad.write_bytes(b"\xff\xd8\xff" + np.random.default_rng(1).integers(0, 255, 2000, dtype=np.uint8).tobytes() + b"\xff\xd9")
+    r = CliRunner().invoke(app, ["predict", "--model", "py:tests.watch.blobs:load", "--images", str(folder),
+                                 "--out", str(tmp_path / "p.json")])
+    assert r.exit_code == 1 and f"{bad}: not a readable image" in r.output and "internal error" not in r.output, r.output

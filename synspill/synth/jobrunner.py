@@ -159,9 +159,11 @@ def read_rgb(path: Path) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as im:
             return np.asarray(im.convert("RGB")).copy()
-    except (OSError, ValueError, SyntaxError) as e:  # PIL: UnidentifiedImageError, "image file is truncated" ...
-        raise DatasetError(f"{path}: not a readable image ({e}); replace it with a readable copy, then run the same "
-                           "command again (finished images are kept)") from None
+    # not only OSError ("image file is truncated", UnidentifiedImageError): once ultralytics is
+    # imported, its patched Image.open fails on an unknown file with an ImportError (pi_heif)
+    except Exception as e:
+        raise DatasetError(f"{path}: not a readable image ({type(e).__name__}: {e}); replace it with a readable copy, "
+                           "then run the same command again (finished images are kept)") from None
 
 
 def write_file_atomic(path: Path, data: bytes, tag: str = "s0of1") -> None:

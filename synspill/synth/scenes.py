@@ -304,7 +304,7 @@ def load_scenes(path: str | os.PathLike) -> Any:
         try:
             with Image.open(f) as im:
                 w, h = im.size
-        except OSError as e:
+        except Exception as e:  # OSError; or the ImportError of ultralytics' patched Image.open (pi_heif)
             raise DatasetError(f"{f}: not a readable image ({e}); remove it from {p}") from None
         images.append(ImageRecord(i, str(f.relative_to(p)), w, h))
     return CocoDataset(images=images, annotations=[], root=p)
