@@ -136,6 +136,7 @@ class Watcher:
         self.snapshots: SnapshotWriter | None = None
         self.store: EventStore | None = None
         self.groups: list[tuple[Predictor, list[str]]] = []
+        self.network: list[ReliableSink] = []  # the sinks that confirm delivery (webhook, MQTT)
         self._last_error: dict[str, str] = {}
 
     def stop(self) -> None:
@@ -174,7 +175,8 @@ class Watcher:
         if s.snapshots:
             self.snapshots = SnapshotWriter(s.snapshots)
         assert self.store is not None
-        for sink in self._reliable():  # what earlier runs could not deliver goes first
+        self.network = [s for s in self.sinks if isinstance(s, ReliableSink)]
+        for sink in self.network:  # what earlier runs could not deliver goes first
             pending = self.store.outbox_pending(sink.key)
             if pending:
                 log.info("%s: sending %d undelivered alert(s) of an earlier run again", sink.key, len(pending))
@@ -182,15 +184,12 @@ class Watcher:
                     sink.resend(int(row["id"]), row["payload"])
                 self.summary.resent += len(pending)
 
-    def _reliable(self) -> list[ReliableSink]:
-        return [s for s in self.sinks if isinstance(s, ReliableSink)]
-
     def _collect(self) -> None:
         """Apply the delivery outcomes the network sinks reported to the outbox."""
         assert self.store is not None
         delivered: list[int] = []
         failed: list[tuple[int, str]] = []
-        for sink in self._reliable():
+        for sink in self.network:
             for msg_id, ok, reason in sink.drain():
                 if ok:
                     delivered.append(msg_id)
@@ -204,8 +203,8 @@ class Watcher:
         deadline = time.monotonic() + self.cfg.sinks.delivery_grace
         for sink in self.sinks:
             try:
-                if isinstance(sink, ReliableSink):
-                    sink.close(timeout=max(0.0, deadline - time.monotonic()))
+                if sink in self.network:
+                    sink.close(timeout=max(0.0, deadline - time.monotonic()))  # type: ignore[call-arg]
                 else:
                     sink.close()
             except Exception:
@@ -213,7 +212,7 @@ class Watcher:
         if self.store is None:
             return
         self._collect()
-        for sink in self._reliable():
+        for sink in self.network:
             n = len(self.store.outbox_pending(sink.key))
             if n:
                 self.summary.undelivered[sink.key] = (n, self._last_error.get(sink.key, "not confirmed in time"))
@@ -221,13 +220,12 @@ class Watcher:
     # -- per-sample work ----------------------------------------------------------------
     def _publish(self, payload: dict[str, Any]) -> None:
         assert self.store is not None
-        reliable = self._reliable()
-        ids = self.store.outbox_add([s.key for s in reliable], payload) if reliable else []  # before anything is sent
-        msg_ids = {s.key: i for s, i in zip(reliable, ids, strict=True)}
+        ids = self.store.outbox_add([s.key for s in self.network], payload) if self.network else []  # before anything is sent
+        msg_ids = {id(s): i for s, i in zip(self.network, ids, strict=True)}
         for sink in self.sinks:
             try:
-                if isinstance(sink, ReliableSink):
-                    sink.emit(payload, msg_ids[sink.key])
+                if id(sink) in msg_ids:
+                    sink.emit(payload, msg_ids[id(sink)])  # type: ignore[call-arg]
                 else:
                     sink.emit(payload)
             except Exception:  # one broken sink must not stop the others or the log
