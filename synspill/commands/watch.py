@@ -42,7 +42,7 @@ def watch(
     mqtt: Annotated[str | None, typer.Option("--mqtt", help="MQTT broker HOST:PORT; alerts on <prefix>/<camera>/events.")] = None,
     mqtt_prefix: Annotated[str | None, typer.Option("--mqtt-prefix", help="MQTT topic prefix [default: synspill].")] = None,
     json_lines: Annotated[bool | None, typer.Option("--json/--no-json", help="Print each alert as a JSON line on stdout [default: on].")] = None,
-    once: Annotated[bool, typer.Option("--once", help="Process a file/folder to its end (every sampled frame, reproducible), then exit.")] = False,
+    once: Annotated[bool, typer.Option("--once", help="Process a file/folder to its end (every sampled frame, reproducible), then exit (1 if alerts could not be delivered: they are sent on the next start).")] = False,
 ) -> None:
     """Watch camera streams, raise confirmed spill alerts and log them (Ctrl-C stops cleanly).
 
