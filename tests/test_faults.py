@@ -228,7 +228,7 @@ def test_watch_dead_webhook_and_broker_then_killed_loses_no_alert(tmp_path):
     assert len(kept) > 2 * len(first)
     # 3. both receivers back: the next run delivers every kept alert first, then its own
     hook = Receiver(hport)
-    broker = _mosquitto(mport)
+    broker = _mosquitto(mport, tmp_path)
     try:
         client, got = subscribe(mport, "synspill/dock/events")
         r = synspill(["watch", "--config", cfg, "--once"], tmp_path)

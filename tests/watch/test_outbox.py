@@ -82,11 +82,11 @@ def test_dead_webhook_keeps_alerts_exits_1_and_delivers_them_next_start(spill_vi
         assert store.outbox_pending() == []
 
 
-def _mosquitto(port: int) -> subprocess.Popen:
+def _mosquitto(port: int, folder: Path) -> subprocess.Popen:
     exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
     if exe is None:
         pytest.skip("mosquitto binary not installed (apt install mosquitto)")
-    conf = Path(f"/tmp/synspill-test-mosquitto-{port}.conf")
+    conf = folder / f"mosquitto-{port}.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
     proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(100):
@@ -110,7 +110,7 @@ def test_dead_mqtt_broker_keeps_alerts_exits_1_and_delivers_them_next_start(spil
     assert r.exit_code == 1, r.output
     assert f"{len(first)} alert(s) not delivered to mqtt 127.0.0.1:{port}/synspill" in r.output
     assert time.monotonic() - t0 < 5  # a refused broker is not waited for; the grace is 0.5 s
-    broker = _mosquitto(port)
+    broker = _mosquitto(port, tmp_path)
     try:
         client, got = subscribe(port, "synspill/dock/events")
         r = watch(cfg)
