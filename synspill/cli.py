@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Annotated, Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -60,10 +62,12 @@ class SynspillGroup(TyperGroup):
             rich_utils.rich_format_error = original
 
     def invoke(self, ctx: Any) -> Any:
-        from synspill.errors import SynspillError
+        from synspill.errors import ResourceError, SynspillError, Terminated
+        from synspill.io import storage_error
 
         try:
-            return super().invoke(ctx)
+            with _sigterm_as_interrupt():
+                return super().invoke(ctx)
         except SynspillError as e:
             if _state["debug"]:
                 raise
@@ -75,17 +79,69 @@ class SynspillGroup(TyperGroup):
 
             _os.dup2(_os.open(_os.devnull, _os.O_WRONLY), _sys.stdout.fileno())
             raise typer.Exit(0) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             if _state["debug"]:
                 raise
+            if isinstance(e, Terminated):
+                _error_line("terminated (SIGTERM); finished work is kept -- run the same command again to resume")
+                raise typer.Exit(Terminated.exit_code) from None
             _error_line("interrupted; finished work is kept -- run the same command again to resume")
             raise typer.Exit(130) from None
+        except OSError as e:  # the machine, not the input: permissions, a full or read-only disk
+            err = storage_error(e)
+            if err is None or _state["debug"]:
+                _internal(e)
+            assert err is not None
+            _error_line(str(err))
+            raise typer.Exit(err.exit_code) from None
+        except MemoryError:
+            if _state["debug"]:
+                raise
+            err2 = ResourceError("out of memory; use smaller images or batches (--size, --batch-size, --imgsz), "
+                                 "fewer --workers, or a machine with more memory")
+            _error_line(str(err2))
+            raise typer.Exit(err2.exit_code) from None
         except Exception as e:  # a bug, not bad input: say so, keep the traceback one flag away
             # click's own exceptions (usage errors, Exit, Abort; typer >= 0.29 vendors click)
             if _state["debug"] or type(e).__module__.split(".")[0] in ("click", "typer"):
                 raise
-            _error_line(f"internal error: {type(e).__name__}: {e} (re-run with --debug for the traceback, and please report it)")
-            raise typer.Exit(1) from None
+            _internal(e)
+
+
+def _internal(e: BaseException) -> NoReturn:
+    """A bug, not bad input: say so in one line (the traceback with ``--debug``)."""
+    if _state["debug"]:
+        raise e
+    _error_line(f"internal error: {type(e).__name__}: {e} (re-run with --debug for the traceback, and please report it)")
+    raise typer.Exit(1) from None
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While a command runs, SIGTERM raises :class:`~synspill.errors.Terminated` (a KeyboardInterrupt).
+
+    So ``timeout``, systemd and schedulers stop a job as cleanly as Ctrl-C: the same clean-up
+    runs (worker pools terminated, temp files removed, progress closed), finished work stays
+    resumable, one line is printed and the exit code is 143. Commands may install their own
+    handler meanwhile (``watch`` stops after the current frame); the previous one is restored.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, _frame: Any) -> None:
+        from synspill.errors import Terminated
+
+        raise Terminated(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def _plain_usage_error(e: Any) -> None:

@@ -33,3 +33,25 @@ class DeviceError(SynspillError):
 
 class OutputExists(SynspillError):
     """An output exists and would be overwritten; pass ``--force`` or choose another path."""
+
+
+class DeliveryError(SynspillError):
+    """Alerts could not be delivered to a webhook or MQTT broker (they are kept for the next start)."""
+
+
+class StorageError(SynspillError):
+    """A file or folder cannot be written: permissions, a read-only or full disk, a quota."""
+
+
+class ResourceError(SynspillError):
+    """The machine runs out of something a job needs (memory)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (``timeout``, systemd, a scheduler); raised in the main thread like Ctrl-C.
+
+    A ``KeyboardInterrupt`` so that every clean-up path of Ctrl-C runs for it too; the CLI
+    exits with 143 (128 + SIGTERM) instead of Ctrl-C's 130.
+    """
+
+    exit_code = 143

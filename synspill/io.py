@@ -5,13 +5,17 @@ A crash or Ctrl-C leaves either the old file or the new one, never a half-writte
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from synspill.errors import StorageError
 
 #: Image file suffixes synspill reads, lower case (a search by stem tries them in this order).
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -29,6 +33,77 @@ def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
     found = root.rglob("*") if recursive else root.iterdir()
     return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
+#: How far from its end an image file's end marker may be (some cameras append a few bytes).
+_TAIL = 4096
+
+
+def check_image_file(path: str | os.PathLike) -> None:
+    """Stop on an image file that is cut short: an interrupted copy or download.
+
+    Cheap (reads the file's last few KB): a JPEG must hold its end-of-image marker there,
+    a PNG its ``IEND`` chunk; other formats are only checked to be non-empty. A complete
+    file that still cannot be decoded is reported by whatever reads it.
+
+    Raises:
+        DatasetError: The file is empty or truncated; the message names it.
+    """
+    from synspill.errors import DatasetError
+
+    p = Path(path)
+    with open(p, "rb") as f:
+        head = f.read(8)
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - _TAIL))
+        tail = f.read()
+    if size == 0:
+        why = "the file is empty"
+    elif head[:3] == b"\xff\xd8\xff" and b"\xff\xd9" not in tail:
+        why = "the JPEG data is cut short (no end-of-image marker)"
+    elif head == b"\x89PNG\r\n\x1a\n" and b"IEND" not in tail:
+        why = "the PNG data is cut short (no IEND chunk)"
+    else:
+        return
+    raise DatasetError(f"{p}: image file is truncated: {why}; replace it with a complete copy (or remove it), "
+                       "then run the command again")
+
+
+#: errno -> what to do, for faults of the machine (not of the input); see :func:`storage_error`.
+_STORAGE_FIXES: dict[int, tuple[str, str]] = {
+    errno.EACCES: ("permission denied", "fix its permissions or choose another path"),
+    errno.EPERM: ("operation not permitted", "fix its permissions or choose another path"),
+    errno.EROFS: ("read-only file system", "choose a path on a writable disk"),
+    errno.ENOSPC: ("no space left on the disk", "free some space and run the same command again (finished work is kept)"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space and run the same command again (finished work is kept)"),
+}
+#: Temp names of :func:`atomic_open` (``.NAME.<random>.tmp``) and the job runner (``.NAME.s0of1.tmp``).
+_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.[^.]+\.tmp$")
+
+
+def target_of(path: str | os.PathLike) -> Path:
+    """The file a temp name of an atomic write stands for (``.x.json.ab12.tmp`` -> ``x.json``); else ``path``."""
+    p = Path(path)
+    m = _TEMP_RE.match(p.name)
+    return p.with_name(m.group("name")) if m else p
+
+
+def storage_error(e: OSError, target: str | os.PathLike | None = None) -> StorageError | None:
+    """One-line :class:`StorageError` for an OS error of the machine (permissions, full disk ...).
+
+    Args:
+        e: The error.
+        target: The file meant (default: ``e.filename``, temp names mapped to their target).
+
+    Returns:
+        The error naming the path, the cause and the fix; None for other OS errors (a
+        missing file, a bad path: the caller's own message is better for those).
+    """
+    fix = _STORAGE_FIXES.get(e.errno or 0)
+    if fix is None:
+        return None
+    where = target if target is not None else (target_of(e.filename) if e.filename else None)
+    return StorageError(f"{where if where is not None else 'writing output'}: {fix[0]}; {fix[1]}")
 
 
 @contextmanager
@@ -51,11 +126,13 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError) and e.filename is None:
+            e.filename = str(path)  # a failed write/fsync (a full disk) names no file: name the target
         raise
 
 

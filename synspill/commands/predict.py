@@ -43,6 +43,8 @@ def predict(
 ) -> None:
     """Detect spills in images with a fine-tuned detector or the VLM; write COCO results for `synspill eval`.
 
+    Resumable: after a crash, Ctrl-C or SIGTERM the same command skips the images already predicted.
+
     Example: [cyan]synspill predict --model runs/yolo11n --images test/annotations.json --out preds/yolo.json[/]
     """
     from synspill import taxonomy
@@ -65,9 +67,10 @@ def predict(
     with make_progress() as progress:
         task = progress.add_task("predict", total=None)
 
-        def on_start(be: str, n: int) -> None:
-            progress.console.print(f"[bold]{be}[/] {cfg.model} on {n} images")
-            progress.update(task, total=n)
+        def on_start(be: str, n: int, done: int) -> None:
+            progress.console.print(f"[bold]{be}[/] {cfg.model} on {n} images"
+                                   + (f" (resuming: {done} already predicted)" if done else ""))
+            progress.update(task, total=n, completed=done)
 
         summary = predict_files(cfg, images, out, save_images=save_images, force=force, on_start=on_start,
                                 on_item=lambda *_: progress.advance(task))

@@ -21,7 +21,7 @@ def scenes(
     n: Annotated[int, typer.Option("--n", "--num-images", help="Number of scenes (--num-images: the same, for torchrun, which takes --n for itself).")] = 2000,
     backend: s.BackendOpt = SynthBackend.auto,
     backgrounds: Annotated[Path | None, typer.Option("--backgrounds", help="Folder of your own plant photos to use as scenes (resized/cropped).")] = None,
-    size: Annotated[int | None, typer.Option("--size", help="Image side in pixels (square; multiple of 8; default 1024).", show_default=False)] = None,
+    size: Annotated[int | None, typer.Option("--size", help="Image side in pixels (square; multiple of 8, 32-8192; default 1024).", show_default=False)] = None,
     batch_size: s.BatchOpt = None,
     seed: SeedOpt = None,
     scene_types: Annotated[str | None, typer.Option("--scene-types", help="Comma-separated: corridor, pump-room, control-room, walkway, tank-farm, loading-bay, compressor-hall, workshop (default: all).")] = None,

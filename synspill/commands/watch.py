@@ -42,7 +42,7 @@ def watch(
     mqtt: Annotated[str | None, typer.Option("--mqtt", help="MQTT broker HOST:PORT; alerts on <prefix>/<camera>/events.")] = None,
     mqtt_prefix: Annotated[str | None, typer.Option("--mqtt-prefix", help="MQTT topic prefix [default: synspill].")] = None,
     json_lines: Annotated[bool | None, typer.Option("--json/--no-json", help="Print each alert as a JSON line on stdout [default: on].")] = None,
-    once: Annotated[bool, typer.Option("--once", help="Process a file/folder to its end (every sampled frame, reproducible), then exit.")] = False,
+    once: Annotated[bool, typer.Option("--once", help="Process a file/folder to its end (every sampled frame, reproducible), then exit (1 if alerts could not be delivered: they are sent on the next start).")] = False,
 ) -> None:
     """Watch camera streams, raise confirmed spill alerts and log them (Ctrl-C stops cleanly).
 
@@ -65,31 +65,53 @@ def watch(
                     snapshots=str(snapshots) if snapshots else None),
         db=str(db) if db is not None else None)
     watcher = Watcher(cfg, once=once)
-    _stop_on_signals(watcher, console)
+    stopped_by = _stop_on_signals(watcher, console)
     console.print(f"watching {', '.join(c.name for c in cfg.cameras)} -> {cfg.db}" + (" (once)" if once else " (Ctrl-C to stop)"),
                   highlight=False)
     with _status_display(console, once) as on_status:
         summary = watcher.run(on_status)
+    resent = f", {summary.resent} alerts of earlier runs sent again" if summary.resent else ""
     console.print(f"[green]done[/]: {summary.samples} samples, {summary.events_opened} new events, "
-                  f"{summary.alerts} alerts in {summary.wall_s:.1f} s -> {cfg.db}", highlight=False)
+                  f"{summary.alerts} alerts{resent} in {summary.wall_s:.1f} s -> {cfg.db}", highlight=False)
+    if summary.undelivered:
+        from synspill.errors import DeliveryError
+
+        err = DeliveryError("; ".join(
+            f"{n} alert(s) not delivered to {key} ({reason}) within the {cfg.sinks.delivery_grace:g} s grace period"
+            for key, (n, reason) in summary.undelivered.items())
+            + f"; they are kept in {cfg.db} and sent again when watch next starts with this --db")
+        if not stopped_by:
+            raise err
+        console.print(f"[yellow]warning:[/] {err}", highlight=False)
+    if stopped_by:  # a clean stop on a signal still reports it: 130 for Ctrl-C, 143 for SIGTERM (128 + signal)
+        raise typer.Exit(128 + stopped_by[0])
 
 
-def _stop_on_signals(watcher: Any, console: Any) -> None:
-    """SIGINT/SIGTERM: stop after the current frame; a second one stops waiting."""
+def _stop_on_signals(watcher: Any, console: Any) -> list[int]:
+    """SIGINT/SIGTERM: stop after the current frame; a second one stops waiting.
+
+    Returns:
+        The signals received so far (filled in by the handler).
+    """
     import signal
     import threading
 
+    got: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        return
+        return got
 
     def on_signal(signum: int, _frame: Any) -> None:
+        got.append(signum)
         if watcher.stopping:
-            raise KeyboardInterrupt
+            from synspill.errors import Terminated
+
+            raise Terminated(f"signal {signum}") if signum == signal.SIGTERM else KeyboardInterrupt
         console.print(f"[yellow]{signal.Signals(signum).name}: stopping after the current frame...[/]")
         watcher.stop()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    return got
 
 
 @contextmanager

@@ -11,6 +11,7 @@ run folder::
       metrics.csv, results.png          per-epoch losses and validation mAP, and their plot
       train.log                         rfdetr's own console output
       run.json                          {"backend": "detr", "weights": "checkpoint_best_total.pth", ...}
+      .synspill-run.json                the job's settings, from its start (resume / clean restart)
 
 Offline: ``RF_HOME`` defaults to ``<synspill cache>/rfdetr`` (where rfdetr looks for its
 published checkpoints, e.g. ``rf-detr-nano.pth``), ``HF_HUB_OFFLINE=1``; an architecture name
@@ -62,6 +63,8 @@ VARIANTS: dict[str, tuple[str, str]] = {
 }
 BEST = "checkpoint_best_total.pth"
 ProgressFn = Callable[[int, int, dict[str, Any]], None]
+#: Settings that may differ when an unfinished run folder is continued (the rest must match its marker).
+_RESUMABLE = ("out", "force", "verbose", "device", "workers")
 _NAME_RE = re.compile(r"^(?:rf-?detr[-_]?)?(nano|small|medium|base|large)$", re.IGNORECASE)
 
 
@@ -227,8 +230,10 @@ def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
     """Fine-tune (or train from random init) an RF-DETR detector on COCO data; returns the run record.
 
     A folder with rfdetr's ``last.ckpt`` but no ``run.json`` is an interrupted run and is
-    resumed from it; any other non-empty folder needs ``force`` (rfdetr would silently keep
-    an old best checkpoint in a reused folder).
+    resumed from it; one that this job started (its marker, :mod:`synspill.runfolder`) but
+    that has no checkpoint yet starts again cleanly; any other non-empty folder, or other
+    settings than the marker's, need ``force`` (rfdetr would silently keep an old best
+    checkpoint in a reused folder).
 
     Args:
         cfg: The job.
@@ -238,6 +243,7 @@ def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
     Returns:
         The ``run.json`` contents (also written to ``cfg.out/run.json``).
     """
+    from synspill import runfolder
     from synspill.coco.dataset import load_coco
     from synspill.runtime import apply_threads, resolve_device, seed_everything
 
@@ -246,16 +252,25 @@ def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
     out = Path(cfg.out).absolute()
     resume: Path | None = None
     main = is_main_process()
+    settings = {**asdict(cfg), "data": str(Path(cfg.data).absolute()), "val": str(Path(cfg.val).absolute()) if cfg.val else None}
+    restart = False
     if not main:  # other DDP ranks (torchrun): rank 0 owns the folder checks and run.json
         resume = out / "last.ckpt" if (out / "last.ckpt").exists() and not cfg.force else None
     elif not cfg.force:
+        marker = runfolder.read_marker(out)
         if (out / "run.json").exists():
             raise OutputExists(f"{out} already holds a finished run (run.json); pass --force to replace it or choose another --out")
+        if marker is not None and (diff := runfolder.changes(marker, "detr", settings, _RESUMABLE)):
+            raise OutputExists(f"{out} holds an unfinished RF-DETR run with other settings ({'; '.join(diff[:3])}); run with "
+                               "the same settings to continue it, pass --force to start over, or choose another --out")
         if (out / "last.ckpt").exists():
             resume = out / "last.ckpt"
+        elif marker is not None:  # ours, stopped before its first checkpoint: nothing to keep
+            log.info("%s was stopped before its first checkpoint; starting it again", out)
+            restart = True
         elif out.exists() and any(out.iterdir()):
             raise OutputExists(f"{out} exists and is not empty; rfdetr needs a fresh folder per run: choose another --out or pass --force")
-    wipe = main and cfg.force and out.exists()  # done once the inputs are known to be good
+    wipe = main and (cfg.force or restart) and out.exists()  # done once the inputs are known to be good
 
     configure_offline()
     variant, ckpt = resolve_model(cfg.model, cfg.variant)
@@ -273,6 +288,8 @@ def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         _check_dinov2()
     if wipe:
         shutil.rmtree(out)
+    if main:
+        runfolder.write_marker(out, "detr", settings)
     log.info("RF-DETR data: %s (%s)", export.root, "cached" if export.cached else f"new export, {export.link_mode}")
 
     model_kw, train_kw = _split_options(variant, cfg.options)

@@ -8,6 +8,7 @@ content), runs ultralytics' own trainer and writes a run folder::
       weights/best.pt, weights/last.pt   ultralytics checkpoints
       results.csv, results.png ...       training curves and plots (ultralytics)
       run.json                           {"backend": "yolo", "weights": "weights/best.pt", ...}
+      .synspill-run.json                 the job's settings, from its start (resume / clean restart)
 
 Fully offline: :func:`configure_offline` points ``YOLO_CONFIG_DIR`` at a folder synspill
 controls, sets ``YOLO_OFFLINE=1`` (no DNS probe) and puts a TTF font where ultralytics'
@@ -56,6 +57,8 @@ DEFAULT_MODEL = "lite0"
 ASSETS_URL = "https://github.com/ultralytics/assets/releases/download/v8.3.0"
 
 ProgressFn = Callable[[int, int, dict[str, Any]], None]
+#: Settings that may differ when an unfinished run folder is continued (the rest must match its marker).
+_RESUMABLE = ("out", "force", "verbose", "device", "workers", "unfreeze_epochs", "unfreeze_lr")
 #: Written into a run folder when its first (or only) training phase has finished.
 PHASE1_DONE = ".phase1.done"
 
@@ -341,7 +344,9 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
     included, for ``epochs``; with ``unfreeze_epochs`` a second phase then trains the whole
     network at ``unfreeze_lr`` in ``out/unfrozen/``. A folder with an interrupted phase
     (``weights/last.pt`` but no ``run.json``) is resumed (ultralytics ``resume=True``), a
-    finished frozen phase is not redone.
+    finished frozen phase is not redone. The run's marker (:mod:`synspill.runfolder`) makes
+    a folder stopped before its first checkpoint start again cleanly; other settings than
+    the marker's (except device, workers, verbosity and the unfrozen phase) need ``force``.
 
     Args:
         cfg: The job.
@@ -355,19 +360,28 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
     Raises:
         DatasetError, ModelNotFound, OutputExists, DeviceError, UsageError: bad inputs, before training starts.
     """
+    from synspill import runfolder
     from synspill.coco.dataset import load_coco
 
     t0 = time.time()
     out = Path(cfg.out).absolute()
     last = out / "weights" / "last.pt"
     resume = False
+    settings = {**asdict(cfg), "data": str(Path(cfg.data).absolute()), "val": str(Path(cfg.val).absolute()) if cfg.val else None}
+    marker = runfolder.read_marker(out)
     wipe = out.exists() and cfg.force  # done once the inputs are known to be good
     if wipe:
         pass
     elif (out / "run.json").exists():
         raise OutputExists(f"{out} already holds a finished run (run.json); pass --force to replace it or choose another --out")
+    elif marker is not None and (diff := runfolder.changes(marker, "yolo", settings, _RESUMABLE)):
+        raise OutputExists(f"{out} holds an unfinished YOLO run with other settings ({'; '.join(diff[:3])}); run with the "
+                           "same settings to continue it, pass --force to start over, or choose another --out")
     elif last.exists():
         resume = True
+    elif marker is not None:  # ours, stopped before its first checkpoint: nothing to keep
+        log.info("%s was stopped before its first checkpoint; starting it again", out)
+        wipe = True
     elif out.exists() and any(out.iterdir()):
         raise OutputExists(f"{out} exists and is not a synspill YOLO run; choose another --out or pass --force")
 
@@ -382,6 +396,7 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
     device = ultralytics_device(cfg.device)
     if wipe:
         shutil.rmtree(out)
+    runfolder.write_marker(out, "yolo", settings)
     log.info("YOLO data: %s (%s)", export.data, "cached" if export.cached else f"new export, {export.link_mode}")
 
     _import_ultralytics()

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from synspill.errors import DatasetError, UsageError
+from synspill.io import check_image_file
 from synspill.params import FromParams
 from synspill.synth import MIN_BOX, jobrunner
 from synspill.synth.base import DiffusionOptions
@@ -281,6 +282,8 @@ def run_inpaint(job: InpaintJob, force: bool = False, on_progress: jobrunner.Pro
                                "draw boxes and import them (annotate-import), or propose some (synspill propose, --propose)")
         raise DatasetError(f"--propose: no box fits the {len(items)} scene(s) of {job.scenes}: nothing to paint; "
                            f"lower --min-box (now {job.min_box:g}) or --spill-scale (now {job.spill_scale:g}), or raise --per-image")
+    for it in items:  # a truncated scene stops the run before any work, naming the file
+        check_image_file(it["scene_path"])
     return jobrunner.run_job(out, job.settings(), len(items), lambda todo, tag: [dict(items[i], tag=tag) for i in todo],
                    _spill_worker, (_spill_worker_init, (job.backend, job.diffusion)),
                    lambda: merge_inpaint(out, len(items), job.contact_sheet), force=force, shard=job.shard,

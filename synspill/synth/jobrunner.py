@@ -30,6 +30,7 @@ elsewhere). Diffusion backends run in the calling process.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -138,7 +139,11 @@ def encode_jpeg(img: np.ndarray, quality: int) -> bytes:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """Read an image file as ``(H, W, 3)`` uint8 RGB (fast path for JPEG)."""
+    """Read an image file as ``(H, W, 3)`` uint8 RGB (fast path for JPEG).
+
+    Raises:
+        DatasetError: The file cannot be decoded (truncated, corrupt); the message names it.
+    """
     data = path.read_bytes()
     if data[:3] == b"\xff\xd8\xff":
         import simplejpeg
@@ -151,8 +156,14 @@ def read_rgb(path: Path) -> np.ndarray:
 
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("RGB")).copy()
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(im.convert("RGB")).copy()
+    # not only OSError ("image file is truncated", UnidentifiedImageError): once ultralytics is
+    # imported, its patched Image.open fails on an unknown file with an ImportError (pi_heif)
+    except Exception as e:
+        raise DatasetError(f"{path}: not a readable image ({type(e).__name__}: {e}); replace it with a readable copy, "
+                           "then run the same command again (finished images are kept)") from None
 
 
 def write_file_atomic(path: Path, data: bytes, tag: str = "s0of1") -> None:
@@ -165,9 +176,14 @@ def write_file_atomic(path: Path, data: bytes, tag: str = "s0of1") -> None:
     (fsynced per batch) is what a resume trusts, and it records the byte size.
     """
     tmp = path.with_name(f".{path.name}.{tag}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as e:  # a full disk: leave no partial file, name the target
+        tmp.unlink(missing_ok=True)
+        e.filename = str(path)
+        raise
 
 
 def shard_tag(shard: tuple[int, int]) -> str:
@@ -295,14 +311,21 @@ class ManifestWriter:
         self.f = open(path, "a", encoding="utf-8")
 
     def add(self, records: Iterable[dict[str, Any]]) -> None:
-        for r in records:
-            r["_manifest"] = self.path.name
-            self.f.write(json.dumps(r, separators=(",", ":")) + "\n")
-            self.f.flush()
-        os.fsync(self.f.fileno())
+        try:
+            for r in records:
+                r["_manifest"] = self.path.name
+                self.f.write(json.dumps(r, separators=(",", ":")) + "\n")
+                self.f.flush()
+            os.fsync(self.f.fileno())
+        except OSError as e:  # a full disk names no file; a torn last line is dropped on resume
+            e.filename = e.filename or str(self.path)
+            raise
 
     def close(self) -> None:
-        self.f.close()
+        try:
+            self.f.close()
+        except OSError:  # only after a failed add (already raised): its torn line is dropped on resume
+            pass
 
 
 def run_items(worker: Callable[[list[Any]], list[dict[str, Any]]], batches: list[list[Any]], workers: int,
@@ -327,9 +350,9 @@ def run_items(worker: Callable[[list[Any]], list[dict[str, Any]]], batches: list
     # with spawn). They only run NumPy/OpenCV and write files -- no console, no logging --
     # so the parent's progress-bar thread cannot leave them a held lock. Elsewhere: spawn.
     ctx = mp.get_context("fork" if sys.platform == "linux" else "spawn")
-    pool = ctx.Pool(processes=workers, initializer=initializer, initargs=init_args)
+    pool = ctx.Pool(processes=workers, initializer=_pool_init, initargs=(initializer, init_args))
     try:
-        for recs in pool.imap_unordered(worker, batches):
+        for recs in pool.imap_unordered(functools.partial(_pool_call, worker, os.getpid()), batches):
             manifest.add(recs)
             n += len(recs)
             if on_progress:
@@ -341,6 +364,40 @@ def run_items(worker: Callable[[list[Any]], list[dict[str, Any]]], batches: list
     finally:
         pool.join()
     return n
+
+
+def _pool_init(initializer: Callable[..., None] | None, init_args: tuple) -> None:
+    """Pool workers leave signals to the parent: it stops them (``pool.terminate``) on Ctrl-C or SIGTERM.
+
+    Ctrl-C reaches the whole process group; a worker ignoring it prints no traceback.
+    SIGTERM (from ``pool.terminate``, ``timeout`` or systemd) ends a worker at once and
+    quietly (the default action), not through the handler inherited from the parent.
+    """
+    import signal
+    import sys
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform == "linux":  # the parent killed (kill -9, OOM): end now, not after the batch
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # _pool_call's check still stops an orphan after its batch
+    if initializer is not None:
+        initializer(*init_args)
+
+
+def _pool_call(worker: Callable[[list[Any]], list[dict[str, Any]]], parent: int, batch: list[Any]) -> list[dict[str, Any]]:
+    """Run one batch; a worker whose parent died (``kill -9``) leaves quietly instead of
+    writing to a broken pipe (its finished image is re-made by the resume)."""
+    if os.getppid() != parent:
+        os._exit(0)
+    recs = worker(batch)
+    if os.getppid() != parent:
+        os._exit(0)
+    return recs
 
 
 def finish_shard(out: Path, shard: tuple[int, int], merge: Callable[[], Any], wait_s: float) -> Any:

@@ -235,12 +235,14 @@ def propose_to_file(scenes: str | Path, out: str | Path, force: bool = False, **
     Raises:
         OutputExists: ``out`` exists and not ``force``.
         UsageError: ``out`` is not a ``.json`` file, or an option is out of range.
-        DatasetError: No proposal fits any scene (nothing is written).
+        DatasetError: No proposal fits any scene (nothing is written), or a scene image is missing
+            or truncated (the message names it).
     """
     import os
 
     from synspill.coco.dataset import save_coco
     from synspill.errors import DatasetError, OutputExists, UsageError
+    from synspill.io import check_image_file
     from synspill.synth.scenes import load_scenes
 
     out = Path(out)
@@ -250,6 +252,13 @@ def propose_to_file(scenes: str | Path, out: str | Path, force: bool = False, **
         raise UsageError(f"--out {out}: write the proposals to a .json file")
     check_options(**{k: v for k, v in options.items() if k in ("per_image", "scale", "min_size")})
     ds = load_scenes(scenes)
+    for im in ds.images:  # as inpaint would: a missing or truncated scene stops here, named
+        p = ds.image_path(im)
+        if not p.is_file():
+            from synspill.errors import DatasetError
+
+            raise DatasetError(f"{scenes}: scene image {str(p)!r} (id {im.id}) does not exist; fix the scenes folder or its scenes.json")
+        check_image_file(p)
     props = propose_dataset(ds, **options)
     if not props.annotations and ds.images and options.get("per_image", (1, 3))[1] > 0:
         sizes = sorted({(im.width, im.height) for im in ds.images})

@@ -32,6 +32,9 @@ from synspill.synth.jobrunner import (
     write_file_atomic,
 )
 
+#: Largest scene side (px): 8192^2 RGB is 200 MB per image before the renderer's own buffers.
+MAX_SIDE = 8192
+
 
 @dataclass(frozen=True)
 class ScenesJob(FromParams):
@@ -75,6 +78,9 @@ class ScenesJob(FromParams):
             raise UsageError(f"--n {self.n}: need at least one scene")
         if self.width < 32 or self.height < 32 or self.width % 8 or self.height % 8:
             raise UsageError(f"--size {self.width}x{self.height}: width and height must be multiples of 8, at least 32")
+        if max(self.width, self.height) > MAX_SIDE:
+            raise UsageError(f"--size {max(self.width, self.height)} is larger than {MAX_SIDE} px, more than a scene needs "
+                             "(SDXL works at 1024); use e.g. --size 1024")
         if self.batch_size < 1 or self.workers < 1:
             raise UsageError("--batch-size and --workers must be at least 1")
         if self.scene_types:
@@ -241,6 +247,11 @@ def run_scenes(job: ScenesJob, force: bool = False, on_progress: Progress | None
     out = Path(job.out)
     if job.backend == "backgrounds":
         check_backgrounds(job.backgrounds or "")
+    if job.backgrounds and Path(job.backgrounds).is_dir():  # a truncated photo stops the run before any work, named
+        from synspill.io import check_image_file, list_images
+
+        for f in list_images(job.backgrounds):
+            check_image_file(f)
     return run_job(out, job.settings(), job.n, lambda todo, tag: [(i, job.spec(i), str(out), job.quality, tag) for i in todo],
                    _scene_worker, (_scene_worker_init, (job.backend, job.backgrounds, job.diffusion, job.scene_prompts)),
                    lambda: merge_scenes(out, job.n), force=force, shard=job.shard,
@@ -316,7 +327,7 @@ def load_scenes(path: str | os.PathLike) -> Any:
         try:
             with Image.open(f) as im:
                 w, h = im.size
-        except OSError as e:
+        except Exception as e:  # OSError; or the ImportError of ultralytics' patched Image.open (pi_heif)
             raise DatasetError(f"{f}: not a readable image ({e}); remove it from {p}") from None
         images.append(ImageRecord(i, str(f.relative_to(p)), w, h))
     return CocoDataset(images=images, annotations=[], root=p)

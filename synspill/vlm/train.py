@@ -305,14 +305,31 @@ def _check_out(cfg: VlmTrainConfig, out: Path) -> bool:
         return False
     if (out / "run.json").exists():
         raise OutputExists(f"{out} holds a finished run (run.json); pass --force to train again or choose another --out")
+    saved_file = out / "train_config.json"
     if not ck.exists():
+        # ours but stopped before the first checkpoint: start again, with the same settings only
+        saved_ = _read_saved(saved_file) or {}
+        diff = [k for k, v in asdict(cfg).items() if saved_ and k not in RESUMABLE_CHANGES and saved_.get(k) != v]
+        if diff:
+            raise OutputExists(f"{out} holds an unfinished run with other settings ({', '.join(f'{k}: {saved_.get(k)!r} -> {getattr(cfg, k)!r}' for k in diff[:3])}) "
+                               "and no checkpoint yet; run with the same settings to start it again, pass --force to start over, "
+                               "or choose another --out")
         return False
-    saved = json.loads((out / "train_config.json").read_text(encoding="utf-8"))
+    saved = json.loads(saved_file.read_text(encoding="utf-8"))
     diff = [k for k, v in asdict(cfg).items() if k not in RESUMABLE_CHANGES and saved.get(k) != v]
     if diff:
         raise UsageError(f"{out}/{CHECKPOINT} was made with other settings ({', '.join(f'{k}: {saved.get(k)!r} -> {getattr(cfg, k)!r}' for k in diff)}); "
                          "use the same options to resume, or pass --force to start over")
     return True
+
+
+def _read_saved(path: Path) -> dict[str, Any] | None:
+    """A run's ``train_config.json``, or None when it is missing or unreadable (a kill while it was written)."""
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) else None
 
 
 StepFn = Callable[[int, int, dict[str, Any]], None]

@@ -80,6 +80,8 @@ class SinkConfig(FromParams):
         mqtt_retain: Publish a retained ``<prefix>/<camera>/state`` with the open events.
         mqtt_username, mqtt_password: Broker credentials (optional).
         snapshots: Folder for one annotated JPEG per alert (None: none).
+        delivery_grace: Seconds the webhook and MQTT sinks get at exit to deliver pending
+            alerts; what is still undelivered stays in the event log and is sent on the next start.
     """
 
     stdout: bool = True
@@ -91,8 +93,11 @@ class SinkConfig(FromParams):
     mqtt_username: str | None = None
     mqtt_password: str | None = None
     snapshots: str | None = None
+    delivery_grace: float = 10.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.delivery_grace <= 3600.0:
+            raise UsageError(f"delivery_grace {self.delivery_grace} must be within 0-3600 seconds")
         if self.webhook and not self.webhook.startswith(("http://", "https://")):
             raise UsageError(f"webhook {self.webhook!r} must be an http:// or https:// URL")
         if self.mqtt:
@@ -229,6 +234,8 @@ def config_from_dict(data: Any, source: str = "<config>", base: Path | None = No
             raise cx.err(f"sinks.{k}", f"{sinks_kw[k]!r} must be true or false")
     if "webhook_retries" in sinks_kw:
         cx.num(sinks_kw["webhook_retries"], "sinks.webhook_retries", integer=True)
+    if "delivery_grace" in sinks_kw:
+        sinks_kw["delivery_grace"] = float(cx.num(sinks_kw["delivery_grace"], "sinks.delivery_grace"))
     try:
         sinks = SinkConfig(**sinks_kw)
     except UsageError as e:

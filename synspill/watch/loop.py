@@ -12,6 +12,12 @@ hold; updates of the sample are committed in one more transaction.
 ``once=True`` reads files/folders with :func:`~synspill.watch.sources.iter_samples`:
 every sampled frame, in order, no threads, reproducible; events still open at the end
 are closed (reason ``end-of-stream``).
+
+**No silent loss.** An alert for a network sink (webhook, MQTT) is committed to the
+log's outbox before it is sent and removed once the receiver confirms it. On the way out
+the sinks get a grace period (``sinks.delivery_grace``, 10 s) to deliver what is pending;
+the rest stays in the outbox, is counted in :attr:`WatchSummary.undelivered` and is sent
+again, oldest first, on the next start with the same database.
 """
 
 from __future__ import annotations
@@ -30,7 +36,14 @@ from synspill.errors import UsageError
 from synspill.predictors import PredictorConfig, load_predictor
 from synspill.watch.alerts import EventChange, EventEngine
 from synspill.watch.config import CameraConfig, WatchConfig, parse_hostport
-from synspill.watch.sinks import JsonLinesSink, MqttSink, Sink, SnapshotWriter, WebhookSink
+from synspill.watch.sinks import (
+    JsonLinesSink,
+    MqttSink,
+    ReliableSink,
+    Sink,
+    SnapshotWriter,
+    WebhookSink,
+)
 from synspill.watch.sources import CameraReader, Frame, iter_samples, source_kind
 from synspill.watch.store import EventStore
 
@@ -89,6 +102,9 @@ class WatchSummary:
     handle_s: float = 0.0  # tracker, severity, log writes, sinks, snapshots (after predict)
     wall_s: float = 0.0
     cameras: dict[str, CameraStats] = field(default_factory=dict)
+    #: Alerts still undelivered at exit per network sink (kept in the log's outbox), with the last reason.
+    undelivered: dict[str, tuple[int, str]] = field(default_factory=dict)
+    resent: int = 0  # alerts of earlier runs sent again at the start
 
 
 class Watcher:
@@ -120,6 +136,8 @@ class Watcher:
         self.snapshots: SnapshotWriter | None = None
         self.store: EventStore | None = None
         self.groups: list[tuple[Predictor, list[str]]] = []
+        self.network: list[ReliableSink] = []  # the sinks that confirm delivery (webhook, MQTT)
+        self._last_error: dict[str, str] = {}
 
     def stop(self) -> None:
         """Ask the loop to finish (safe from signal handlers and other threads)."""
@@ -156,15 +174,64 @@ class Watcher:
         self.sinks.extend(self._extra_sinks)
         if s.snapshots:
             self.snapshots = SnapshotWriter(s.snapshots)
+        assert self.store is not None
+        self.network = [s for s in self.sinks if isinstance(s, ReliableSink)]
+        for sink in self.network:  # what earlier runs could not deliver goes first
+            pending = self.store.outbox_pending(sink.key)
+            if pending:
+                log.info("%s: sending %d undelivered alert(s) of an earlier run again", sink.key, len(pending))
+                for row in pending:
+                    sink.resend(int(row["id"]), row["payload"])
+                self.summary.resent += len(pending)
+
+    def _collect(self) -> None:
+        """Apply the delivery outcomes the network sinks reported to the outbox."""
+        assert self.store is not None
+        delivered: list[int] = []
+        failed: list[tuple[int, str]] = []
+        for sink in self.network:
+            for msg_id, ok, reason in sink.drain():
+                if ok:
+                    delivered.append(msg_id)
+                else:
+                    failed.append((msg_id, reason))
+                    self._last_error[sink.key] = reason
+        self.store.outbox_result(delivered, failed)
+
+    def _close_sinks(self) -> None:
+        """Close every sink, the network ones within the shared grace period; count what is left undelivered."""
+        deadline = time.monotonic() + self.cfg.sinks.delivery_grace
+        for sink in self.sinks:
+            try:
+                if sink in self.network:
+                    sink.close(timeout=max(0.0, deadline - time.monotonic()))  # type: ignore[call-arg]
+                else:
+                    sink.close()
+            except Exception:
+                log.exception("closing sink %s", type(sink).__name__)
+        if self.store is None:
+            return
+        self._collect()
+        for sink in self.network:
+            n = len(self.store.outbox_pending(sink.key))
+            if n:
+                self.summary.undelivered[sink.key] = (n, self._last_error.get(sink.key, "not confirmed in time"))
 
     # -- per-sample work ----------------------------------------------------------------
     def _publish(self, payload: dict[str, Any]) -> None:
+        assert self.store is not None
+        ids = self.store.outbox_add([s.key for s in self.network], payload) if self.network else []  # before anything is sent
+        msg_ids = {id(s): i for s, i in zip(self.network, ids, strict=True)}
         for sink in self.sinks:
             try:
-                sink.emit(payload)
+                if id(sink) in msg_ids:
+                    sink.emit(payload, msg_ids[id(sink)])  # type: ignore[call-arg]
+                else:
+                    sink.emit(payload)
             except Exception:  # one broken sink must not stop the others or the log
                 log.exception("sink %s failed", type(sink).__name__)
         self.summary.alerts += 1
+        self._collect()
 
     def _snapshot(self, frame: Frame | None, payload: dict[str, Any]) -> str | None:
         if self.snapshots is None or frame is None:
@@ -207,6 +274,7 @@ class Watcher:
     def _process(self, frame: Frame, dets: Detections) -> None:
         t0 = time.perf_counter()
         self._process_inner(frame, dets)
+        self._collect()
         self.summary.handle_s += time.perf_counter() - t0
 
     def _process_inner(self, frame: Frame, dets: Detections) -> None:
@@ -278,13 +346,11 @@ class Watcher:
             else:
                 self._run_live(on_status)
         finally:
-            for sink in self.sinks:
-                try:
-                    sink.close()
-                except Exception:
-                    log.exception("closing sink %s", type(sink).__name__)
-            self.store.close()
-            self.summary.wall_s = time.perf_counter() - t0
+            try:
+                self._close_sinks()
+            finally:
+                self.store.close()
+                self.summary.wall_s = time.perf_counter() - t0
         return self.summary
 
     def _run_once(self, on_status: Callable[[list[CameraStats]], None] | None) -> None:

@@ -15,6 +15,9 @@ Tables:
   the frame size, severity, snapshot path, acknowledgement, open/closed.
 - ``observations``: every sighting of an event (time, confidence, box, area), for growth
   curves.
+- ``outbox``: alerts for network sinks (webhook, MQTT) not yet confirmed delivered: a row is
+  committed (fsynced) before the alert is sent and deleted once the receiver confirmed it
+  (HTTP 2xx, MQTT PUBACK); what is left is sent again on the next start (at least once).
 """
 
 from __future__ import annotations
@@ -69,6 +72,16 @@ CREATE TABLE IF NOT EXISTS observations (
     area REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS observations_event ON observations(event_id, t);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sink TEXT NOT NULL,
+    event_id INTEGER,
+    payload TEXT NOT NULL,
+    created REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_sink ON outbox(sink, id);
 """
 
 COLUMNS = ("id", "camera", "zone", "class_id", "class_name", "first_seen", "last_seen", "confidence",
@@ -215,6 +228,37 @@ class EventStore:
             cur = c.execute("UPDATE events SET status='closed', closed_at=? WHERE camera=? AND status='open'",
                             (time.time(), camera))
         return cur.rowcount
+
+    # -- the outbox (network sinks) ----------------------------------------------------
+    def outbox_add(self, sinks: list[str], payload: dict[str, Any]) -> list[int]:
+        """Record one alert for each of ``sinks`` before it is sent (fsynced); returns the row ids."""
+        import json
+
+        self.conn.execute("PRAGMA synchronous=FULL")
+        try:
+            with self.transaction() as c:
+                body = json.dumps(payload, separators=(",", ":"))
+                ids = [int(c.execute("INSERT INTO outbox (sink, event_id, payload, created) VALUES (?,?,?,?)",
+                                     (s, payload.get("event_id"), body, time.time())).lastrowid or 0) for s in sinks]
+        finally:
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+        return ids
+
+    def outbox_result(self, delivered: list[int], failed: list[tuple[int, str]]) -> None:
+        """Delete delivered rows; count a failed attempt (with its reason) on the others."""
+        if not delivered and not failed:
+            return
+        with self.transaction() as c:
+            c.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in delivered])
+            c.executemany("UPDATE outbox SET attempts=attempts+1, last_error=? WHERE id=?", [(r, i) for i, r in failed])
+
+    def outbox_pending(self, sink: str | None = None) -> list[dict[str, Any]]:
+        """Undelivered alerts, oldest first: ``id``, ``sink``, ``event_id``, ``payload`` (a dict), ``attempts``, ``last_error``."""
+        import json
+
+        sql = "SELECT id, sink, event_id, payload, attempts, last_error FROM outbox"
+        rows = self.conn.execute(sql + (" WHERE sink=? ORDER BY id" if sink else " ORDER BY id"), (sink,) if sink else ())
+        return [{**dict(r), "payload": json.loads(r["payload"])} for r in rows]
 
     @staticmethod
     def _observe(c: sqlite3.Connection, ev: EventState) -> None:
