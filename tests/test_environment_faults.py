@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -39,14 +38,16 @@ def test_target_of_temp_names():
 def test_unwritable_out_names_the_target_not_a_temp_file(photos, tmp_path, monkeypatch):
     out = tmp_path / "ro" / "boxes.json"
     out.parent.mkdir()
-    real = tempfile.mkstemp
+    from synspill import io as sio
 
-    def denied(prefix="", suffix="", dir=None, **kw):
-        if Path(dir) == out.parent:  # what mkstemp in a folder without write permission raises (also as root: simulated)
-            raise PermissionError(errno.EACCES, "Permission denied", str(Path(dir) / f"{prefix}a1b2c3{suffix}"))
-        return real(prefix=prefix, suffix=suffix, dir=dir, **kw)
+    real = sio._create_temp
 
-    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    def denied(path):
+        if path.parent == out.parent:  # what creating a file in a folder without write permission raises (also as root: simulated)
+            raise PermissionError(errno.EACCES, "Permission denied", str(path.with_name(f".{path.name}.a1b2c3.tmp")))
+        return real(path)
+
+    monkeypatch.setattr(sio, "_create_temp", denied)
     r = run("propose", "--scenes", photos, "--out", out)
     assert r.exit_code == 1, r.output
     assert f"{out}: permission denied; fix its permissions or choose another path" in r.output
