@@ -163,3 +163,19 @@ def test_photo_surface_puts_the_mirror_above_the_box():
     # rows just below the box's top mirror the rows just above it (bright), further down the dark floor
     assert surf.mirror[:5].mean() < surf.mirror.mean() + 1 and surf.u.shape == (35, 60)
     assert np.all(np.diff(surf.v[:, 0]) < 0)  # rows further down are nearer the camera
+
+
+def test_docs_show_a_contact_sheet_of_every_scene_family():
+    import re
+    from pathlib import Path
+
+    from synspill.synth.procedural import PLACE_TYPES
+
+    root = Path(__file__).resolve().parents[2]
+    doc = (root / "docs" / "synth.md").read_text()
+    shown = dict(re.findall(r"\| ([a-z-]+) \| !\[[^\]]*\]\((img/[^)]+)\) \|", doc))
+    assert set(PLACE_TYPES) | {"plant"} <= set(shown), sorted(shown)
+    for image in shown.values():
+        assert (root / "docs" / image).stat().st_size > 10_000, image
+    script = (root / "scripts" / "contact_sheets.sh").read_text()
+    assert all(f in script for f in PLACE_TYPES)  # the script that makes them covers every family
