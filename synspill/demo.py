@@ -298,10 +298,12 @@ def run_demo(cfg: DemoConfig, progress: StageProgress | None = None,
 
 def _real_stage(cfg: DemoConfig, runs: dict[str, dict[str, Any]], progress: StageProgress | None) -> dict[str, Any]:
     """The real-photo check of every trained model (:func:`synspill.realcheck.real_photo_check`)."""
+    import json
+
     from synspill.realcheck import real_photo_check, real_set
 
     out = cfg.out / "real"
-    total = sum(len(__import__("json").loads(real_set(n).read_text())["images"]) for n in ("wet-floor-valid", "wet-floor-test"))
+    total = sum(len(json.loads(real_set(n).read_text())["images"]) for n in ("wet-floor-valid", "wet-floor-test"))
     res: dict[str, Any] = {"dir": str(out), "methods": {}}
     for name, run in runs.items():
         done = [0]
