@@ -104,10 +104,8 @@ def demo(
     out_console.print(p)
     out_console.print(
         "\n[bold]Next[/], with your own cameras (recommended; CPU is fine):\n"
-        "  synspill harvest rtsp://camera/stream --out data/frames\n"
-        "  synspill scenes --backgrounds data/frames --n 2000 --out data/scenes\n"
-        "  synspill inpaint --scenes data/scenes --propose --out data/synspill\n"
-        "  synspill finetune yolo --data data/synspill --out runs/mycams\n"
+        "  synspill harvest rtsp://camera/stream --out data/frames --dataset data/mycams\n"
+        "  synspill finetune yolo --data data/mycams/spills --out runs/mycams\n"
         "\n[bold]Then[/], with real weights and a GPU (see README):\n"
         "  synspill scenes --model /weights/sdxl-base --style-refs plant_photos/ --n 2000 --out scenes/\n"
         "  synspill inpaint --scenes scenes/ --boxes expert_boxes.json --model /weights/sdxl-turbo --out synspill/\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -42,14 +43,21 @@ def harvest(
         "--format", help="Format of the kept frames (default: jpg).", show_default=False)] = None,
     quality: Annotated[int | None, typer.Option(
         "--quality", help=f"JPEG quality (default: {DEFAULTS['quality']}).", show_default=False)] = None,
+    dataset: Annotated[Path | None, typer.Option(
+        "--dataset", help="Also make the training set: DATASET/scenes (crops of the kept frames) and "
+                          "DATASET/spills (spills painted in, annotations.json) for finetune.", show_default=False)] = None,
+    n: Annotated[int, typer.Option("--n", help="Training images made with --dataset.")] = 2000,
+    size: Annotated[int, typer.Option("--size", help="Side of the square training images with --dataset (px).")] = 640,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of crops, spill placements and spills (--dataset).")] = 0,
     force: ForceOpt = False,
 ) -> None:
     """Harvest clean background frames: [bold]OUT/images/<camera>/*.jpg[/], harvest.jsonl, harvest.json.
 
     Samples each source over time and skips frames with motion, near-duplicates, dark,
     blank or corrupt frames and (OpenCV 4.x) frames with people. Then paint spills into
-    your views: [bold]synspill scenes --backgrounds OUT[/] (see docs/synth.md). Resumable:
-    run the same command again after Ctrl-C.
+    your views: [bold]--dataset DIR[/] does it in the same command (or run synspill scenes
+    --backgrounds OUT, then inpaint; see docs/synth.md). Resumable: run the same command
+    again after Ctrl-C.
     """
     from synspill.console import console
     from synspill.synth import harvest as hv
@@ -74,7 +82,29 @@ def harvest(
         bad = result.failed[0]
         raise DatasetError(f"{len(result.failed)} of {len(result.sources)} sources gave no frame ({bad.camera}: {bad.source}: "
                            f"{bad.error}); check the URL/camera and run the same command again to retry")
-    typer.echo(str(result.out))
+    if dataset is None:
+        typer.echo(str(result.out))
+        return
+    _training_set(result.out, dataset, n, size, seed, force)
+
+
+def _training_set(frames: Path, dataset: Path, n: int, size: int, seed: int, force: bool) -> None:
+    """Scenes from the harvested frames, then spills painted into them (both resumable)."""
+    from synspill.commands._synth import job_progress
+    from synspill.console import console
+    from synspill.synth import harvest as hv
+    from synspill.synth.inpaint import run_inpaint
+    from synspill.synth.jobrunner import default_workers
+    from synspill.synth.scenes import run_scenes
+
+    scenes, spills = hv.training_set_jobs(frames, dataset, n=n, size=size, seed=seed, workers=default_workers())
+    with job_progress("scenes") as (on_start, on_progress):
+        run_scenes(scenes, force=force, on_progress=on_progress, on_start=on_start)
+    with job_progress("inpaint") as (on_start, on_progress):
+        ann = run_inpaint(spills, force=force, on_progress=on_progress, on_start=on_start)
+    console.print(f"training set: {ann} ({n} of your views with spills; look at {spills.out / 'contact_sheet.png'}); "
+                  f"next: synspill finetune yolo --data {spills.out} --out runs/mycams", highlight=False)
+    typer.echo(str(spills.out))
 
 
 def _progress() -> Any:

@@ -63,6 +63,8 @@ from synspill.errors import DatasetError, OutputExists, UsageError
 if TYPE_CHECKING:
     import numpy as np
 
+    from synspill.synth.inpaint import InpaintJob
+    from synspill.synth.scenes import ScenesJob
     from synspill.watch.sources import Frame
 
 log = logging.getLogger(__name__)
@@ -807,3 +809,35 @@ def harvest(cfg: HarvestConfig, on_progress: Callable[[HarvestProgress], None] |
     finally:
         writer.close()
     return HarvestResult(out, [results[s.camera] for s in sources], people_state, time.monotonic() - t0)
+
+
+#: Sub-folders of a training set made from harvested frames (:func:`training_set_jobs`).
+SET_SCENES, SET_SPILLS = "scenes", "spills"
+
+
+def training_set_jobs(frames: str | Path, out: str | Path, n: int = 2000, size: int = 640, seed: int = 0,
+                      workers: int = 1) -> tuple[ScenesJob, InpaintJob]:
+    """The two jobs that turn harvested frames into a training set: your views, with spills.
+
+    ``OUT/scenes`` holds ``n`` scenes cover-cropped from the frames (random crop, zoom and
+    flip per scene); ``OUT/spills`` the same scenes with procedural spills painted into
+    automatically proposed boxes (``annotations.json``: tight boxes and masks), which is
+    what ``finetune`` takes. Run them with :func:`~synspill.synth.scenes.run_scenes` and
+    :func:`~synspill.synth.inpaint.run_inpaint`; both resume after an interruption.
+
+    Args:
+        frames: A harvest folder (or any folder of images).
+        out: Folder for the training set.
+        n: Number of training images.
+        size: Square side of the training images in pixels (multiple of 8).
+        seed: Seed of crops, placements and spills.
+        workers: CPU processes.
+    """
+    from synspill.synth.inpaint import InpaintJob
+    from synspill.synth.scenes import ScenesJob
+
+    out = Path(out)
+    scenes = ScenesJob(out=out / SET_SCENES, n=n, seed=seed, backend="backgrounds", width=size, height=size,
+                       backgrounds=str(frames), workers=workers)
+    spills = InpaintJob(scenes=out / SET_SCENES, out=out / SET_SPILLS, propose=True, seed=seed, workers=workers)
+    return scenes, spills

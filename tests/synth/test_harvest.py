@@ -398,3 +398,25 @@ def test_scenes_backgrounds_takes_a_harvest_folder(clip, tmp_path):
     assert len(coco["images"]) == 4
     used = {im["layout"]["source"] for im in coco["images"]}
     assert used <= {"images/lobby/lobby-0000000000ms.jpg", "images/lobby/lobby-0000010000ms.jpg"}
+
+
+def test_one_command_from_camera_to_training_set(clip, tmp_path):
+    frames, data = tmp_path / "frames", tmp_path / "set"
+    args = ["harvest", f"lobby={clip}", "--out", str(frames), "--every", "1", "--no-people-check",
+            "--dataset", str(data), "--n", "5", "--size", "64"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert r.stdout.strip().splitlines()[-1] == str(data / "spills")
+    assert f"next: synspill finetune yolo --data {data / 'spills'}" in r.output
+    scenes = json.loads((data / "scenes" / "scenes.json").read_text())
+    kept = {f"images/lobby/{p.name}" for p in (frames / "images" / "lobby").iterdir()}
+    assert len(scenes["images"]) == 5 and {im["layout"]["source"] for im in scenes["images"]} <= kept
+    coco = json.loads((data / "spills" / "annotations.json").read_text())
+    assert len(coco["images"]) == 5 and len(coco["annotations"]) >= 5  # 1-3 spills in each of your views
+    for a in coco["annotations"]:
+        x, y, w, h = a["bbox"]
+        assert w > 0 and h > 0 and x >= 0 and y >= 0 and x + w <= 64 and y + h <= 64
+    before = {p: p.stat().st_mtime_ns for p in (data / "spills" / "images").iterdir()}
+    again = CliRunner().invoke(app, args)  # everything is done: nothing is made again
+    assert again.exit_code == 0, again.output
+    assert {p: p.stat().st_mtime_ns for p in (data / "spills" / "images").iterdir()} == before
