@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 StageProgress = Callable[[str, int, int | None, dict[str, Any]], None]
 
 
-#: Ultralytics settings for a short from-scratch run on a CPU (measured on procedural data,
-#: mAP@50 after 8 epochs at 160 px; the README's demo section has the table): an optimiser step per batch
+#: Ultralytics settings for a short run on a CPU (tuned with YOLO11n from scratch on the earlier
+#: procedural data, validation mAP@50 after 8 epochs at 160 px; kept for lite0): an optimiser step per batch
 #: (``nbs`` = batch; the default accumulates to 64), no warm-up, AdamW at 0.001 (0.004: 0.13,
 #: 0.002: 0.21, 0.001: 0.24, 0.0005: 0.20), classification gain 1.5 (0.5: 0.24 -> 0.28),
 #: mild augmentation (mosaic and scale jitter shrink small spills; strong HSV jitter erases
