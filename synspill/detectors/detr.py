@@ -49,7 +49,7 @@ from synspill.envinfo import versions
 from synspill.errors import ModelNotFound, OutputExists, UsageError
 from synspill.models import PredictorConfig, read_run
 from synspill.params import FromParams
-from synspill.runtime import is_main_process, world_size
+from synspill.runtime import is_main_process, quiet_logger, world_size
 
 log = logging.getLogger(__name__)
 
@@ -544,7 +544,7 @@ class DetrPredictor:
         out: list[Detections] = []
         for i in range(0, len(images), self.batch):
             chunk = list(images[i:i + self.batch])
-            with _logger_level("rf-detr", logging.ERROR):  # "not optimized for inference" on every first call
+            with quiet_logger("rf-detr"):  # "not optimized for inference" on every first call
                 res = self.model.predict(chunk, threshold=self.conf, include_source_image=False,
                                          **({"shape": self.shape} if self.shape else {}))
             if not isinstance(res, list):
@@ -559,17 +559,6 @@ class DetrPredictor:
                 score = np.asarray(d.confidence if d.confidence is not None else np.full(len(cls), np.nan))
                 out.append(Detections(np.asarray(d.xyxy)[keep], ids[keep], score[keep]))
         return out
-
-
-@contextlib.contextmanager
-def _logger_level(name: str, level: int) -> Iterator[None]:
-    lg = logging.getLogger(name)
-    saved = lg.level
-    lg.setLevel(level)
-    try:
-        yield
-    finally:
-        lg.setLevel(saved)
 
 
 def load_predictor(cfg: PredictorConfig) -> DetrPredictor:
@@ -588,7 +577,7 @@ def load_predictor(cfg: PredictorConfig) -> DetrPredictor:
         warnings.simplefilter("ignore")
         import rfdetr
 
-        with _logger_level("rf-detr", logging.ERROR):
+        with quiet_logger("rf-detr"):
             model = rfdetr.from_checkpoint(str(weights), device=device)
     shape = (int(cfg.imgsz), int(cfg.imgsz)) if cfg.imgsz else None
     return DetrPredictor(model, weights, cfg.conf, cfg.batch, cfg.classes, shape)
