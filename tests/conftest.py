@@ -38,3 +38,14 @@ def tiny_coco(tmp_path: Path) -> Path:
     path = tmp_path / "annotations.json"
     path.write_text(json.dumps({"images": images, "annotations": anns, "categories": taxonomy.coco_categories()}))
     return path
+
+
+@pytest.fixture
+def wide_console():
+    """A 300-column console, so that the tables a test reads keep their paths on one line."""
+    from synspill.console import console
+
+    old = console.width
+    console.width = 300
+    yield
+    console.width = old

@@ -17,15 +17,7 @@ from typer.testing import CliRunner
 
 from synspill.cli import app
 
-
-@pytest.fixture(autouse=True)
-def wide_console():
-    from synspill.console import console
-
-    old = console.width
-    console.width = 300  # no wrapping of paths in the tables the tests read
-    yield
-    console.width = old
+pytestmark = pytest.mark.usefixtures("wide_console")
 
 
 def run(*args: object):

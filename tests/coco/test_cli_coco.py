@@ -12,15 +12,7 @@ from synspill.cli import app
 from synspill.coco.dataset import load_coco
 from tests.coco import exports
 
-
-@pytest.fixture(autouse=True)
-def wide_console():
-    from synspill.console import console
-
-    old = console.width
-    console.width = 300  # no wrapping of paths in the tables the tests read
-    yield
-    console.width = old
+pytestmark = pytest.mark.usefixtures("wide_console")
 
 
 def run(*args: str):
