@@ -106,13 +106,20 @@ def test_frozen_training_unfreezing_resume_and_fresh_process_reload(tmp_path, mo
     assert not torch.allclose(moved[conv].float(), imagenet[conv].float(), atol=1e-3)
     assert torch.allclose(moved["_blocks.5._bn1.running_var"].float(), imagenet["_blocks.5._bn1.running_var"].float(), rtol=2e-3)
     assert len((run / "results.csv").read_text().splitlines()) == 3  # phase 1 kept its 2 epochs (not re-run)
-    # a fresh process (nothing registered by hand) reloads the checkpoint and predicts
-    code = ("import json,sys,numpy as np;from synspill.predictors import PredictorConfig, load_predictor;"
+    # a fresh process (nothing registered by hand) reloads the checkpoint and predicts what this process predicts
+    from synspill.inference import read_rgb
+    from synspill.predictors import PredictorConfig, load_predictor
+
+    image = sorted((val.parent / "images").glob("*"))[0]
+    here = load_predictor(PredictorConfig(model=str(run), device="cpu", conf=0.0, imgsz=64)).predict([read_rgb(image)])[0]
+    code = ("import json;from synspill.inference import read_rgb;from synspill.predictors import PredictorConfig, load_predictor;"
             f"p=load_predictor(PredictorConfig(model={str(run)!r}, device='cpu', conf=0.0, imgsz=64));"
-            "d=p.predict([np.zeros((64,64,3),np.uint8)])[0];print(json.dumps({'n':len(d)}))")
+            f"d=p.predict([read_rgb({str(image)!r})])[0];print(json.dumps({{'xyxy':d.xyxy.tolist(),'score':d.score.tolist()}}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1])["n"] >= 0
+    there = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(here.xyxy) > 0 and len(there["xyxy"]) == len(here.xyxy)
+    assert np.allclose(there["xyxy"], here.xyxy, atol=1e-2) and np.allclose(there["score"], here.score, atol=1e-4)
 
 
 @pytest.mark.slow
