@@ -386,17 +386,3 @@ def apply_threads() -> int:
         if mod is not None and hasattr(mod, "NUM_THREADS"):
             mod.NUM_THREADS = n  # type: ignore[attr-defined]
     return n
-
-
-def loader_workers(requested: int | None, threads: int | None = None) -> int:
-    """Data-loader worker processes that do not starve the compute threads.
-
-    On a machine whose compute threads already use every core, loader processes only
-    compete with them; a worker pays off when cores are left over. None (automatic) gives
-    ``min(4, cores - threads)``, i.e. 0 on a 2-core machine training with 2 threads; an
-    explicit number is kept.
-    """
-    if requested is not None:
-        return requested
-    t = resolve_threads() if threads is None else threads
-    return max(0, min(4, available_cpus() - t))

@@ -146,15 +146,6 @@ def test_thread_count_precedence(monkeypatch, clean_threads):
         runtime.set_threads(0)
 
 
-def test_loader_workers_leave_cores_to_compute(monkeypatch, clean_threads):
-    monkeypatch.setattr(runtime, "available_cpus", lambda: 2)
-    assert runtime.loader_workers(None, threads=2) == 0
-    assert runtime.loader_workers(None, threads=1) == 1
-    assert runtime.loader_workers(3, threads=2) == 3  # explicit is kept
-    monkeypatch.setattr(runtime, "available_cpus", lambda: 16)
-    assert runtime.loader_workers(None, threads=8) == 4
-
-
 def test_ultralytics_cpu_device_keeps_our_thread_count(monkeypatch, clean_threads):
     """ultralytics' select_device('cpu') resets torch to cores-1 threads (1 of 2 cores) unless patched."""
     import torch
