@@ -38,6 +38,13 @@ def synspill(args: list[str], cwd: Path, timeout: float = 300, **extra: str) -> 
                           capture_output=True, text=True, timeout=timeout)
 
 
+def _ctrl_c_as_at_a_terminal() -> None:
+    """SIGINT back to its default in the child: a shell without job control (``cmd &`` in a script,
+    nohup) starts its jobs with SIGINT ignored, children inherit that, and Python then never
+    raises KeyboardInterrupt -- so the suite would test the launcher, not synspill's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt(args: list[str], cwd: Path, sig: signal.Signals, ready: Callable[[], bool], timeout: float = 120,
               **extra: str) -> tuple[int, str]:
     """Start ``synspill ARGS``, send ``sig`` once ``ready()`` holds (the job is mid-way), return ``(exit code, stderr)``.
@@ -48,7 +55,8 @@ def interrupt(args: list[str], cwd: Path, sig: signal.Signals, ready: Callable[[
     err_file = cwd / f"stderr-{sig.name}.txt"
     with open(err_file, "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "synspill", *map(str, args)], cwd=cwd, env=env(**extra),
-                                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+                                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+                                preexec_fn=_ctrl_c_as_at_a_terminal)
         try:
             deadline = time.monotonic() + timeout
             while not ready():
