@@ -36,6 +36,7 @@ COMMANDS: list[str] = [
     "experiment",
     "watch",
     "events",
+    "ui",
     "env",
 ]
 

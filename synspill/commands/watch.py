@@ -42,6 +42,8 @@ def watch(
     mqtt: Annotated[str | None, typer.Option("--mqtt", help="MQTT broker HOST:PORT; alerts on <prefix>/<camera>/events.")] = None,
     mqtt_prefix: Annotated[str | None, typer.Option("--mqtt-prefix", help="MQTT topic prefix [default: synspill].")] = None,
     json_lines: Annotated[bool | None, typer.Option("--json/--no-json", help="Print each alert as a JSON line on stdout [default: on].")] = None,
+    ui: Annotated[str | None, typer.Option("--ui", help="Serve the web dashboard on HOST:PORT (e.g. 127.0.0.1:8080) while watching; non-loopback needs credentials (--ui-auth or [ui] in --config).", show_default=False)] = None,
+    ui_auth: Annotated[Path | None, typer.Option("--ui-auth", help="TOML file with a [ui] table: username + password_hash and/or token_hash (`synspill ui hash-password`).")] = None,
     once: Annotated[bool, typer.Option("--once", help="Process a file/folder to its end (every sampled frame, reproducible), then exit (1 if alerts could not be delivered: they are sent on the next start).")] = False,
 ) -> None:
     """Watch camera streams, raise confirmed spill alerts and log them (Ctrl-C stops cleanly).
@@ -65,11 +67,16 @@ def watch(
                     snapshots=str(snapshots) if snapshots else None),
         db=str(db) if db is not None else None)
     watcher = Watcher(cfg, once=once)
+    server = _start_ui(cfg, watcher, ui, ui_auth, console) if ui is not None or ui_auth is not None else None
     stopped_by = _stop_on_signals(watcher, console)
     console.print(f"watching {', '.join(c.name for c in cfg.cameras)} -> {cfg.db}" + (" (once)" if once else " (Ctrl-C to stop)"),
                   highlight=False)
-    with _status_display(console, once) as on_status:
-        summary = watcher.run(on_status)
+    try:
+        with _status_display(console, once) as on_status:
+            summary = watcher.run(on_status)
+    finally:
+        if server is not None:
+            server.stop()
     resent = f", {summary.resent} alerts of earlier runs sent again" if summary.resent else ""
     console.print(f"[green]done[/]: {summary.samples} samples, {summary.events_opened} new events, "
                   f"{summary.alerts} alerts{resent} in {summary.wall_s:.1f} s -> {cfg.db}", highlight=False)
@@ -85,6 +92,27 @@ def watch(
         console.print(f"[yellow]warning:[/] {err}", highlight=False)
     if stopped_by:  # a clean stop on a signal still reports it: 130 for Ctrl-C, 143 for SIGTERM (128 + signal)
         raise typer.Exit(128 + stopped_by[0])
+
+
+def _start_ui(cfg: Any, watcher: Any, bind: str | None, auth: Path | None, console: Any) -> Any:
+    """Start the dashboard next to the loop (same process, its own thread); returns the server."""
+    import dataclasses
+
+    from synspill.commands.ui import build_ui_config
+    from synspill.watch.store import EventStore
+    from synspill.watch.ui.app import UIState, create_app
+    from synspill.watch.ui.server import UIServer
+
+    ui_cfg = build_ui_config(bind, auth, base=cfg.ui)
+    EventStore(cfg.db).close()  # create (or migrate) the log before the first page asks for it
+    snaps = Path(cfg.sinks.snapshots) if cfg.sinks.snapshots else None
+    state = UIState(db=Path(cfg.db), snapshots=snaps, ui=ui_cfg, live=watcher.live)
+    host, port = ui_cfg.host_port
+    server = UIServer(create_app(state), host, port).start()
+    watcher.cfg = dataclasses.replace(cfg, ui=ui_cfg)
+    watcher.live.interval = ui_cfg.live_interval
+    console.print(f"dashboard on {server.url}" + (" (login required)" if ui_cfg.has_credentials else ""), highlight=False)
+    return server
 
 
 def _stop_on_signals(watcher: Any, console: Any) -> list[int]:

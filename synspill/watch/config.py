@@ -21,6 +21,7 @@ from synspill.errors import UsageError
 from synspill.params import FromParams
 from synspill.watch import DEFAULT_DB
 from synspill.watch.alerts import AlertPolicy, SeverityRule
+from synspill.watch.ui.auth import UIConfig
 from synspill.watch.zones import CRITICALITY, Zone
 
 
@@ -115,6 +116,7 @@ class WatchConfig:
     sinks: SinkConfig = field(default_factory=SinkConfig)
     severity: SeverityRule = field(default_factory=SeverityRule)
     observations: bool = True
+    ui: UIConfig = field(default_factory=UIConfig)
 
     def __post_init__(self) -> None:
         if not self.cameras:
@@ -139,7 +141,7 @@ _CAMERA_KEYS = {"name", "url", "model", "backend", "device", "imgsz", "adapter",
 _DEFAULT_KEYS = _CAMERA_KEYS - {"name", "url", "zones"}
 _SINK_KEYS = {f.name for f in fields(SinkConfig)}
 _SEVERITY_KEYS = {"weights", "area_full", "growth_full", "growth_window", "default_criticality", "class_weights", "levels"}
-_TOP_KEYS = {"db", "snapshots", "observations", "defaults", "sinks", "severity", "cameras"}
+_TOP_KEYS = {"db", "snapshots", "observations", "defaults", "sinks", "severity", "cameras", "ui"}
 
 
 class _Ctx:
@@ -245,8 +247,13 @@ def config_from_dict(data: Any, source: str = "<config>", base: Path | None = No
     obs = data.get("observations", True)
     if not isinstance(obs, bool):
         raise cx.err("observations", f"{obs!r} must be true or false")
+    ui_raw = cx.check_keys(data.get("ui", {}), {f.name for f in fields(UIConfig)}, "ui")
     try:
-        return WatchConfig(cameras=tuple(cameras), db=db, sinks=sinks, severity=severity, observations=obs)
+        ui = UIConfig.from_params(ui_raw, f"{source}: ui")
+    except UsageError as e:
+        raise UsageError(str(e) if str(e).startswith(source) else f"{source}: {e}") from None
+    try:
+        return WatchConfig(cameras=tuple(cameras), db=db, sinks=sinks, severity=severity, observations=obs, ui=ui)
     except UsageError as e:
         raise cx.err("cameras", str(e)) from None
 

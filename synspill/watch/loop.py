@@ -22,11 +22,13 @@ again, oldest first, on the next start with the same database.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,6 +48,7 @@ from synspill.watch.sinks import (
 )
 from synspill.watch.sources import CameraReader, Frame, iter_samples, source_kind
 from synspill.watch.store import EventStore
+from synspill.watch.ui.live import LiveFrames
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +119,14 @@ class Watcher:
         predictors: Ready predictors by camera name (skip loading; tests, benchmarks).
         extra_sinks: More sinks besides those ``cfg.sinks`` asks for.
         origin: Epoch seconds of media time 0 in ``once`` mode (default: start time).
+        live: Where the newest frame of each camera goes for the dashboard (default: a new
+            :class:`~synspill.watch.ui.live.LiveFrames`; ``watch --ui`` shares its own).
     """
 
     def __init__(self, cfg: WatchConfig, once: bool = False, predictors: dict[str, Predictor] | None = None,
-                 extra_sinks: list[Sink] | None = None, origin: float | None = None) -> None:
+                 extra_sinks: list[Sink] | None = None, origin: float | None = None, live: LiveFrames | None = None) -> None:
         self.cfg, self.once, self.origin = cfg, once, origin
+        self.live = live if live is not None else LiveFrames(cfg.ui.live_interval)
         for cam in cfg.cameras:
             kind = source_kind(cam.url)
             if once and kind == "webcam":
@@ -295,6 +301,7 @@ class Watcher:
         st.latency_ms = (now - frame.captured) * 1000
         st.open_events = len(eng.events)
         keep = dets.score >= cam.policy.threshold
+        self._report_live(frame, dets.filter(keep))
         if keep.any():
             i = int(np.argmax(np.where(keep, dets.score, -1)))
             from synspill import taxonomy
@@ -303,6 +310,32 @@ class Watcher:
             name = taxonomy.BY_ID[c].name if c in taxonomy.BY_ID else str(c)
             st.last_detection = f"{time.strftime('%H:%M:%S', time.localtime(frame.t))} {name} {float(dets.score[i]):.2f}"
         self.summary.samples += 1
+
+    def _report_live(self, frame: Frame, dets: Detections) -> None:
+        """Hand the sample to the dashboard; every ``ui.live_interval`` s also log the camera's
+        status (and, with snapshots on, its annotated frame under ``<snapshots>/live/``)."""
+        from synspill import taxonomy
+
+        boxes = [(*map(float, b), float(s), taxonomy.BY_ID[int(c)].name if int(c) in taxonomy.BY_ID else str(int(c)))
+                 for b, s, c in zip(dets.xyxy, dets.score, dets.class_id, strict=True)]
+        if not self.live.put(frame.camera, frame.image, boxes, frame.t):
+            return
+        assert self.store is not None
+        path = None
+        if self.cfg.sinks.snapshots:
+            from synspill.io import write_bytes
+            from synspill.watch.ui.live import draw, encode_jpeg
+
+            p = Path(self.cfg.sinks.snapshots) / "live" / f"{frame.camera}.jpg"
+            try:
+                write_bytes(p, encode_jpeg(draw(frame.image, boxes)))
+                path = str(p)
+            except OSError as e:
+                log.warning("live frame of %s not written: %s", frame.camera, e)
+        state = {k: v for k, v in dataclasses.asdict(self.stats[frame.camera]).items() if k != "last_t"}
+        state["detections"] = len(boxes)
+        state["snapshots"] = str(Path(self.cfg.sinks.snapshots).resolve()) if self.cfg.sinks.snapshots else None
+        self.store.upsert_camera(frame.camera, state, path)
 
     def _predict(self, pred: Predictor, frames: list[Frame]) -> list[Detections]:
         t0 = time.perf_counter()
