@@ -178,6 +178,7 @@ class EventState:
     alerts: int = 0
     closed: bool = False
     closed_at: float | None = None
+    closed_reason: str | None = None
 
     @property
     def class_name(self) -> str:
@@ -287,7 +288,7 @@ class EventEngine:
                 ev = self.events.pop(tr.id, None)
                 self._last_alert.pop(tr.id, None)
                 if ev is not None:
-                    ev.closed, ev.closed_at = True, t
+                    ev.closed, ev.closed_at, ev.closed_reason = True, t, "unseen"
                     changes.append(EventChange("closed", "unseen", ev))
         return changes
 
@@ -295,7 +296,7 @@ class EventEngine:
         """Close every open event (end of a ``--once`` run)."""
         out = []
         for tid, ev in list(self.events.items()):
-            ev.closed, ev.closed_at = True, ev.last_seen
+            ev.closed, ev.closed_at, ev.closed_reason = True, ev.last_seen, "end-of-stream"
             self.tracker.drop(tid)
             out.append(EventChange("closed", "end-of-stream", ev))
         self.events.clear()

@@ -48,6 +48,7 @@ from synspill.watch.sinks import (
 )
 from synspill.watch.sources import CameraReader, Frame, iter_samples, source_kind
 from synspill.watch.store import EventStore
+from synspill.watch.suppress import SuppressionCache
 from synspill.watch.ui.live import LiveFrames
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class CameraStats:
     open_events: int = 0
     events: int = 0
     last_detection: str = "-"
+    suppressed_false_alarm: int = 0  # detections dropped inside a false-alarm region (see synspill.watch.suppress)
     last_t: float = field(default=0.0, repr=False)
 
 
@@ -144,6 +146,7 @@ class Watcher:
         self.groups: list[tuple[Predictor, list[str]]] = []
         self.network: list[ReliableSink] = []  # the sinks that confirm delivery (webhook, MQTT)
         self._last_error: dict[str, str] = {}
+        self.suppressions = SuppressionCache()  # false-alarm regions, reloaded from the log every ~2 s
 
     def stop(self) -> None:
         """Ask the loop to finish (safe from signal handlers and other threads)."""
@@ -239,6 +242,16 @@ class Watcher:
         self.summary.alerts += 1
         self._collect()
 
+    def _clean_frame(self, frame: Frame | None, payload: dict[str, Any]) -> str | None:
+        """The un-annotated frame of a new event, beside its snapshot (for hard negatives)."""
+        if self.snapshots is None or frame is None:
+            return None
+        try:
+            return self.snapshots.write_frame(frame.image, payload)
+        except OSError as e:
+            log.error("clean frame for event %s not written: %s", payload.get("event_id"), e)
+            return None
+
     def _snapshot(self, frame: Frame | None, payload: dict[str, Any]) -> str | None:
         if self.snapshots is None or frame is None:
             return None
@@ -262,14 +275,17 @@ class Watcher:
                 self.summary.events_opened += 1
                 self.stats[ev.camera].events += 1
                 snap = self._snapshot(frame, ev.payload("opened", ch.reason))
-                if snap:
-                    ev.snapshot = snap
-                    self.store.set_snapshot(int(ev.event_id or 0), snap)
+                clean = self._clean_frame(frame, ev.payload("opened", ch.reason))
+                if snap or clean:
+                    ev.snapshot = snap or ev.snapshot
+                    self.store.set_snapshot(int(ev.event_id or 0), snap, frame=clean)
                 self._publish(ev.payload("opened", ch.reason))
                 continue
             if ch.kind == "updated":
                 snap = self._snapshot(frame, ev.payload("updated", ch.reason))
                 ev.snapshot = snap or ev.snapshot
+            elif ch.kind == "closed":
+                ev.closed_reason = ch.reason
             rest.append((ch.kind, ev))
             if ch.publish:
                 publish.append(ch)
@@ -287,6 +303,7 @@ class Watcher:
         cam = self.cams[frame.camera]
         if cam.classes is not None and len(dets):
             dets = dets.filter(np.isin(dets.class_id, np.array(cam.classes)))
+        dets = self._suppression_filter(frame, dets)
         h, w = frame.image.shape[:2]
         eng = self.engines[frame.camera]
         changes = eng.step(dets.xyxy, dets.score, dets.class_id, frame.t, (w, h))
@@ -336,6 +353,20 @@ class Watcher:
         state["detections"] = len(boxes)
         state["snapshots"] = str(Path(self.cfg.sinks.snapshots).resolve()) if self.cfg.sinks.snapshots else None
         self.store.upsert_camera(frame.camera, state, path)
+
+    def _suppression_filter(self, frame: Frame, dets: Detections) -> Detections:
+        """Drop detections inside a false-alarm region of their class on this camera (counted in the stats)."""
+        if self.store is None or not len(dets):
+            return dets
+        regions = self.suppressions.get(self.store, frame.camera)
+        if regions is None:
+            return dets
+        h, w = frame.image.shape[:2]
+        drop = regions.mask(dets.xyxy, dets.class_id, (w, h))
+        if not drop.any():
+            return dets
+        self.stats[frame.camera].suppressed_false_alarm += int(drop.sum())
+        return dets.filter(~drop)
 
     def _predict(self, pred: Predictor, frames: list[Frame]) -> list[Detections]:
         t0 = time.perf_counter()

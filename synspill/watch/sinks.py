@@ -355,7 +355,8 @@ def annotate(image_rgb: np.ndarray, box: tuple[float, float, float, float], labe
 class SnapshotWriter:
     """One annotated JPEG per alert under ``root/<camera>/``, written atomically.
 
-    File name: ``<camera>/event<id>-<alert number>_<opened|updated>.jpg``.
+    File name: ``<camera>/event<id>-<alert number>_<opened|updated>.jpg``; the clean
+    (un-annotated) frame of a new event: ``<camera>/event<id>-frame.jpg`` (:meth:`write_frame`).
     """
 
     def __init__(self, root: str | Path, quality: int = 90) -> None:
@@ -377,5 +378,18 @@ class SnapshotWriter:
         if not ok:
             raise RuntimeError("JPEG encoding failed")
         path = self.root / payload["camera"] / f"event{payload['event_id']}-{payload.get('alerts', 0)}_{payload['type'].split('.')[-1]}.jpg"
+        write_bytes(path, buf.tobytes())
+        return str(path)
+
+    def write_frame(self, image_rgb: np.ndarray, payload: dict[str, Any]) -> str:
+        """Save the frame as it came from the camera (no drawing; quality 95); returns the file path."""
+        import cv2
+
+        from synspill.io import write_bytes
+
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        path = self.root / payload["camera"] / f"event{payload['event_id']}-frame.jpg"
         write_bytes(path, buf.tobytes())
         return str(path)
