@@ -15,7 +15,15 @@ predictor's own ``predict`` time on the same sampled frames, measured in the sam
 3. soak: one camera on a looping ffmpeg-served MPEG-TS stream on loopback (spill appearing and vanishing each loop, so events keep
    opening and closing) for ``--soak-seconds``; RSS first/last/max.
 
-Run: ``PYTHONPATH=. python benchmarks/bench_watch.py [--soak-seconds 600]``.
+4. dashboard: 4 cameras, ``--once`` on the same video, one fresh process per run (runs
+   interleaved): the loop as it was before the dashboard and baselines (``git archive`` of
+   ``--before``, default the commit before them) vs today's loop plain, with the dashboard
+   served and polled like an open page (every 2 s: the camera grid, the event list and the 4
+   live frames), with per-camera baselines on, and with both. Target: the dashboard adds
+   <= 5 % at 4 cameras.
+
+Run: ``PYTHONPATH=. python benchmarks/bench_watch.py [--soak-seconds 600]``;
+only the dashboard part: ``--skip overhead,live,soak``.
 """
 
 from __future__ import annotations
@@ -200,6 +208,50 @@ def bench_soak(seconds: float, imgsz: int, work: Path, via: str) -> None:
     print("[soak] RSS over time: " + ", ".join(f"{samples[i][0]:.0f} s {samples[i][1]:.1f} MB" for i in marks))
 
 
+def bench_dashboard(video: Path, work: Path, repeats: int, before: str, baseline_kw: str, imgsz: int = 320) -> None:
+    import json
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    old = work / "before"
+    old.mkdir()
+    arch = subprocess.run(["git", "-C", str(root), "archive", before, "synspill", "tests"], capture_output=True)
+    if arch.returncode != 0:
+        print(f"[dashboard] cannot git archive {before!r} ({arch.stderr.decode().strip()}); 'before' skipped")
+        old = None  # type: ignore[assignment]
+    else:
+        subprocess.run(["tar", "-x", "-C", str(old)], input=arch.stdout, check=True)
+    runs: dict[str, tuple[Path, list[str]]] = {"plain": (root, []), "dashboard": (root, ["--ui"]),
+                                               "baselines": (root, ["--camera-kw", baseline_kw]),
+                                               "dashboard+baselines": (root, ["--ui", "--camera-kw", baseline_kw])}
+    if old is not None:
+        runs = {f"before ({before})": (old, []), **runs}
+    res: dict[str, list[dict]] = {k: [] for k in runs}
+    child = Path(__file__).with_name("_watch_child.py")
+    for _ in range(repeats):
+        for name, (src, extra) in runs.items():
+            out = subprocess.run([sys.executable, str(child), "--src", str(src), "--video", str(video), "--work", str(work),
+                                  "--cams", "4", "--imgsz", str(imgsz), *extra], capture_output=True, text=True,
+                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
+            if out.returncode != 0:
+                raise SystemExit(f"[dashboard] {name} failed:\n{out.stderr[-2000:]}")
+            res[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    ref_key = next(iter(runs))
+    ref = statistics.median(r["wall"] for r in res[ref_key])
+    print(f"[dashboard] 4 cameras x {res[ref_key][0]['samples'] // 4} samples, YOLO11n@{imgsz}+blobs, --once, "
+          f"{repeats} interleaved runs each, medians (baseline: {ref_key}):")
+    for name, rs in res.items():
+        wall = statistics.median(r["wall"] for r in rs)
+        n = rs[0]["samples"]
+        hand = statistics.median(r["handle_s"] for r in rs)
+        inf = statistics.median(r["infer_s"] for r in rs)
+        req = statistics.median(r["requests"] for r in rs)
+        print(f"[dashboard]   {name:<24} wall {wall:6.2f} s = {1000 * wall / n:5.1f} ms/sample ({wall / ref:.3f}x, "
+              f"{100 * (wall / ref - 1):+.1f} %); loop handling {1000 * hand / n:.2f} ms/sample = "
+              f"{100 * hand / inf:.2f} % of its inference; events {rs[0]['events']}; page requests {req:.0f}; "
+              f"per run {[round(r['wall'], 2) for r in rs]}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=60.0, help="Length of the overhead video (2 fps samples).")
@@ -210,7 +262,9 @@ def main() -> None:
     ap.add_argument("--soak-via", choices=("stream", "file"), default="stream",
                     help="Soak on an ffmpeg-served loopback stream (default, needs ffmpeg) or a looping file.")
     ap.add_argument("--sizes", default="640,320")
-    ap.add_argument("--skip", default="", help="Comma list of parts to skip: overhead, live, soak.")
+    ap.add_argument("--skip", default="", help="Comma list of parts to skip: overhead, live, soak, dashboard.")
+    ap.add_argument("--before", default="65482c0", help="Git ref of the loop before the dashboard (dashboard part).")
+    ap.add_argument("--baseline-kw", default='{"baseline": "capture"}', help="CameraConfig JSON that turns baselines on.")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
     print(f"synspill watch benchmark: YOLO11n (random init) on CPU, torch threads 1, {os.cpu_count()} CPUs visible, "
@@ -228,6 +282,8 @@ def main() -> None:
                 bench_live(video, sz, n_cams, a.live_seconds, work)
         if "soak" not in skip:
             bench_soak(a.soak_seconds, 320, work, a.soak_via)
+        if "dashboard" not in skip:
+            bench_dashboard(video, work, a.repeats, a.before, a.baseline_kw)
 
 
 if __name__ == "__main__":

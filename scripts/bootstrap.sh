@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything synspill needs, idempotently: a virtual environment in .venv with
 # the package and its dependencies (via uv, fetched from PyPI), plus ffmpeg and
-# mosquitto from Debian when we are root (used by `watch` tests and streams).
+# mosquitto and chromium from Debian when we are root (used by `watch` tests and streams).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,10 +13,12 @@ if [ -z "$PY" ]; then
 fi
 [ -n "$PY" ] || { echo "error: synspill needs Python >= 3.11; install it (e.g. apt-get install python3.11)" >&2; exit 1; }
 
-# System tools: ffmpeg (streams, video) and mosquitto (MQTT sink tests). Optional for users.
+# System tools: ffmpeg (streams, video), mosquitto (MQTT sink tests) and chromium (the
+# dashboard's browser tests). Optional for users.
 need_apt=()
 command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "[setup] installing ${need_apt[*]} (apt)" >&2

@@ -42,6 +42,7 @@ def ui(
     snapshots: Annotated[Path | None, typer.Option("--snapshots", help="Folder of watch's snapshots (the only folder images are served from) [default: the one watch recorded].", show_default=False)] = None,
     auth: Annotated[Path | None, typer.Option("--auth", help="TOML file with a [ui] table: username + password_hash and/or token_hash.")] = None,
     negatives: Annotated[Path | None, typer.Option("--negatives", help="Where 'false alarm' exports hard negatives [default: <db stem>.negatives].", show_default=False)] = None,
+    read_only: Annotated[bool, typer.Option("--read-only", help="Show only: no acknowledge/close/false-alarm actions.")] = False,
 ) -> None:
     """Serve the dashboard of an event log (Ctrl-C stops): live grid, events, actions, report.
 
@@ -61,9 +62,9 @@ def ui(
         recorded = next((c["state"].get("snapshots") for c in store.cameras() if c["state"].get("snapshots")), None)
     snaps = snapshots if snapshots is not None else (Path(recorded) if recorded else None)
     host, port = cfg.host_port
-    console.print(f"dashboard of {db} on http://{host}:{port}/ (Ctrl-C to stop)"
+    console.print(f"dashboard of {db} on http://{host}:{port}/" + (" (read-only)" if read_only else "") + " (Ctrl-C to stop)"
                   + (f"; images from {snaps}" if snaps else "; no snapshots folder: no images"), highlight=False)
-    serve_forever(create_app(UIState(db=db, snapshots=snaps, ui=cfg, negatives=negatives)), host, port)
+    serve_forever(create_app(UIState(db=db, snapshots=snaps, ui=cfg, negatives=negatives, read_only=read_only)), host, port)
 
 
 @ui_app.command("hash-password")

@@ -22,7 +22,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -49,6 +49,7 @@ class UIState:
         negatives: Where "false alarm" exports hard negatives (default ``<db stem>.negatives``).
         tolerance: Margin of the suppression region a false alarm creates (fraction of the box).
         refresh: Seconds between the page's live refreshes.
+        read_only: Show, never change: no action buttons, every POST but login/logout is 403.
     """
 
     db: Path
@@ -58,6 +59,7 @@ class UIState:
     negatives: Path | None = None
     tolerance: float = 0.25
     refresh: float = 2.0
+    read_only: bool = False
     signer: Signer = field(default_factory=Signer)
     report_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="synspill-report-")))
 
@@ -126,7 +128,7 @@ def _event_filter(f: dict[str, str]) -> Any:
 
 
 # -- the app -------------------------------------------------------------------------------
-def create_app(state: UIState) -> Starlette:
+def create_app(state: UIState) -> Any:
     """The dashboard's ASGI app for ``state``."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))  # autoescape on for .html
     env = templates.env
@@ -150,7 +152,8 @@ def create_app(state: UIState) -> Starlette:
     def page(request: Request, name: str, ctx: dict[str, Any], status: int = 200) -> Response:
         sid = request.cookies.get(SID) or secrets.token_urlsafe(18)
         ctx = {"request": request, "csrf": state.signer.csrf(sid), "refresh": state.refresh,
-               "auth": state.ui.has_credentials, **ctx}
+               "auth": state.ui.has_credentials,
+               "read_only": state.read_only, **ctx}
         resp = templates.TemplateResponse(request, name, ctx, status_code=status)
         if request.cookies.get(SID) != sid:
             resp.set_cookie(SID, sid, httponly=True, samesite="strict")
@@ -163,8 +166,8 @@ def create_app(state: UIState) -> Starlette:
             return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
         return Response("authentication required\n", status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
-    async def deny_write(request: Request) -> Response | None:
-        """401 without a login/token, 403 without the session's CSRF token or from a foreign origin."""
+    async def deny_write(request: Request, change: bool = True) -> Response | None:
+        """401 without a login/token, 403 without the session's CSRF token, from a foreign origin or read-only."""
         if user(request) is None:
             return Response("authentication required\n", status_code=401, headers={"WWW-Authenticate": "Bearer"})
         if bearer(request):
@@ -177,6 +180,8 @@ def create_app(state: UIState) -> Starlette:
             token = str((await request.form()).get("csrf", ""))
         if not state.signer.check_csrf(request.cookies.get(SID), token):
             return Response("missing or wrong CSRF token; reload the page\n", status_code=403)
+        if change and state.read_only:
+            return Response("this dashboard is read-only (synspill ui --read-only)\n", status_code=403)
         return None
 
     # -- data -------------------------------------------------------------------------------
@@ -397,7 +402,7 @@ def create_app(state: UIState) -> Starlette:
         return resp
 
     async def logout(request: Request) -> Response:
-        if (d := await deny_write(request)) is not None:
+        if (d := await deny_write(request, change=False)) is not None:
             return d
         resp = RedirectResponse("/login", status_code=303)
         resp.delete_cookie(SESSION)
@@ -413,22 +418,29 @@ def create_app(state: UIState) -> Starlette:
         Route("/login", login, methods=["GET", "POST"]), Route("/logout", logout, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    app = Starlette(routes=routes)
-
-    @app.middleware("http")
-    async def headers(request: Request, call_next: Any) -> Response:
-        resp: Response = await call_next(request)
-        resp.headers["Content-Security-Policy"] = ("default-src 'self'; img-src 'self' data:; script-src 'self'; "
-                                                   "style-src 'self'; frame-ancestors 'none'; form-action 'self'")
-        resp.headers["X-Content-Type-Options"] = "nosniff"
-        resp.headers["X-Frame-Options"] = "DENY"
-        resp.headers["Referrer-Policy"] = "same-origin"
-        return resp
-
-    return app
+    return SecurityHeaders(Starlette(routes=routes))
 
 
-def html_error(message: str, status: int = 400) -> HTMLResponse:
-    from html import escape
+class SecurityHeaders:
+    """ASGI wrapper adding a strict Content-Security-Policy (no inline script) and friends to every response."""
 
-    return HTMLResponse(f"<p>{escape(message)}</p>", status_code=status)
+    HEADERS = [
+        (b"content-security-policy", b"default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; "
+                                     b"frame-ancestors 'none'; form-action 'self'"),
+        (b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"), (b"referrer-policy", b"same-origin"),
+    ]
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + self.HEADERS
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
