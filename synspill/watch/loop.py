@@ -35,6 +35,7 @@ from synspill.detections import Detections, Predictor
 from synspill.errors import UsageError
 from synspill.predictors import PredictorConfig, load_predictor
 from synspill.watch.alerts import EventChange, EventEngine
+from synspill.watch.baseline import Baseline, baseline_dir
 from synspill.watch.config import CameraConfig, WatchConfig, parse_hostport
 from synspill.watch.sinks import (
     JsonLinesSink,
@@ -88,6 +89,8 @@ class CameraStats:
     open_events: int = 0
     events: int = 0
     last_detection: str = "-"
+    suppressed_baseline: int = 0  # sightings dropped: region unchanged since the camera's baseline
+    baseline: str = "-"  # baseline state: "-" (off), "learning 12/60 s", "capturing 2/5", "active"
     last_t: float = field(default=0.0, repr=False)
 
 
@@ -129,6 +132,8 @@ class Watcher:
         self.stats = {c.name: CameraStats(c.name) for c in cfg.cameras}
         self.engines = {c.name: EventEngine(c.name, c.policy, cfg.severity, c.zones) for c in cfg.cameras}
         self.cams = {c.name: c for c in cfg.cameras}
+        self.baselines = {c.name: Baseline(c.name, c.baseline, baseline_dir(cfg.db))
+                          for c in cfg.cameras if c.baseline.mode != "off"}
         self._given = predictors or {}
         self._extra_sinks = list(extra_sinks or [])
         self.summary = WatchSummary(cameras=self.stats)
@@ -281,6 +286,7 @@ class Watcher:
         cam = self.cams[frame.camera]
         if cam.classes is not None and len(dets):
             dets = dets.filter(np.isin(dets.class_id, np.array(cam.classes)))
+        dets = self._baseline_filter(frame, dets)
         h, w = frame.image.shape[:2]
         eng = self.engines[frame.camera]
         changes = eng.step(dets.xyxy, dets.score, dets.class_id, frame.t, (w, h))
@@ -303,6 +309,20 @@ class Watcher:
             name = taxonomy.BY_ID[c].name if c in taxonomy.BY_ID else str(c)
             st.last_detection = f"{time.strftime('%H:%M:%S', time.localtime(frame.t))} {name} {float(dets.score[i]):.2f}"
         self.summary.samples += 1
+
+    def _baseline_filter(self, frame: Frame, dets: Detections) -> Detections:
+        """Drop sightings whose region is unchanged since the camera's baseline; let it learn."""
+        bl = self.baselines.get(frame.camera)
+        if bl is None:
+            return dets
+        st = self.stats[frame.camera]
+        unchanged = bl.step(frame.image, frame.t, dets.xyxy, dets.score, self.cams[frame.camera].policy.threshold,
+                            busy=bool(self.engines[frame.camera].events))
+        st.baseline = bl.state(frame.t)
+        if not unchanged.any():
+            return dets
+        st.suppressed_baseline += int(unchanged.sum())
+        return dets.filter(~unchanged)
 
     def _predict(self, pred: Predictor, frames: list[Frame]) -> list[Detections]:
         t0 = time.perf_counter()
