@@ -145,12 +145,13 @@ def changed_fraction(d: np.ndarray, box: tuple[int, int, int, int], tau: float) 
         tau: Per-pixel threshold on ``|d - ring median|``.
 
     Returns:
-        The fraction in [0, 1] (0 for an empty box).
+        The fraction in [0, 1]; 1 for a box outside the image (what cannot be checked is
+        never suppressed).
     """
     h, w = d.shape
     x0, y0, x1, y1 = max(0, box[0]), max(0, box[1]), min(w, box[2]), min(h, box[3])
     if x1 <= x0 or y1 <= y0:
-        return 0.0
+        return 1.0
     mx = max(2, round((x1 - x0) * RING_MARGIN))
     my = max(2, round((y1 - y0) * RING_MARGIN))
     X0, Y0, X1, Y1 = max(0, x0 - mx), max(0, y0 - my), min(w, x1 + mx), min(h, y1 + my)

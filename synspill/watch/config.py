@@ -333,6 +333,8 @@ def _baseline(cx: _Ctx, c: dict[str, Any], key: Any) -> BaselineConfig:
     bkw: dict[str, Any] = {}
     for k in sorted(_BASELINE_KEYS & set(c)):
         v = c[k]
+        if k == "baseline" and v is False:  # YAML 1.1 reads `baseline: off` as false
+            v = "off"
         if k == "baseline":
             bkw["mode"] = cx.text(v, key(k))
         else:

@@ -121,7 +121,7 @@ def test_measure_reference_values():
     assert changed_fraction(d + 0.7, (5, 5, 10, 10), 0.15) == 1.0
     assert changed_fraction(d + 0.7, (5, 5, 15, 10), 0.15) == 0.5  # half the box changed
     assert changed_fraction(d, (0, 0, 20, 20), 0.15) == 25 / 400  # no ring: the frame median (0) is the level
-    assert changed_fraction(d, (30, 30, 40, 40), 0.15) == 0.0  # outside the image
+    assert changed_fraction(d, (30, 30, 40, 40), 0.15) == 1.0  # outside the image: never suppressed
     assert work_image(floor((640, 480))).shape == (120, 160)
 
 
@@ -130,10 +130,11 @@ def test_measure_reference_values():
 def clips(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("baseline")
     return {"mat": make_clip(d / "mat.avi"),  # the mat from frame 0, a spill from 5 s
-            "light": make_clip(d / "light.avi", light_at=3.0, gain=0.6)}  # and the lights dimmed at 3 s
+            "light": make_clip(d / "light.avi", light_at=3.0, gain=0.6),  # and the lights dimmed at 3 s
+            "light-late": make_clip(d / "late.avi", light_at=7.0, gain=0.6)}  # dimmed while the spill is seen
 
 
-@pytest.mark.parametrize("clip", ["mat", "light"])
+@pytest.mark.parametrize("clip", ["mat", "light", "light-late"])
 def test_capture_stops_the_distractor_and_keeps_the_spill(clips, tmp_path, clip):
     # floor x0.6 stays above the predictor's grey threshold (80); mat and spill stay below
     assert floor().min() * 0.6 > 80
@@ -224,6 +225,7 @@ def test_config_keys():
     data["defaults"].update(baseline="capture", baseline_capture_samples=3)
     assert config_from_dict(data).cameras[0].baseline == BaselineConfig(mode="capture", capture_samples=3)
     assert config_from_dict(cfg_dict()).cameras[0].baseline.mode == "off"
+    assert config_from_dict(cfg_dict(baseline=False)).cameras[0].baseline.mode == "off"  # YAML `baseline: off`
 
 
 @pytest.mark.parametrize("cam,match", [
