@@ -11,7 +11,7 @@ import typer
 
 from synspill.commands.options import ClassesOpt, DeviceOpt
 from synspill.models import ModelBackend
-from synspill.watch import DEFAULT_DB
+from synspill.watch import DEFAULT_DB, BaselineMode
 
 
 def register(app: typer.Typer) -> None:
@@ -44,6 +44,8 @@ def watch(
     json_lines: Annotated[bool | None, typer.Option("--json/--no-json", help="Print each alert as a JSON line on stdout [default: on].")] = None,
     ui: Annotated[str | None, typer.Option("--ui", help="Serve the web dashboard on HOST:PORT (e.g. 127.0.0.1:8080) while watching; non-loopback needs credentials (--ui-auth or [ui] in --config).", show_default=False)] = None,
     ui_auth: Annotated[Path | None, typer.Option("--ui-auth", help="TOML file with a [ui] table: username + password_hash and/or token_hash (`synspill ui hash-password`).")] = None,
+    baseline: Annotated[BaselineMode | None, typer.Option("--baseline", help="Suppress sightings whose region is unchanged since the camera's clean-scene reference: learn it from detection-free frames, or capture it from the first samples [default: off] (docs/watch.md).", show_default=False)] = None,
+    capture_baseline: Annotated[bool, typer.Option("--capture-baseline", help="The scene is clean now: capture a new reference for every camera from its first samples (= --baseline capture; allowed with --config), stored next to --db.")] = False,
     once: Annotated[bool, typer.Option("--once", help="Process a file/folder to its end (every sampled frame, reproducible), then exit (1 if alerts could not be delivered: they are sent on the next start).")] = False,
 ) -> None:
     """Watch camera streams, raise confirmed spill alerts and log them (Ctrl-C stops cleanly).
@@ -61,11 +63,11 @@ def watch(
     cfg = config_from_flags(
         source, model, config,
         camera=given(name=name, backend=backend, device=device, imgsz=imgsz, adapter=adapter, prompt=prompt, classes=classes,
-                     fps=fps, loop=loop),
+                     fps=fps, loop=loop, baseline=baseline),
         policy=given(threshold=threshold, k=k, n=n, cooldown=cooldown, close_after=close_after),
         sinks=given(stdout=json_lines, webhook=webhook, mqtt=mqtt, mqtt_prefix=mqtt_prefix,
                     snapshots=str(snapshots) if snapshots else None),
-        db=str(db) if db is not None else None)
+        db=str(db) if db is not None else None, capture_baseline=capture_baseline)
     watcher = Watcher(cfg, once=once)
     server = _start_ui(cfg, watcher, ui, ui_auth, console) if ui is not None or ui_auth is not None else None
     stopped_by = _stop_on_signals(watcher, console)
@@ -78,8 +80,10 @@ def watch(
         if server is not None:
             server.stop()
     resent = f", {summary.resent} alerts of earlier runs sent again" if summary.resent else ""
+    suppressed = sum(s.suppressed_baseline for s in summary.cameras.values())
+    suppr = f", {suppressed} sightings suppressed (unchanged since baseline)" if suppressed else ""
     console.print(f"[green]done[/]: {summary.samples} samples, {summary.events_opened} new events, "
-                  f"{summary.alerts} alerts{resent} in {summary.wall_s:.1f} s -> {cfg.db}", highlight=False)
+                  f"{summary.alerts} alerts{resent}{suppr} in {summary.wall_s:.1f} s -> {cfg.db}", highlight=False)
     if summary.undelivered:
         from synspill.errors import DeliveryError
 
@@ -161,7 +165,9 @@ def _status_display(console: Any, once: bool) -> Iterator[Callable[[list[Any]], 
         last_log[0] = time.monotonic()
         for s in stats:
             console.print(f"{s.name}: {s.state} {s.fps:.1f} fps, latency {s.latency_ms:.0f} ms, "
-                          f"{s.open_events} open, {s.events} events, last {s.last_detection}", highlight=False)
+                          f"{s.open_events} open, {s.events} events, last {s.last_detection}"
+                          + (f", baseline {s.baseline}, {s.suppressed_baseline} suppressed" if s.baseline != "-" else ""),
+                          highlight=False)
 
     yield log_lines
 
@@ -170,11 +176,12 @@ def _status_table(stats: list[Any]) -> Any:
     from rich.table import Table
 
     t = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("camera", "state", "fps", "latency", "model/frame", "dropped", "reconn.", "open", "events", "last detection"):
-        t.add_column(col, justify="right" if col not in ("camera", "state", "last detection") else "left")
+    for col in ("camera", "state", "fps", "latency", "model/frame", "dropped", "reconn.", "open", "events", "baseline",
+                "suppr.", "last detection"):
+        t.add_column(col, justify="right" if col not in ("camera", "state", "baseline", "last detection") else "left")
     colour = {"live": "green", "reconnecting": "yellow", "connecting": "yellow", "ended": "dim", "failed": "red"}
     for s in stats:
         t.add_row(s.name, f"[{colour.get(s.state, 'white')}]{s.state}[/]", f"{s.fps:.1f}", f"{s.latency_ms:.0f} ms",
                   f"{s.infer_ms:.0f} ms", str(s.dropped), str(s.reconnects), str(s.open_events), str(s.events),
-                  s.last_detection)
+                  s.baseline, str(s.suppressed_baseline), s.last_detection)
     return t

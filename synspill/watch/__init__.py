@@ -48,3 +48,11 @@ class Bucket(str, Enum):
     day = "day"
     week = "week"
     month = "month"
+
+
+class BaselineMode(str, Enum):
+    """How a camera gets its clean-scene reference (see :mod:`synspill.watch.baseline`)."""
+
+    off = "off"
+    learn = "learn"
+    capture = "capture"

@@ -21,6 +21,7 @@ from synspill.errors import UsageError
 from synspill.params import FromParams
 from synspill.watch import DEFAULT_DB
 from synspill.watch.alerts import AlertPolicy, SeverityRule
+from synspill.watch.baseline import BaselineConfig
 from synspill.watch.ui.auth import UIConfig
 from synspill.watch.zones import CRITICALITY, Zone
 
@@ -42,6 +43,8 @@ class CameraConfig(FromParams):
         policy: Threshold, k of n, cooldown, re-alert and closing rules.
         zones: Named polygons with a criticality each.
         loop: Replay a video file / folder forever (demos, soak tests).
+        baseline: The clean-scene reference that suppresses detections of unchanged
+            regions (:mod:`synspill.watch.baseline`; off by default).
     """
 
     name: str
@@ -57,6 +60,7 @@ class CameraConfig(FromParams):
     policy: AlertPolicy = field(default_factory=AlertPolicy)
     zones: tuple[Zone, ...] = ()
     loop: bool = False
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
 
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in "/#+ \t"):
@@ -136,8 +140,10 @@ def parse_hostport(spec: str, default_port: int = 1883) -> tuple[str, int]:
 
 
 _POLICY_KEYS = {f.name for f in fields(AlertPolicy)}
+#: ``baseline`` is the mode; ``baseline_<field>`` the other :class:`BaselineConfig` fields.
+_BASELINE_KEYS = {"baseline"} | {f"baseline_{f.name}" for f in fields(BaselineConfig) if f.name != "mode"}
 _CAMERA_KEYS = {"name", "url", "model", "backend", "device", "imgsz", "adapter", "prompt", "classes",
-                "fps", "zones", "loop"} | _POLICY_KEYS
+                "fps", "zones", "loop"} | _POLICY_KEYS | _BASELINE_KEYS
 _DEFAULT_KEYS = _CAMERA_KEYS - {"name", "url", "zones"}
 _SINK_KEYS = {f.name for f in fields(SinkConfig)}
 _SEVERITY_KEYS = {"weights", "area_full", "growth_full", "growth_window", "default_criticality", "class_weights", "levels"}
@@ -297,6 +303,7 @@ def _camera(cx: _Ctx, c: dict[str, Any], where: str, rel: Any, inherited: frozen
         kw["policy"] = AlertPolicy(**pol)
     except UsageError as e:  # the message names the key; blame [defaults] when every alert key came from there
         raise cx.err("defaults" if pol and set(pol) <= inherited else where, str(e)) from None
+    kw["baseline"] = _baseline(cx, c, key)
     zones = []
     zraw = c.get("zones", [])
     if not isinstance(zraw, list):
@@ -326,6 +333,25 @@ def _camera(cx: _Ctx, c: dict[str, Any], where: str, rel: Any, inherited: frozen
         return CameraConfig(**kw)
     except UsageError as e:
         raise cx.err(where, str(e)) from None
+
+
+def _baseline(cx: _Ctx, c: dict[str, Any], key: Any) -> BaselineConfig:
+    """The ``baseline*`` keys of a merged camera table; errors name the offending key."""
+    bkw: dict[str, Any] = {}
+    for k in sorted(_BASELINE_KEYS & set(c)):
+        v = c[k]
+        if k == "baseline" and v is False:  # YAML 1.1 reads `baseline: off` as false
+            v = "off"
+        if k == "baseline":
+            bkw["mode"] = cx.text(v, key(k))
+        else:
+            field_name = k.removeprefix("baseline_")
+            bkw[field_name] = cx.num(v, key(k), integer=field_name == "capture_samples")
+        try:
+            BaselineConfig(**bkw)  # one key at a time, so the error names the key that broke it
+        except UsageError as e:
+            raise cx.err(key(k), str(e)) from None
+    return BaselineConfig(**bkw)
 
 
 def _severity(cx: _Ctx, s: Any) -> SeverityRule:
@@ -360,7 +386,8 @@ def _severity(cx: _Ctx, s: Any) -> SeverityRule:
 
 def config_from_flags(source: str | None = None, model: str | None = None, config: str | Path | None = None, *,
                       camera: Mapping[str, Any] | None = None, policy: Mapping[str, Any] | None = None,
-                      sinks: Mapping[str, Any] | None = None, db: str | None = None) -> WatchConfig:
+                      sinks: Mapping[str, Any] | None = None, db: str | None = None,
+                      capture_baseline: bool = False) -> WatchConfig:
     """The :class:`WatchConfig` of a ``synspill watch`` command line.
 
     Either ``config`` (a file, see :func:`load_config`) whose sinks and ``db`` the given
@@ -372,14 +399,18 @@ def config_from_flags(source: str | None = None, model: str | None = None, confi
         model: Its model (see :class:`CameraConfig`).
         config: A TOML/YAML config file instead of ``source`` and ``model``.
         camera: :class:`CameraConfig` fields (``name``, ``backend``, ``device``, ``imgsz``,
-            ``adapter``, ``prompt``, ``fps``, ``loop``; ``classes`` as names or ids).
+            ``adapter``, ``prompt``, ``fps``, ``loop``; ``classes`` as names or ids; ``baseline``
+            as the mode).
         policy: :class:`~synspill.watch.alerts.AlertPolicy` fields (``threshold``, ``k``, ...).
         sinks: :class:`SinkConfig` fields (``stdout``, ``webhook``, ``mqtt``, ``mqtt_prefix``, ``snapshots``).
         db: The event database.
+        capture_baseline: Capture a new baseline for every camera (``--capture-baseline``:
+            an action, so it is allowed with a file too).
 
     Raises:
         UsageError: Both or neither of ``config`` and ``source``; no ``model``; camera or
-            policy settings next to a file (they belong in it).
+            policy settings next to a file (they belong in it); ``capture_baseline`` with
+            another baseline mode.
     """
     camera, policy, sinks = dict(camera or {}), dict(policy or {}), dict(sinks or {})
     if config is not None:
@@ -390,6 +421,8 @@ def config_from_flags(source: str | None = None, model: str | None = None, confi
             raise UsageError(f"--{per_camera[0].replace('_', '-')} is a per-camera setting; with --config put it in the file "
                              "([defaults] or [[cameras]])")
         cfg = load_config(config)
+        if capture_baseline:
+            cfg = dataclasses.replace(cfg, cameras=tuple(_capture(c) for c in cfg.cameras))
         return dataclasses.replace(cfg, sinks=dataclasses.replace(cfg.sinks, **sinks), db=db if db is not None else cfg.db)
     if source is None:
         raise UsageError("nothing to watch: give a SOURCE (URL, file, folder, webcam index) or --config FILE")
@@ -399,10 +432,18 @@ def config_from_flags(source: str | None = None, model: str | None = None, confi
         ids = taxonomy.parse_classes(camera["classes"])
         camera["classes"] = tuple(ids) if ids else None
     name = camera.pop("name", None) or camera_name_for(source)
+    mode = camera.pop("baseline", None)
+    if capture_baseline and mode not in (None, "capture"):
+        raise UsageError(f"--capture-baseline contradicts --baseline {mode}; give one of them")
     cam = CameraConfig.from_params(camera, "watch", name=name, url=source, model=model,
-                                   policy=AlertPolicy.from_params(policy, "watch"))
+                                   policy=AlertPolicy.from_params(policy, "watch"),
+                                   baseline=BaselineConfig(mode="capture" if capture_baseline else mode or "off"))
     cfg = WatchConfig(cameras=(cam,), sinks=SinkConfig.from_params(sinks, "watch"))
     return cfg if db is None else dataclasses.replace(cfg, db=db)
+
+
+def _capture(cam: CameraConfig) -> CameraConfig:
+    return dataclasses.replace(cam, baseline=dataclasses.replace(cam.baseline, mode="capture"))
 
 
 def camera_name_for(url: str) -> str:

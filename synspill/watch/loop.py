@@ -37,6 +37,7 @@ from synspill.detections import Detections, Predictor
 from synspill.errors import UsageError
 from synspill.predictors import PredictorConfig, load_predictor
 from synspill.watch.alerts import EventChange, EventEngine
+from synspill.watch.baseline import Baseline, baseline_dir
 from synspill.watch.config import CameraConfig, WatchConfig, parse_hostport
 from synspill.watch.sinks import (
     JsonLinesSink,
@@ -93,6 +94,8 @@ class CameraStats:
     events: int = 0
     last_detection: str = "-"
     suppressed_false_alarm: int = 0  # detections dropped inside a false-alarm region (see synspill.watch.suppress)
+    suppressed_baseline: int = 0  # sightings dropped: region unchanged since the camera's baseline
+    baseline: str = "-"  # baseline state: "-" (off), "learning 12/60 s", "capturing 2/5", "active"
     last_t: float = field(default=0.0, repr=False)
 
 
@@ -137,6 +140,8 @@ class Watcher:
         self.stats = {c.name: CameraStats(c.name) for c in cfg.cameras}
         self.engines = {c.name: EventEngine(c.name, c.policy, cfg.severity, c.zones) for c in cfg.cameras}
         self.cams = {c.name: c for c in cfg.cameras}
+        self.baselines = {c.name: Baseline(c.name, c.baseline, baseline_dir(cfg.db))
+                          for c in cfg.cameras if c.baseline.mode != "off"}
         self._given = predictors or {}
         self._extra_sinks = list(extra_sinks or [])
         self.summary = WatchSummary(cameras=self.stats)
@@ -303,6 +308,7 @@ class Watcher:
         cam = self.cams[frame.camera]
         if cam.classes is not None and len(dets):
             dets = dets.filter(np.isin(dets.class_id, np.array(cam.classes)))
+        dets = self._baseline_filter(frame, dets)
         dets = self._suppression_filter(frame, dets)
         h, w = frame.image.shape[:2]
         eng = self.engines[frame.camera]
@@ -333,7 +339,8 @@ class Watcher:
         status (and, with snapshots on, its annotated frame under ``<snapshots>/live/``)."""
         from synspill import taxonomy
 
-        boxes = [(*map(float, b), float(s), taxonomy.BY_ID[int(c)].name if int(c) in taxonomy.BY_ID else str(int(c)))
+        boxes = [(float(b[0]), float(b[1]), float(b[2]), float(b[3]), float(s),
+                  taxonomy.BY_ID[int(c)].name if int(c) in taxonomy.BY_ID else str(int(c)))
                  for b, s, c in zip(dets.xyxy, dets.score, dets.class_id, strict=True)]
         if not self.live.put(frame.camera, frame.image, boxes, frame.t):
             return
@@ -367,6 +374,20 @@ class Watcher:
             return dets
         self.stats[frame.camera].suppressed_false_alarm += int(drop.sum())
         return dets.filter(~drop)
+
+    def _baseline_filter(self, frame: Frame, dets: Detections) -> Detections:
+        """Drop sightings whose region is unchanged since the camera's baseline; let it learn."""
+        bl = self.baselines.get(frame.camera)
+        if bl is None:
+            return dets
+        st = self.stats[frame.camera]
+        unchanged = bl.step(frame.image, frame.t, dets.xyxy, dets.score, self.cams[frame.camera].policy.threshold,
+                            busy=bool(self.engines[frame.camera].events))
+        st.baseline = bl.state(frame.t)
+        if not unchanged.any():
+            return dets
+        st.suppressed_baseline += int(unchanged.sum())
+        return dets.filter(~unchanged)
 
     def _predict(self, pred: Predictor, frames: list[Frame]) -> list[Detections]:
         t0 = time.perf_counter()

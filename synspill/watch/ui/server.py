@@ -27,7 +27,7 @@ class UIServer:
         self.config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                                      lifespan="off", timeout_graceful_shutdown=2)
         self.server = uvicorn.Server(self.config)
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # watch owns the signals
+        # uvicorn installs signal handlers only in the main thread: watch keeps owning SIGINT/SIGTERM
         self._thread = threading.Thread(target=self.server.run, name="synspill-ui", daemon=True)
 
     def start(self, timeout: float = 10.0) -> UIServer:
