@@ -71,6 +71,8 @@ def watch(
     with _status_display(console, once) as on_status:
         summary = watcher.run(on_status)
     resent = f", {summary.resent} alerts of earlier runs sent again" if summary.resent else ""
+    quiet = sum(s.suppressed_false_alarm for s in summary.cameras.values())
+    resent += f", {quiet} detections suppressed as known false alarms" if quiet else ""
     console.print(f"[green]done[/]: {summary.samples} samples, {summary.events_opened} new events, "
                   f"{summary.alerts} alerts{resent} in {summary.wall_s:.1f} s -> {cfg.db}", highlight=False)
     if summary.undelivered:
