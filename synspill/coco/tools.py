@@ -93,6 +93,46 @@ def map_label(label: str, label_map: Mapping[str, str] | None = None) -> str | N
     return taxonomy.normalize_name(label)
 
 
+# ---- background images (hard negatives) ------------------------------------------------
+def add_background(ds: CocoDataset, sources: Iterable[str | os.PathLike]) -> CocoDataset:
+    """``ds`` plus the images of other COCO datasets as background images (no boxes).
+
+    For hard negatives (``synspill events false-alarm`` writes them): any boxes those
+    datasets have are ignored; an image file ``ds`` already holds is not added twice. The
+    added images get new ids after ``ds``'s and absolute ``file_name`` s. ``ds`` itself is
+    not changed.
+
+    Args:
+        ds: The training dataset.
+        sources: COCO files, or folders holding ``annotations.json``.
+
+    Returns:
+        A new dataset (records of ``ds`` shared, not copied).
+
+    Raises:
+        DatasetError: A source is missing or not a valid COCO file, or one of its images is missing.
+    """
+    from synspill.coco.dataset import load_coco
+
+    out = CocoDataset(list(ds.images), list(ds.annotations), list(ds.categories), ds.root, dict(ds.info), list(ds.licenses))
+    have = {resolved_image_path(ds, im) for im in ds.images}
+    next_id = ds.next_image_id()
+    added = 0
+    for src in sources:
+        neg = load_coco(src, check_images=True)
+        for im in neg.images:
+            path = resolved_image_path(neg, im)
+            if path in have:
+                continue
+            have.add(path)
+            out.images.append(ImageRecord(next_id, str(path), im.width, im.height, {"background": True}))
+            next_id += 1
+            added += 1
+    if added:
+        log.info("added %d background image(s) (no boxes)", added)
+    return out
+
+
 # ---- merge -----------------------------------------------------------------------------
 def merge(
     datasets: Sequence[CocoDataset],

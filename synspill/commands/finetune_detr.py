@@ -33,6 +33,7 @@ def finetune_detr(
     val_fraction: Annotated[float | None, typer.Option("--val-fraction", help="Share split off --data for validation when --val is not given.", show_default=False)] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="Data-loader worker processes.", show_default=False)] = None,
     option: Annotated[list[str] | None, typer.Option("--option", help="Extra rfdetr model/train setting key=value (repeatable), e.g. --option num_queries=100.")] = None,
+    negatives: Annotated[list[Path] | None, typer.Option("--negatives", help="Hard negatives (repeatable): a COCO file or a folder with annotations.json, e.g. from `synspill events false-alarm`; its images join the training split as background images (no boxes).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show rfdetr's own output (on stderr) instead of RUN/train.log.")] = False,
     force: ForceOpt = False,
 ) -> None:
@@ -49,6 +50,7 @@ def finetune_detr(
     from synspill.params import given
 
     cfg = detr.DetrTrainConfig(data=str(data), out=str(out), force=force, verbose=verbose, options=parse_options(option),
+                               negatives=tuple(str(p) for p in negatives or ()),
                                **given(val=str(val) if val else None, model=model, variant=variant, epochs=epochs,
                                        resolution=resolution, batch=batch, grad_accum=grad_accum, lr=lr, device=device,
                                        seed=seed, patience=patience, val_fraction=val_fraction, workers=workers))

@@ -32,6 +32,7 @@ def finetune_yolo(
     unfreeze_epochs: Annotated[int | None, typer.Option("--unfreeze-epochs", help="lite*: epochs with the backbone unfrozen after the frozen ones (default 0).", show_default=False)] = None,
     unfreeze_lr: Annotated[float | None, typer.Option("--unfreeze-lr", help="lite*: learning rate of the unfrozen epochs (default 1e-4).", show_default=False)] = None,
     option: Annotated[list[str] | None, typer.Option("--option", help="Extra ultralytics train setting key=value (repeatable), e.g. --option mosaic=0.0.")] = None,
+    negatives: Annotated[list[Path] | None, typer.Option("--negatives", help="Hard negatives (repeatable): a COCO file or a folder with annotations.json, e.g. from `synspill events false-alarm`; its images join the training split as background images (no boxes).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show ultralytics' own log output (on stderr).")] = False,
     force: ForceOpt = False,
 ) -> None:
@@ -48,6 +49,7 @@ def finetune_yolo(
     from synspill.params import given
 
     cfg = yolo.YoloTrainConfig(data=str(data), out=str(out), force=force, verbose=verbose, options=parse_options(option),
+                               negatives=tuple(str(p) for p in negatives or ()),
                                **given(val=str(val) if val else None, model=model, epochs=epochs, imgsz=imgsz, batch=batch,
                                        device=device, seed=seed, patience=patience, val_fraction=val_fraction, workers=workers,
                                        unfreeze_epochs=unfreeze_epochs, unfreeze_lr=unfreeze_lr))

@@ -82,6 +82,8 @@ def watch(
     resent = f", {summary.resent} alerts of earlier runs sent again" if summary.resent else ""
     suppressed = sum(s.suppressed_baseline for s in summary.cameras.values())
     suppr = f", {suppressed} sightings suppressed (unchanged since baseline)" if suppressed else ""
+    quiet = sum(s.suppressed_false_alarm for s in summary.cameras.values())
+    resent += f", {quiet} detections suppressed as known false alarms" if quiet else ""
     console.print(f"[green]done[/]: {summary.samples} samples, {summary.events_opened} new events, "
                   f"{summary.alerts} alerts{resent}{suppr} in {summary.wall_s:.1f} s -> {cfg.db}", highlight=False)
     if summary.undelivered:
@@ -166,7 +168,8 @@ def _status_display(console: Any, once: bool) -> Iterator[Callable[[list[Any]], 
         for s in stats:
             console.print(f"{s.name}: {s.state} {s.fps:.1f} fps, latency {s.latency_ms:.0f} ms, "
                           f"{s.open_events} open, {s.events} events, last {s.last_detection}"
-                          + (f", baseline {s.baseline}, {s.suppressed_baseline} suppressed" if s.baseline != "-" else ""),
+                          + (f", baseline {s.baseline}, {s.suppressed_baseline} suppressed" if s.baseline != "-" else "")
+                          + (f", {s.suppressed_false_alarm} in false-alarm regions" if s.suppressed_false_alarm else ""),
                           highlight=False)
 
     yield log_lines
@@ -176,6 +179,7 @@ def _status_table(stats: list[Any]) -> Any:
     from rich.table import Table
 
     t = Table(box=None, pad_edge=False, header_style="bold")
+    # suppr.: sightings dropped as unchanged since the baseline (+ inside false-alarm regions)
     for col in ("camera", "state", "fps", "latency", "model/frame", "dropped", "reconn.", "open", "events", "baseline",
                 "suppr.", "last detection"):
         t.add_column(col, justify="right" if col not in ("camera", "state", "baseline", "last detection") else "left")
@@ -183,5 +187,6 @@ def _status_table(stats: list[Any]) -> Any:
     for s in stats:
         t.add_row(s.name, f"[{colour.get(s.state, 'white')}]{s.state}[/]", f"{s.fps:.1f}", f"{s.latency_ms:.0f} ms",
                   f"{s.infer_ms:.0f} ms", str(s.dropped), str(s.reconnects), str(s.open_events), str(s.events),
-                  s.baseline, str(s.suppressed_baseline), s.last_detection)
+                  s.baseline, f"{s.suppressed_baseline}+{s.suppressed_false_alarm}" if s.suppressed_false_alarm
+                  else str(s.suppressed_baseline), s.last_detection)
     return t

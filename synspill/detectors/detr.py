@@ -188,6 +188,8 @@ class DetrTrainConfig(FromParams):
         verbose: Show rfdetr's own output instead of writing it to ``train.log``.
         options: Extra rfdetr model-config or train-config settings, checked by name
             (e.g. ``{"num_queries": 100, "use_ema": False}``).
+        negatives: COCO files or folders (e.g. from ``synspill events false-alarm``) whose
+            images are added to the training split as background images (no boxes).
     """
 
     data: str
@@ -208,6 +210,7 @@ class DetrTrainConfig(FromParams):
     force: bool = False
     verbose: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    negatives: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -280,6 +283,10 @@ def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
     else:
         train_ds, val_ds = split_off_val(train_ds, cfg.val_fraction, cfg.seed)
         val_src = f"{cfg.data} (seeded {cfg.val_fraction:.0%} split, seed {cfg.seed})"
+    if cfg.negatives:
+        from synspill.coco.tools import add_background
+
+        train_ds = add_background(train_ds, cfg.negatives)
     export = export_rfdetr({"train": train_ds, "val": val_ds}, sources={"train": str(cfg.data), "val": val_src})
     device = resolve_device(cfg.device)
     if device.startswith("cuda") and (cfg.device.strip().lower() == "cuda" or world_size() > 1):

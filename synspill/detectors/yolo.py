@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from synspill import taxonomy
-from synspill.coco.export import cache_dir, export_yolo, split_off_val
+from synspill.coco.export import ExportResult, cache_dir, export_yolo, split_off_val
 from synspill.detections import Detections
 from synspill.envinfo import versions
 from synspill.errors import DeviceError, ModelNotFound, OutputExists, UsageError
@@ -278,6 +278,8 @@ class YoloTrainConfig(FromParams):
             with the backbone trainable (its BatchNorm statistics stay ImageNet's), in
             ``out/unfrozen/``; 0 keeps it frozen throughout.
         unfreeze_lr: Learning rate of the unfrozen phase (whole network).
+        negatives: COCO files or folders (e.g. from ``synspill events false-alarm``) whose
+            images are added to the training split as background images (no boxes).
     """
 
     data: str
@@ -297,6 +299,7 @@ class YoloTrainConfig(FromParams):
     options: dict[str, Any] = field(default_factory=dict)
     unfreeze_epochs: int = 0
     unfreeze_lr: float = 1e-4
+    negatives: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -337,6 +340,26 @@ def _check_options(options: dict[str, Any]) -> None:
             raise UsageError(f"--option {k}={v!r}: {e}") from None
 
 
+def prepare_data(cfg: YoloTrainConfig) -> tuple[ExportResult, str]:
+    """The job's data in the ultralytics layout: ``(export, validation source description)``.
+
+    The validation split is ``cfg.val`` or a seeded split of ``cfg.data``; the images of
+    ``cfg.negatives`` join the training split only, as background images (empty label files).
+    """
+    from synspill.coco.dataset import load_coco
+    from synspill.coco.tools import add_background
+
+    train_ds = load_coco(cfg.data)
+    if cfg.val:
+        val_ds, val_src = load_coco(cfg.val), str(cfg.val)
+    else:
+        train_ds, val_ds = split_off_val(train_ds, cfg.val_fraction, cfg.seed)
+        val_src = f"{cfg.data} (seeded {cfg.val_fraction:.0%} split, seed {cfg.seed})"
+    if cfg.negatives:
+        train_ds = add_background(train_ds, cfg.negatives)
+    return export_yolo({"train": train_ds, "val": val_ds}, sources={"train": str(cfg.data), "val": val_src}), val_src
+
+
 def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[str, Any]:
     """Fine-tune (or train from scratch) a YOLO detector on COCO data; returns the run record.
 
@@ -361,7 +384,6 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         DatasetError, ModelNotFound, OutputExists, DeviceError, UsageError: bad inputs, before training starts.
     """
     from synspill import runfolder
-    from synspill.coco.dataset import load_coco
 
     t0 = time.time()
     out = Path(cfg.out).absolute()
@@ -386,13 +408,7 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         raise OutputExists(f"{out} exists and is not a synspill YOLO run; choose another --out or pass --force")
 
     source, from_scratch = resolve_model(cfg.model)
-    train_ds = load_coco(cfg.data)
-    if cfg.val:
-        val_ds, val_src = load_coco(cfg.val), str(cfg.val)
-    else:
-        train_ds, val_ds = split_off_val(train_ds, cfg.val_fraction, cfg.seed)
-        val_src = f"{cfg.data} (seeded {cfg.val_fraction:.0%} split, seed {cfg.seed})"
-    export = export_yolo({"train": train_ds, "val": val_ds}, sources={"train": str(cfg.data), "val": val_src})
+    export, val_src = prepare_data(cfg)
     device = ultralytics_device(cfg.device)
     if wipe:
         shutil.rmtree(out)

@@ -10,6 +10,8 @@ One file per concern (nothing heavy is imported here):
 - :mod:`~synspill.watch.sinks`: JSON lines, webhook, MQTT, annotated snapshots.
 - :mod:`~synspill.watch.loop`: the detection loop tying them together.
 - :mod:`~synspill.watch.report`: counts over time and heatmaps from the log.
+- :mod:`~synspill.watch.suppress`: false-alarm regions where detections are dropped.
+- :mod:`~synspill.watch.negatives`: crops of false alarms as hard negatives for fine-tuning.
 """
 
 from enum import Enum

@@ -63,6 +63,7 @@ def export_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for k in ("first_seen", "last_seen", "closed_at", "acked_at"):
             d[k] = iso(r[k])
         d["acknowledged"] = bool(r["acknowledged"])
+        d["false_alarm"] = bool(r["false_alarm"])
         d["duration_s"] = round(r["last_seen"] - r["first_seen"], 1)
         out.append(d)
     return out

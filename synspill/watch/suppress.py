@@ -86,7 +86,7 @@ class Regions:
         area = (det[:, 2] - det[:, 0]).clip(0) * (det[:, 3] - det[:, 1]).clip(0)
         same = np.asarray(class_id).reshape(-1)[:, None] == self.class_id[None, :]
         cover = np.where(same & (area[:, None] > 0), inter / np.maximum(area[:, None], 1e-12), 0.0)
-        return (cover >= min_cover).any(axis=1)
+        return np.asarray((cover >= min_cover).any(axis=1), bool)
 
 
 class SuppressionCache:

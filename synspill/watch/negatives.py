@@ -1,0 +1,99 @@
+"""Hard negatives: crops of false alarms, as background images for the next model.
+
+:func:`export_negative` crops an event's clean frame (written by ``watch --snapshots``,
+column ``frame`` of the event log) around the event's box and adds it to a COCO dataset
+folder ``out_dir/`` (``images/<camera>-event<id>.jpg`` + ``annotations.json``, the eight
+taxonomy categories) as an image with no boxes. ``synspill finetune yolo|detr --negatives
+out_dir`` adds those images to the training split as background images.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: The crop is the event box enlarged this many times around its centre ...
+CROP_SCALE = 2.0
+#: ... and at least this many pixels per side (both clipped to the frame).
+CROP_MIN = 160
+
+
+def crop_box(box: tuple[float, float, float, float], frame_wh: tuple[int, int], scale: float = CROP_SCALE,
+             min_side: int = CROP_MIN) -> tuple[int, int, int, int]:
+    """The crop around a box: ``scale`` times its size around its centre, at least ``min_side`` px per side.
+
+    Args:
+        box: Absolute ``xyxy`` pixels.
+        frame_wh: The frame's ``(width, height)``.
+        scale: Enlargement around the centre.
+        min_side: Smallest crop width/height before clipping.
+
+    Returns:
+        Integer absolute ``xyxy`` pixels, clipped to the frame (``x2``/``y2`` exclusive).
+    """
+    w, h = frame_wh
+    x1, y1, x2, y2 = box
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    cw, ch = max(scale * (x2 - x1), min_side), max(scale * (y2 - y1), min_side)
+    return (max(0, round(cx - cw / 2)), max(0, round(cy - ch / 2)), min(w, round(cx + cw / 2)), min(h, round(cy + ch / 2)))
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "camera"
+
+
+def export_negative(event_row: dict[str, Any], out_dir: str | Path) -> Path | None:
+    """Add the crop of a false alarm to the hard-negative dataset in ``out_dir``.
+
+    Idempotent: the same event again replaces its image and keeps one record. Both the
+    image and ``annotations.json`` are written atomically. Not safe against two processes
+    exporting into the same folder at the same moment (the last ``annotations.json`` wins).
+
+    Args:
+        event_row: An events row (:meth:`EventStore.event`): ``id``, ``camera``,
+            ``class_name``, the box ``x1 y1 x2 y2`` (absolute pixels) and ``frame``.
+        out_dir: The dataset folder (created when missing).
+
+    Returns:
+        The image written, or None when the event has no clean frame (``watch`` ran
+        without ``--snapshots``, or the file is gone).
+
+    Raises:
+        DatasetError: ``out_dir/annotations.json`` exists but is not a COCO file.
+        StorageError: The folder cannot be written.
+    """
+    import cv2
+
+    from synspill.coco.dataset import CocoDataset, ImageRecord, load_coco, save_coco
+    from synspill.io import write_bytes
+
+    frame = event_row.get("frame")
+    img = cv2.imread(str(frame)) if frame and Path(frame).is_file() else None
+    if img is None:
+        return None
+    out = Path(out_dir)
+    h, w = img.shape[:2]
+    x1, y1, x2, y2 = crop_box((event_row["x1"], event_row["y1"], event_row["x2"], event_row["y2"]), (w, h))
+    crop = img[y1:y2, x1:x2]
+    ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    name = f"images/{_safe(str(event_row['camera']))}-event{int(event_row['id'])}.jpg"
+    write_bytes(out / name, buf.tobytes())
+    coco = out / "annotations.json"
+    ds = load_coco(coco) if coco.is_file() else CocoDataset(
+        root=out, info={"description": "synspill hard negatives: crops of false alarms, background images (no boxes)"})
+    extra = {"event_id": int(event_row["id"]), "camera": event_row["camera"], "false_alarm_class": event_row.get("class_name"),
+             "source_frame": str(frame), "crop_xyxy": [x1, y1, x2, y2]}
+    rec = next((im for im in ds.images if im.file_name == name), None)
+    if rec is None:
+        ds.images.append(ImageRecord(ds.next_image_id(), name, int(x2 - x1), int(y2 - y1), extra))
+    else:
+        rec.width, rec.height, rec.extra = int(x2 - x1), int(y2 - y1), extra
+    save_coco(ds, coco, indent=1)
+    log.info("hard negative of event %s: %s", event_row["id"], out / name)
+    return out / name
