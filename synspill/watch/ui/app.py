@@ -295,12 +295,11 @@ def create_app(state: UIState) -> Any:
         if ev is None:
             return page(request, "error.html", {"message": f"no event {eid}"}, status=404)
         ev["snapshot_url"] = served_path(state.snapshots, ev.get("snapshot"))
+        ev["frame_url"] = served_path(state.snapshots, ev.get("frame"))
         fw, fh = max(1, ev["frame_w"]), max(1, ev["frame_h"])
-        where = {"x": 100 * ev["x1"] / fw, "y": 100 * ev["y1"] / fh, "w": 100 * (ev["x2"] - ev["x1"]) / fw,
-                 "h": 100 * (ev["y2"] - ev["y1"]) / fh, "aspect": fh / fw}
         conf = _spark([(o["t"], o["confidence"]) for o in obs])
         area = _spark([(o["t"], 100.0 * o["area"] / (fw * fh)) for o in obs])
-        return page(request, "event.html", {"ev": ev, "where": where, "conf": conf, "area": area, "n_obs": len(obs),
+        return page(request, "event.html", {"ev": ev, "conf": conf, "area": area, "n_obs": len(obs),
                                             "suppressions": sup})
 
     async def action(request: Request) -> Response:
