@@ -2,7 +2,7 @@
 
 Run by ``bench_watch.py --only dashboard`` in a fresh process per run, so that the code
 from before the dashboard (a ``git archive`` of an older commit) and today's code are
-measured the same way. Prints one JSON line: wall time, samples, time inside predict,
+measured the same way. Prints one JSON line: wall and CPU time (all threads), samples, time inside predict,
 loop handling time, page requests served.
 """
 
@@ -24,7 +24,7 @@ ap.add_argument("--work", required=True)
 ap.add_argument("--cams", type=int, default=4)
 ap.add_argument("--imgsz", type=int, default=320)
 ap.add_argument("--ui", action="store_true", help="Serve the dashboard and poll it like an open page (every 2 s).")
-ap.add_argument("--camera-kw", default="{}", help="JSON CameraConfig keyword arguments (e.g. the baseline mode).")
+ap.add_argument("--baseline", default=None, help="Per-camera baseline mode (learn, capture); default off.")
 a = ap.parse_args()
 sys.path.insert(0, a.src)
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -56,9 +56,13 @@ class YoloPlusBlobs:
 
 pred = YoloPlusBlobs(a.imgsz)
 pred.predict([np.zeros((480, 640, 3), np.uint8)])  # warm-up
-kw = json.loads(a.camera_kw)
+kw = {}
+if a.baseline:
+    from synspill.watch.baseline import BaselineConfig
+
+    kw["baseline"] = BaselineConfig(mode=a.baseline)
 cams = tuple(CameraConfig(f"cam{i}", a.video, "unused", **kw) for i in range(a.cams))
-tag = f"{'ui' if a.ui else 'plain'}-{abs(hash(a.camera_kw)) % 10**6}-{os.getpid()}"
+tag = f"{'ui' if a.ui else 'plain'}-{a.baseline or 'off'}-{os.getpid()}"
 cfg = WatchConfig(cameras=cams, db=os.path.join(a.work, f"{tag}.sqlite"),
                   sinks=SinkConfig(stdout=False, snapshots=os.path.join(a.work, f"snaps-{tag}")))
 w = Watcher(cfg, once=True, predictors={c.name: pred for c in cams}, extra_sinks=[JsonLinesSink(io.StringIO())])
@@ -88,11 +92,11 @@ if a.ui:
                     pass
 
     threading.Thread(target=page, daemon=True).start()
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 s = w.run()
-wall = time.perf_counter() - t0
+wall, cpu = time.perf_counter() - t0, time.process_time() - c0
 stop.set()
 if server is not None:
     server.stop()
-print(json.dumps({"wall": wall, "samples": s.samples, "infer_s": s.infer_s, "handle_s": s.handle_s,
+print(json.dumps({"wall": wall, "cpu": cpu, "samples": s.samples, "infer_s": s.infer_s, "handle_s": s.handle_s,
                   "events": s.events_opened, "requests": requests[0]}))

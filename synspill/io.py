@@ -107,7 +107,8 @@ def storage_error(e: OSError, target: str | os.PathLike | None = None) -> Storag
 
 
 @contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8",
+                durable: bool = True) -> Iterator[IO]:
     """Open a temp file next to ``path``; on clean exit it replaces ``path`` atomically.
 
     The file gets the permissions a plain ``open(path, "w")`` would give it (0666 minus the umask).
@@ -116,6 +117,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
         path: Final destination.
         mode: ``"w"`` (text) or ``"wb"`` (binary).
         encoding: Text encoding (ignored for binary).
+        durable: fsync before the rename (survives a power cut). Readers never see a partial
+            file either way; skip it only for files that are rewritten every few seconds.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,7 +127,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
         try:
@@ -157,9 +161,9 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         f.write(text)
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_open(path, "wb") as f:
+def write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically (``durable``: see :func:`atomic_open`)."""
+    with atomic_open(path, "wb", durable=durable) as f:
         f.write(data)
 
 

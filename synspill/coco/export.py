@@ -114,6 +114,27 @@ def check_trainable(ds: CocoDataset, source: str, split: str = "train") -> None:
         raise DatasetError(f"{source}: the {split} split has {len(ds.images)} images but no boxes; a detector needs labelled boxes to learn from")
 
 
+def training_splits(data: str | Path, val: str | Path | None, val_fraction: float, seed: int,
+                    negatives: tuple[str, ...] | list[str] | None = None) -> tuple[CocoDataset, CocoDataset, str]:
+    """The train and validation datasets of a fine-tune run, and where validation came from.
+
+    Validation is ``val`` or a seeded ``val_fraction`` split of ``data``; the images of
+    ``negatives`` (COCO files or folders) join the training split only, as background images.
+    """
+    from synspill.coco.dataset import load_coco
+    from synspill.coco.tools import add_background
+
+    train_ds = load_coco(data)
+    if val:
+        val_ds, val_src = load_coco(val), str(val)
+    else:
+        train_ds, val_ds = split_off_val(train_ds, val_fraction, seed)
+        val_src = f"{data} (seeded {val_fraction:.0%} split, seed {seed})"
+    if negatives:
+        train_ds = add_background(train_ds, negatives)
+    return train_ds, val_ds, val_src
+
+
 def split_off_val(ds: CocoDataset, fraction: float = 0.2, seed: int = 0) -> tuple[CocoDataset, CocoDataset]:
     """Split a dataset into train and validation parts, reproducibly.
 

@@ -38,10 +38,10 @@ def build_ui_config(bind: str | None, auth: Path | None, base: Any = None) -> An
 def ui(
     ctx: typer.Context,
     db: Annotated[Path, typer.Option("--db", help="Event database written by `synspill watch`.")] = Path(DEFAULT_DB),
-    bind: Annotated[str | None, typer.Option("--bind", help="HOST:PORT to listen on [default: 127.0.0.1:8080]; any non-loopback address needs --auth.", show_default=False)] = None,
-    snapshots: Annotated[Path | None, typer.Option("--snapshots", help="Folder of watch's snapshots (the only folder images are served from) [default: the one watch recorded].", show_default=False)] = None,
-    auth: Annotated[Path | None, typer.Option("--auth", help="TOML file with a [ui] table: username + password_hash and/or token_hash.")] = None,
-    negatives: Annotated[Path | None, typer.Option("--negatives", help="Where 'false alarm' exports hard negatives [default: <db stem>.negatives].", show_default=False)] = None,
+    bind: Annotated[str | None, typer.Option("--bind", help="HOST:PORT to listen on \\[default: 127.0.0.1:8080]; any non-loopback address needs --auth.", show_default=False)] = None,
+    snapshots: Annotated[Path | None, typer.Option("--snapshots", help="Folder of watch's snapshots (the only folder images are served from) \\[default: the one watch recorded].", show_default=False)] = None,
+    auth: Annotated[Path | None, typer.Option("--auth", help="TOML file with a \\[ui] table: username + password_hash and/or token_hash.")] = None,
+    negatives: Annotated[Path | None, typer.Option("--negatives", help="Where 'false alarm' exports hard negatives \\[default: <db stem>.negatives].", show_default=False)] = None,
     read_only: Annotated[bool, typer.Option("--read-only", help="Show only: no acknowledge/close/false-alarm actions.")] = False,
 ) -> None:
     """Serve the dashboard of an event log (Ctrl-C stops): live grid, events, actions, report.
@@ -72,7 +72,7 @@ def hash_password(
     username: Annotated[str | None, typer.Option("--username", help="Login name for browsers (omit for a token only).")] = None,
     token: Annotated[bool, typer.Option("--token", help="Hash a bearer token for scripts instead of a password.")] = False,
 ) -> None:
-    """Print a [ui] table with a hashed password (or token) to put in a watch config or --auth file.
+    """Print a \\[ui] table with a hashed password (or token) to put in a watch config or --auth file.
 
     The secret is read from the terminal without echo, or from stdin when piped.
     """

@@ -43,7 +43,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from synspill import taxonomy
-from synspill.coco.export import cache_dir, export_rfdetr, rfdetr_class_to_taxonomy, split_off_val
+from synspill.coco.export import cache_dir, export_rfdetr, rfdetr_class_to_taxonomy, training_splits
 from synspill.detections import Detections
 from synspill.envinfo import versions
 from synspill.errors import ModelNotFound, OutputExists, UsageError
@@ -247,7 +247,6 @@ def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         The ``run.json`` contents (also written to ``cfg.out/run.json``).
     """
     from synspill import runfolder
-    from synspill.coco.dataset import load_coco
     from synspill.runtime import apply_threads, resolve_device, seed_everything
 
     t0 = time.time()
@@ -277,16 +276,7 @@ def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
 
     configure_offline()
     variant, ckpt = resolve_model(cfg.model, cfg.variant)
-    train_ds = load_coco(cfg.data)
-    if cfg.val:
-        val_ds, val_src = load_coco(cfg.val), str(cfg.val)
-    else:
-        train_ds, val_ds = split_off_val(train_ds, cfg.val_fraction, cfg.seed)
-        val_src = f"{cfg.data} (seeded {cfg.val_fraction:.0%} split, seed {cfg.seed})"
-    if cfg.negatives:
-        from synspill.coco.tools import add_background
-
-        train_ds = add_background(train_ds, cfg.negatives)
+    train_ds, val_ds, val_src = training_splits(cfg.data, cfg.val, cfg.val_fraction, cfg.seed, cfg.negatives)
     export = export_rfdetr({"train": train_ds, "val": val_ds}, sources={"train": str(cfg.data), "val": val_src})
     device = resolve_device(cfg.device)
     if device.startswith("cuda") and (cfg.device.strip().lower() == "cuda" or world_size() > 1):

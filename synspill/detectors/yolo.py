@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from synspill import taxonomy
-from synspill.coco.export import ExportResult, cache_dir, export_yolo, split_off_val
+from synspill.coco.export import ExportResult, cache_dir, export_yolo, training_splits
 from synspill.detections import Detections
 from synspill.envinfo import versions
 from synspill.errors import DeviceError, ModelNotFound, OutputExists, UsageError
@@ -346,17 +346,7 @@ def prepare_data(cfg: YoloTrainConfig) -> tuple[ExportResult, str]:
     The validation split is ``cfg.val`` or a seeded split of ``cfg.data``; the images of
     ``cfg.negatives`` join the training split only, as background images (empty label files).
     """
-    from synspill.coco.dataset import load_coco
-    from synspill.coco.tools import add_background
-
-    train_ds = load_coco(cfg.data)
-    if cfg.val:
-        val_ds, val_src = load_coco(cfg.val), str(cfg.val)
-    else:
-        train_ds, val_ds = split_off_val(train_ds, cfg.val_fraction, cfg.seed)
-        val_src = f"{cfg.data} (seeded {cfg.val_fraction:.0%} split, seed {cfg.seed})"
-    if cfg.negatives:
-        train_ds = add_background(train_ds, cfg.negatives)
+    train_ds, val_ds, val_src = training_splits(cfg.data, cfg.val, cfg.val_fraction, cfg.seed, cfg.negatives)
     return export_yolo({"train": train_ds, "val": val_ds}, sources={"train": str(cfg.data), "val": val_src}), val_src
 
 

@@ -50,7 +50,7 @@ from synspill.watch.sinks import (
 from synspill.watch.sources import CameraReader, Frame, iter_samples, source_kind
 from synspill.watch.store import EventStore
 from synspill.watch.suppress import SuppressionCache
-from synspill.watch.ui.live import LiveFrames
+from synspill.watch.ui.live import LiveFileWriter, LiveFrames
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,7 @@ class Watcher:
                  extra_sinks: list[Sink] | None = None, origin: float | None = None, live: LiveFrames | None = None) -> None:
         self.cfg, self.once, self.origin = cfg, once, origin
         self.live = live if live is not None else LiveFrames(cfg.ui.live_interval)
+        self._live_files: LiveFileWriter | None = None
         for cam in cfg.cameras:
             kind = source_kind(cam.url)
             if once and kind == "webcam":
@@ -347,15 +348,10 @@ class Watcher:
         assert self.store is not None
         path = None
         if self.cfg.sinks.snapshots:
-            from synspill.io import write_bytes
-            from synspill.watch.ui.live import draw, encode_jpeg
-
-            p = Path(self.cfg.sinks.snapshots) / "live" / f"{frame.camera}.jpg"
-            try:
-                write_bytes(p, encode_jpeg(draw(frame.image, boxes)))
-                path = str(p)
-            except OSError as e:
-                log.warning("live frame of %s not written: %s", frame.camera, e)
+            if self._live_files is None:
+                self._live_files = LiveFileWriter()
+            path = str(Path(self.cfg.sinks.snapshots) / "live" / f"{frame.camera}.jpg")
+            self._live_files.submit(path, frame.image, boxes)
         state = {k: v for k, v in dataclasses.asdict(self.stats[frame.camera]).items() if k != "last_t"}
         state["detections"] = len(boxes)
         state["snapshots"] = str(Path(self.cfg.sinks.snapshots).resolve()) if self.cfg.sinks.snapshots else None
@@ -435,6 +431,8 @@ class Watcher:
                 self._close_sinks()
             finally:
                 self.store.close()
+                if self._live_files is not None:
+                    self._live_files.close()
                 self.summary.wall_s = time.perf_counter() - t0
         return self.summary
 

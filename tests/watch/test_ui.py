@@ -230,3 +230,36 @@ def test_read_only_dashboard_shows_no_actions_and_refuses_them(logged):
     assert 'data-event="1"' in page and "data-action=" not in page
     r = c.post("/events/1/ack", headers={"X-CSRF-Token": csrf_of(c)})
     assert r.status_code == 403 and "read-only" in r.text and acked(db) == 0
+
+
+def test_ui_command_errors_are_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from synspill.cli import app
+
+    r = CliRunner().invoke(app, ["ui", "--db", str(tmp_path / "missing.sqlite")])
+    assert r.exit_code != 0 and "no such event database" in r.output and "Traceback" not in r.output
+    (tmp_path / "auth.toml").write_text('[ui]\nusername = "a"\npassword_hash = "hunter2"\n')
+    r = CliRunner().invoke(app, ["ui", "--db", str(tmp_path / "missing.sqlite"), "--auth", str(tmp_path / "auth.toml")])
+    assert r.exit_code != 0 and "hash-password" in r.output
+    r = CliRunner().invoke(app, ["ui", "hash-password", "--username", 'o"brien'], input="pw\n")
+    assert r.exit_code == 0
+    import tomllib
+
+    ui = tomllib.loads(r.output)["ui"]
+    assert ui["username"] == 'o"brien' and check_secret("pw", ui["password_hash"])
+
+
+def test_live_frame_and_status_written_by_watch_are_served(logged):
+    import cv2
+    import numpy as np
+
+    db, snaps = logged
+    c = client(db, snaps)
+    r = c.get("/cameras/%3Cscript%3E/frame.jpg")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    img = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape == (240, 320, 3)
+    state = c.get("/api/state").json()["cameras"]
+    assert [s["name"] for s in state] == [EVIL_CAMERA] and state[0]["state"]["samples"] > 0
+    assert c.get("/cameras/nobody/frame.jpg").status_code == 404

@@ -93,6 +93,17 @@ def served_path(root: Path | None, path: str | None) -> str | None:
         return None
 
 
+def file_inside(root: Path, rel: str, suffixes: tuple[str, ...]) -> Path | None:
+    """``root/rel`` when it resolves (links followed) to a file inside ``root`` with one of ``suffixes``, else None."""
+    root = root.resolve()
+    try:
+        p = (root / rel).resolve()
+        p.relative_to(root)
+    except (ValueError, OSError):
+        return None
+    return p if p.is_file() and p.suffix.lower() in suffixes else None
+
+
 def _spark(points: list[tuple[float, float]], w: int = 520, h: int = 120, pad: int = 24) -> dict[str, Any]:
     """Coordinates of an SVG polyline chart of ``(t, value)`` points (drawn by the template)."""
     if not points:
@@ -202,6 +213,14 @@ def create_app(state: UIState) -> Any:
                         "open": [e for e in open_ev if e["camera"] == n]})
         return out
 
+    def events_or_error(f: dict[str, str]) -> list[dict[str, Any]]:
+        """:func:`events`, or none with ``f["error"]`` set when a filter is wrong (e.g. ``since=yesterdayish``)."""
+        try:
+            return events(f)
+        except UsageError as e:
+            f["error"] = str(e)
+            return []
+
     def events(f: dict[str, str], limit: int = 200) -> list[dict[str, Any]]:
         with state.store() as store:
             rows = store.query(_event_filter(f))
@@ -215,10 +234,7 @@ def create_app(state: UIState) -> Any:
         if (d := deny_read(request)) is not None:
             return d
         f = _filters(request.query_params)
-        try:
-            evs = events(f)
-        except UsageError as e:
-            evs, f["error"] = [], str(e)
+        evs = events_or_error(f)
         from synspill import taxonomy
 
         return page(request, "index.html", {"cameras": cameras(), "events": evs, "f": f, "classes": taxonomy.NAMES,
@@ -233,10 +249,7 @@ def create_app(state: UIState) -> Any:
         if (d := deny_read(request)) is not None:
             return d
         f = _filters(request.query_params)
-        try:
-            evs = events(f)
-        except UsageError as e:
-            evs, f["error"] = [], str(e)
+        evs = events_or_error(f)
         return page(request, "_events.html", {"events": evs, "f": f})
 
     async def api_state(request: Request) -> Response:
@@ -274,13 +287,8 @@ def create_app(state: UIState) -> Any:
             return d
         if state.snapshots is None:
             return Response("not found\n", status_code=404)
-        root = state.snapshots.resolve()
-        try:
-            p = (root / request.path_params["path"]).resolve()
-            p.relative_to(root)
-        except (ValueError, OSError):
-            return Response("not found\n", status_code=404)
-        if not p.is_file() or p.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+        p = file_inside(state.snapshots, request.path_params["path"], (".jpg", ".jpeg", ".png"))
+        if p is None:
             return Response("not found\n", status_code=404)
         return Response(p.read_bytes(), media_type="image/png" if p.suffix.lower() == ".png" else "image/jpeg")
 
@@ -370,13 +378,8 @@ def create_app(state: UIState) -> Any:
     async def report_file(request: Request) -> Response:
         if (d := deny_read(request)) is not None:
             return d
-        root = state.report_dir.resolve()
-        try:
-            p = (root / request.path_params["path"]).resolve()
-            p.relative_to(root)
-        except (ValueError, OSError):
-            return Response("not found\n", status_code=404)
-        if not p.is_file() or p.suffix != ".png":
+        p = file_inside(state.report_dir, request.path_params["path"], (".png",))
+        if p is None:
             return Response("not found\n", status_code=404)
         return Response(p.read_bytes(), media_type="image/png")
 

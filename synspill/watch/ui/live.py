@@ -5,17 +5,21 @@ reference (no copy, no encoding: the loop pays nothing); the dashboard encodes a
 with the detections drawn when a browser asks for it (:meth:`LiveFrames.jpeg`, cached per
 sample). Every ``interval`` seconds per camera :meth:`LiveFrames.put` also reports that
 the camera's status and frame should go to the event log (``cameras`` table, frame file
-under ``<snapshots>/live/``), so ``synspill ui --db`` on another machine sees them.
+under ``<snapshots>/live/``), so ``synspill ui --db`` on another machine sees them; the
+frame file is drawn, encoded and written by :class:`LiveFileWriter`'s thread, off the loop.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -99,3 +103,45 @@ class LiveFrames:
         if s.jpeg is None:
             s.jpeg = encode_jpeg(draw(s.image, s.boxes))
         return s.jpeg
+
+
+class LiveFileWriter:
+    """Writes live frames (annotated JPEGs) in a daemon thread; only the newest job per file is kept.
+
+    The loop thread only queues a reference; drawing and encoding (OpenCV releases the GIL)
+    and the atomic replace (no fsync: the file is rewritten every few seconds) happen here.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, tuple[np.ndarray, list[tuple[float, float, float, float, float, str]]]] = {}
+        self._cv = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="synspill-live-frames", daemon=True)
+        self._thread.start()
+
+    def submit(self, path: str, image: np.ndarray, boxes: list[tuple[float, float, float, float, float, str]]) -> None:
+        with self._cv:
+            self._jobs[path] = (image, boxes)
+            self._cv.notify()
+
+    def _run(self) -> None:
+        from synspill.io import write_bytes
+
+        while True:
+            with self._cv:
+                while not self._jobs and not self._closed:
+                    self._cv.wait()
+                if not self._jobs:
+                    return
+                path, (image, boxes) = self._jobs.popitem()
+            try:
+                write_bytes(path, encode_jpeg(draw(image, boxes)), durable=False)
+            except OSError as e:
+                log.warning("live frame %s not written: %s", path, e)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is queued, then stop."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        self._thread.join(timeout)
