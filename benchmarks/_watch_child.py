@@ -2,7 +2,7 @@
 
 Run by ``bench_watch.py --only dashboard`` in a fresh process per run, so that the code
 from before the dashboard (a ``git archive`` of an older commit) and today's code are
-measured the same way. Prints one JSON line: wall and CPU time (all threads), samples, time inside predict,
+measured the same way. Prints one JSON line: wall time, CPU time of all threads and of the loop's (main) thread, samples, time inside predict,
 loop handling time, page requests served.
 """
 
@@ -92,11 +92,11 @@ if a.ui:
                     pass
 
     threading.Thread(target=page, daemon=True).start()
-t0, c0 = time.perf_counter(), time.process_time()
+t0, c0, m0 = time.perf_counter(), time.process_time(), time.thread_time()
 s = w.run()
-wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+wall, cpu, main_cpu = time.perf_counter() - t0, time.process_time() - c0, time.thread_time() - m0
 stop.set()
 if server is not None:
     server.stop()
-print(json.dumps({"wall": wall, "cpu": cpu, "samples": s.samples, "infer_s": s.infer_s, "handle_s": s.handle_s,
+print(json.dumps({"wall": wall, "cpu": cpu, "main_cpu": main_cpu, "samples": s.samples, "infer_s": s.infer_s, "handle_s": s.handle_s,
                   "events": s.events_opened, "requests": requests[0]}))
