@@ -410,7 +410,8 @@ def predict_files(
     check_images(ds)
     backend = cfg.resolved_backend()
     meta = {"conf": cfg.conf, "imgsz": cfg.imgsz, "classes": list(cfg.classes) if cfg.classes else None,
-            "device": cfg.device, "adapter": cfg.adapter, "prompt": cfg.prompt, **(extra_meta or {})}
+            "device": cfg.device, "adapter": cfg.adapter, "prompt": cfg.prompt,
+            **({"scales": list(cfg.scales)} if cfg.scales else {}), **(extra_meta or {})}
     # an unfinished run with other settings is refused before the (slow) model load
     part = _Partial(out, _run_settings(cfg.model, backend, images, ds, save_images, meta), resume=not force)
     ids = {im.id for im in ds.images}

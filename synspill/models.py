@@ -53,6 +53,9 @@ class PredictorConfig(FromParams):
         max_pixels: VLM pixel budget (None: the adapter's recorded budget or the default).
         quant: ``none``, ``4bit`` or ``8bit`` (VLM).
         dtype: ``auto``, ``float32``, ``bfloat16``, ``float16``.
+        scales: Detectors: inference sizes as multiples of ``imgsz``, whose boxes are merged
+            (multi-scale inference; ``(1.0, 0.8)`` also finds spills larger than those trained on).
+            None: what the run recorded (``infer_scales``), else ``(1.0,)``.
         options: Backend-specific extras.
     """
 
@@ -68,6 +71,7 @@ class PredictorConfig(FromParams):
     max_pixels: int | None = None
     quant: str = Quant.none.value
     dtype: str = DType.auto.value
+    scales: tuple[float, ...] | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -81,6 +85,9 @@ class PredictorConfig(FromParams):
             raise UsageError(f"--quant {self.quant!r} is unknown; use {', '.join(q.value for q in Quant)}")
         if self.dtype not in {d.value for d in DType}:
             raise UsageError(f"--dtype {self.dtype!r} is unknown; use {', '.join(d.value for d in DType)}")
+        if self.scales is not None and (not 1 <= len(self.scales) <= 4 or any(not 0.25 <= v <= 2.0 for v in self.scales)):
+            raise UsageError(f"--scales {','.join(map(str, self.scales))}: give 1 to 4 multiples of the inference size in "
+                             "[0.25, 2], e.g. 1,0.8")
 
     def resolved_backend(self) -> str:
         """``backend``, with ``auto`` inferred from ``model`` (see :func:`infer_backend`); ``py`` for ``py:`` specs."""

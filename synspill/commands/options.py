@@ -28,3 +28,24 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout (for
 def batch_size(help: str) -> Any:
     """The ``--batch-size`` option (``--batch``, the old spelling of some commands, still works)."""
     return typer.Option("--batch-size", "--batch", help=help, show_default=False)
+
+
+ScalesOpt = Annotated[str | None, typer.Option(
+    "--scales", help="YOLO: inference sizes as multiples of --imgsz, boxes merged, e.g. 1,0.8 (default: the run's, "
+                     "1,0.8 for runs of `synspill finetune yolo`; 1 turns it off).", show_default=False)]
+
+
+def parse_scales(spec: str | None) -> tuple[float, ...] | None:
+    """``"1,0.8"`` -> ``(1.0, 0.8)``; None stays None (the run's default).
+
+    Raises:
+        UsageError: Not a comma list of numbers.
+    """
+    if spec is None:
+        return None
+    try:
+        return tuple(float(v) for v in spec.split(",") if v.strip())
+    except ValueError:
+        from synspill.errors import UsageError
+
+        raise UsageError(f"--scales {spec!r} must be numbers separated by commas, e.g. 1,0.8") from None

@@ -13,7 +13,9 @@ from synspill.commands.options import (
     DTypeOpt,
     ForceOpt,
     QuantOpt,
+    ScalesOpt,
     batch_size,
+    parse_scales,
 )
 from synspill.models import ModelBackend
 
@@ -36,6 +38,7 @@ def predict(
     conf: Annotated[float | None, typer.Option("--conf", help="Drop detections scoring below this (keep it low for mAP).", show_default=False)] = None,
     imgsz: Annotated[int | None, typer.Option("--imgsz", help="Inference size (default: the size the model was trained at).")] = None,
     batch: Annotated[int | None, batch_size("Images per forward pass.")] = None,
+    scales: ScalesOpt = None,
     classes: ClassesOpt = None,
     device: DeviceOpt = None,
     save_images: Annotated[Path | None, typer.Option("--save-images", help="Also write annotated pictures to this folder.")] = None,
@@ -63,7 +66,8 @@ def predict(
     kw: dict[str, Any] = given(backend=ModelBackend.vlm if vlm is not None else backend, device=device, conf=conf, imgsz=imgsz,
                                batch=batch, dtype=dtype)
     kw.update({k: str(v) if isinstance(v, Path) else v for k, v in vlm_only.items()})
-    cfg = PredictorConfig(model=vlm if vlm is not None else str(model), classes=tuple(ids) if ids else None, **kw)
+    cfg = PredictorConfig(model=vlm if vlm is not None else str(model), classes=tuple(ids) if ids else None,
+                          scales=parse_scales(scales), **kw)
     with make_progress() as progress:
         task = progress.add_task("predict", total=None)
 

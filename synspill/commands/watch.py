@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from synspill.commands.options import ClassesOpt, DeviceOpt
+from synspill.commands.options import ClassesOpt, DeviceOpt, ScalesOpt
 from synspill.models import ModelBackend
 from synspill.watch import DEFAULT_DB, BaselineMode
 
@@ -33,6 +33,7 @@ def watch(
     cooldown: Annotated[float | None, typer.Option("--cooldown", help="Seconds between growth re-alerts of one spill.", show_default=False)] = None,
     close_after: Annotated[float | None, typer.Option("--close-after", help="Close a spill event unseen for this many seconds.", show_default=False)] = None,
     imgsz: Annotated[int | None, typer.Option("--imgsz", help="Detector inference size.")] = None,
+    scales: ScalesOpt = None,
     device: DeviceOpt = None,
     name: Annotated[str | None, typer.Option("--name", help="Camera name (default: from the source).")] = None,
     loop: Annotated[bool | None, typer.Option("--loop", help="Replay a video file or folder forever (demos).", show_default=False)] = None,
@@ -55,6 +56,7 @@ def watch(
     the SQLite log (--db) and optionally to a webhook, MQTT and annotated snapshots.
     Unset options keep the defaults of [bold]synspill.watch.alerts.AlertPolicy[/] (docs/watch.md).
     """
+    from synspill.commands.options import parse_scales
     from synspill.console import console
     from synspill.params import given
     from synspill.watch.config import config_from_flags
@@ -62,7 +64,7 @@ def watch(
 
     cfg = config_from_flags(
         source, model, config,
-        camera=given(name=name, backend=backend, device=device, imgsz=imgsz, adapter=adapter, prompt=prompt, classes=classes,
+        camera=given(name=name, backend=backend, device=device, imgsz=imgsz, scales=parse_scales(scales), adapter=adapter, prompt=prompt, classes=classes,
                      fps=fps, loop=loop, baseline=baseline),
         policy=given(threshold=threshold, k=k, n=n, cooldown=cooldown, close_after=close_after),
         sinks=given(stdout=json_lines, webhook=webhook, mqtt=mqtt, mqtt_prefix=mqtt_prefix,

@@ -564,6 +564,8 @@ def load_predictor(cfg: PredictorConfig) -> DetrPredictor:
     ``cfg.model`` is a run folder of ``synspill finetune detr`` or a ``.pth`` checkpoint;
     ``cfg.imgsz`` (a multiple of the patch size x windows) overrides the trained resolution.
     """
+    if cfg.scales not in (None, (1.0,)):
+        raise UsageError("--scales (multi-scale inference) is for YOLO detectors; RF-DETR runs at one size (--imgsz)")
     weights, _run = resolve_weights(cfg.model)
     configure_offline()
     from synspill.runtime import apply_threads, resolve_device

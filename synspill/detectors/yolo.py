@@ -444,6 +444,9 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         "backend": "yolo",
         "weights": str(best.relative_to(out)),
         "imgsz": cfg.imgsz,
+        # inference default: the training size and 0.8x, merged (finds spills larger than the synthetic
+        # ones, e.g. close-ups: docs/detectors.md "Multi-scale inference"); `--scales 1` turns it off
+        "infer_scales": list(INFER_SCALES),
         "classes": list(taxonomy.NAMES),
         "from_scratch": from_scratch,
         "pretrained_backbone": cfg.model.strip().lower() if pretrained else None,
@@ -599,7 +602,7 @@ class YoloPredictor:
 
     def __init__(self, model: Any, weights: Path, device: str, imgsz: int, conf: float, batch: int,
                  classes: tuple[int, ...] | None = None, half: bool = False, max_det: int = 300,
-                 agnostic_nms: bool = False) -> None:
+                 agnostic_nms: bool = False, scales: tuple[float, ...] = (1.0,)) -> None:
         self.model = model
         self.name = f"yolo:{weights}"
         self.weights = weights
@@ -610,6 +613,8 @@ class YoloPredictor:
         self.half = half
         self.max_det = max_det
         self.agnostic_nms = agnostic_nms
+        # multi-scale inference: one pass per size (multiples of the stride), boxes merged by NMS
+        self.sizes = list(dict.fromkeys(max(32, round(imgsz * s / 32) * 32) if s != 1.0 else imgsz for s in scales))
         names = model.names if isinstance(model.names, dict) else dict(enumerate(model.names))
         self.index_to_id = np.zeros(max(names) + 1 if names else 0, dtype=np.int64)
         unmapped = []
@@ -641,16 +646,38 @@ class YoloPredictor:
         for i in range(0, len(images), self.batch):
             # ultralytics reads numpy arrays as BGR (OpenCV order)
             chunk = [np.ascontiguousarray(im[..., ::-1]) for im in images[i:i + self.batch]]
-            results = self.model.predict(chunk, imgsz=self.imgsz, conf=self.conf, device=self.device,
-                                         classes=self._cls_arg, max_det=self.max_det, agnostic_nms=self.agnostic_nms, verbose=False,
-                                         **({"half": True} if self.half else {}))
-            for r in results:
-                b = r.boxes
-                cls = b.cls.cpu().numpy().astype(np.int64)
+            per_size = [self.model.predict(chunk, imgsz=size, conf=self.conf, device=self.device, classes=self._cls_arg,
+                                           max_det=self.max_det, agnostic_nms=self.agnostic_nms, verbose=False,
+                                           **({"half": True} if self.half else {}))
+                        for size in self.sizes]
+            for results in zip(*per_size, strict=True):
+                xyxy = np.concatenate([r.boxes.xyxy.cpu().numpy() for r in results]).reshape(-1, 4)
+                score = np.concatenate([r.boxes.conf.cpu().numpy() for r in results])
+                cls = np.concatenate([r.boxes.cls.cpu().numpy() for r in results]).astype(np.int64)
+                if len(results) > 1 and len(xyxy):
+                    keep = _merge_nms(xyxy, score, None if self.agnostic_nms else cls, self.max_det)
+                    xyxy, score, cls = xyxy[keep], score[keep], cls[keep]
                 ids = self.index_to_id[cls] if len(cls) else cls
-                keep = ids > 0
-                out.append(Detections(b.xyxy.cpu().numpy()[keep], ids[keep], b.conf.cpu().numpy()[keep]))
+                keep_ids = ids > 0
+                out.append(Detections(xyxy[keep_ids], ids[keep_ids], score[keep_ids]))
         return out
+
+
+#: Inference sizes (multiples of the training size) a run made by ``finetune yolo`` records as its default.
+INFER_SCALES = (1.0, 0.8)
+#: IoU above which boxes of different inference sizes are one detection (multi-scale merge).
+MERGE_IOU = 0.5
+
+
+def _merge_nms(xyxy: np.ndarray, score: np.ndarray, cls: np.ndarray | None, max_det: int) -> np.ndarray:
+    """Indices kept by NMS at :data:`MERGE_IOU` over boxes pooled from several sizes (per class unless ``cls`` is None)."""
+    import torch
+    import torchvision
+
+    b, s = torch.from_numpy(xyxy.astype(np.float32)), torch.from_numpy(score.astype(np.float32))
+    keep = (torchvision.ops.nms(b, s, MERGE_IOU) if cls is None
+            else torchvision.ops.batched_nms(b, s, torch.from_numpy(cls), MERGE_IOU))
+    return keep[:max_det].numpy()
 
 
 def load_predictor(cfg: PredictorConfig) -> YoloPredictor:
@@ -660,7 +687,8 @@ def load_predictor(cfg: PredictorConfig) -> YoloPredictor:
     ``cfg.imgsz`` defaults to the size the run trained at (else 640);
     ``cfg.options["max_det"]`` caps detections per image (default 300);
     ``cfg.options["agnostic_nms"]`` suppresses overlapping boxes across classes (one box per
-    spill, for class-agnostic use).
+    spill, for class-agnostic use); ``cfg.scales`` (default: the run's ``infer_scales``, else
+    ``(1.0,)``) runs one pass per size and merges the boxes.
     """
     weights, run = resolve_weights(cfg.model)
     _import_ultralytics()
@@ -673,8 +701,9 @@ def load_predictor(cfg: PredictorConfig) -> YoloPredictor:
     half = device.startswith("cuda") and cfg.dtype in ("float16", "bfloat16")
     with _ultralytics_output(False):
         model = YOLO(str(weights))
+    scales = cfg.scales or tuple((run or {}).get("infer_scales") or (1.0,))
     return YoloPredictor(model, weights, device, int(imgsz), cfg.conf, cfg.batch, cfg.classes, half,
-                         int(cfg.options.get("max_det", 300)), bool(cfg.options.get("agnostic_nms", False)))
+                         int(cfg.options.get("max_det", 300)), bool(cfg.options.get("agnostic_nms", False)), scales)
 
 
 def run_summary(run: dict[str, Any]) -> str:

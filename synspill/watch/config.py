@@ -39,6 +39,7 @@ class CameraConfig(FromParams):
         backend, device, imgsz, adapter: Passed to :class:`~synspill.models.PredictorConfig`.
         prompt: VLM user prompt (the deployed system takes the user's text).
         classes: Taxonomy ids to keep (None: all).
+        scales: YOLO multi-scale inference sizes, multiples of ``imgsz`` (None: the run's default).
         fps: Samples per second taken from the stream.
         policy: Threshold, k of n, cooldown, re-alert and closing rules.
         zones: Named polygons with a criticality each.
@@ -56,6 +57,7 @@ class CameraConfig(FromParams):
     adapter: str | None = None
     prompt: str | None = None
     classes: tuple[int, ...] | None = None
+    scales: tuple[float, ...] | None = None
     fps: float = 2.0
     policy: AlertPolicy = field(default_factory=AlertPolicy)
     zones: tuple[Zone, ...] = ()
@@ -142,7 +144,7 @@ def parse_hostport(spec: str, default_port: int = 1883) -> tuple[str, int]:
 _POLICY_KEYS = {f.name for f in fields(AlertPolicy)}
 #: ``baseline`` is the mode; ``baseline_<field>`` the other :class:`BaselineConfig` fields.
 _BASELINE_KEYS = {"baseline"} | {f"baseline_{f.name}" for f in fields(BaselineConfig) if f.name != "mode"}
-_CAMERA_KEYS = {"name", "url", "model", "backend", "device", "imgsz", "adapter", "prompt", "classes",
+_CAMERA_KEYS = {"name", "url", "model", "backend", "device", "imgsz", "adapter", "prompt", "classes", "scales",
                 "fps", "zones", "loop"} | _POLICY_KEYS | _BASELINE_KEYS
 _DEFAULT_KEYS = _CAMERA_KEYS - {"name", "url", "zones"}
 _SINK_KEYS = {f.name for f in fields(SinkConfig)}
@@ -285,6 +287,11 @@ def _camera(cx: _Ctx, c: dict[str, Any], where: str, rel: Any, inherited: frozen
         kw["imgsz"] = int(cx.num(c["imgsz"], key("imgsz"), integer=True))
     if "fps" in c:
         kw["fps"] = float(cx.num(c["fps"], key("fps")))
+    if "scales" in c:
+        v = c["scales"]
+        if not isinstance(v, list) or not v:
+            raise cx.err(key("scales"), f"{v!r} must be a list of numbers, e.g. [1.0, 0.8]")
+        kw["scales"] = tuple(float(cx.num(x, key("scales"))) for x in v)
     if "loop" in c:
         if not isinstance(c["loop"], bool):
             raise cx.err(key("loop"), f"{c['loop']!r} must be true or false")

@@ -59,7 +59,7 @@ def predictor_config(cam: CameraConfig, conf: float | None = None) -> PredictorC
     """The :class:`PredictorConfig` of a camera (VLM prompt passed through)."""
     return PredictorConfig(model=cam.model, backend=cam.backend, device=cam.device,
                            conf=cam.policy.threshold if conf is None else conf, imgsz=cam.imgsz,
-                           classes=cam.classes, batch=8, adapter=cam.adapter, prompt=cam.prompt)
+                           classes=cam.classes, batch=8, adapter=cam.adapter, prompt=cam.prompt, scales=cam.scales)
 
 
 def load_watch_predictor(cfg: PredictorConfig) -> Predictor:
@@ -75,7 +75,7 @@ def load_watch_predictor(cfg: PredictorConfig) -> Predictor:
 
 
 def _group_key(cam: CameraConfig) -> tuple:
-    return (cam.model, cam.backend, cam.device, cam.imgsz, cam.adapter, cam.prompt, cam.classes)
+    return (cam.model, cam.backend, cam.device, cam.imgsz, cam.adapter, cam.prompt, cam.classes, cam.scales)
 
 
 @dataclass
