@@ -62,9 +62,13 @@ def ui(
         recorded = next((c["state"].get("snapshots") for c in store.cameras() if c["state"].get("snapshots")), None)
     snaps = snapshots if snapshots is not None else (Path(recorded) if recorded else None)
     host, port = cfg.host_port
-    console.print(f"dashboard of {db} on http://{host}:{port}/" + (" (read-only)" if read_only else "") + " (Ctrl-C to stop)"
-                  + (f"; images from {snaps}" if snaps else "; no snapshots folder: no images"), highlight=False)
-    serve_forever(create_app(UIState(db=db, snapshots=snaps, ui=cfg, negatives=negatives, read_only=read_only)), host, port)
+
+    def announce() -> None:
+        console.print(f"dashboard of {db} on http://{host}:{port}/" + (" (read-only)" if read_only else "") + " (Ctrl-C to stop)"
+                      + (f"; images from {snaps}" if snaps else "; no snapshots folder: no images"), highlight=False)
+
+    serve_forever(create_app(UIState(db=db, snapshots=snaps, ui=cfg, negatives=negatives, read_only=read_only)), host, port,
+                  announce)
 
 
 @ui_app.command("hash-password")

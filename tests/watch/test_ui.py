@@ -263,3 +263,20 @@ def test_live_frame_and_status_written_by_watch_are_served(logged):
     state = c.get("/api/state").json()["cameras"]
     assert [s["name"] for s in state] == [EVIL_CAMERA] and state[0]["state"]["samples"] > 0
     assert c.get("/cameras/nobody/frame.jpg").status_code == 404
+
+
+def test_address_in_use_is_one_clear_line(logged, tmp_path):
+    import socket
+
+    from typer.testing import CliRunner
+
+    from synspill.cli import app
+
+    db, _ = logged
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = CliRunner().invoke(app, ["ui", "--db", str(db), "--bind", f"127.0.0.1:{port}"])
+    assert r.exit_code != 0 and f"could not listen on 127.0.0.1:{port}" in r.output and "--bind" in r.output
+    assert "dashboard of" not in r.output and "Traceback" not in r.output and "ERROR" not in r.output
