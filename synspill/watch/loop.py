@@ -280,8 +280,9 @@ class Watcher:
                 self.store.insert(ev)  # committed before anything is published
                 self.summary.events_opened += 1
                 self.stats[ev.camera].events += 1
-                snap = self._snapshot(frame, ev.payload("opened", ch.reason))
-                clean = self._clean_frame(frame, ev.payload("opened", ch.reason))
+                opened = ev.payload("opened", ch.reason)
+                snap = self._snapshot(frame, opened)
+                clean = self._clean_frame(frame, opened)
                 if snap or clean:
                     ev.snapshot = snap or ev.snapshot
                     self.store.set_snapshot(int(ev.event_id or 0), snap, frame=clean)
@@ -338,12 +339,7 @@ class Watcher:
     def _report_live(self, frame: Frame, dets: Detections) -> None:
         """Hand the sample to the dashboard; every ``ui.live_interval`` s also log the camera's
         status (and, with snapshots on, its annotated frame under ``<snapshots>/live/``)."""
-        from synspill import taxonomy
-
-        boxes = [(float(b[0]), float(b[1]), float(b[2]), float(b[3]), float(s),
-                  taxonomy.BY_ID[int(c)].name if int(c) in taxonomy.BY_ID else str(int(c)))
-                 for b, s, c in zip(dets.xyxy, dets.score, dets.class_id, strict=True)]
-        if not self.live.put(frame.camera, frame.image, boxes, frame.t):
+        if not self.live.put(frame.camera, frame.image, dets, frame.t):
             return
         assert self.store is not None
         path = None
@@ -351,9 +347,9 @@ class Watcher:
             if self._live_files is None:
                 self._live_files = LiveFileWriter()
             path = str(Path(self.cfg.sinks.snapshots) / "live" / f"{frame.camera}.jpg")
-            self._live_files.submit(path, frame.image, boxes)
+            self._live_files.submit(path, frame.image, dets)
         state = {k: v for k, v in dataclasses.asdict(self.stats[frame.camera]).items() if k != "last_t"}
-        state["detections"] = len(boxes)
+        state["detections"] = len(dets)
         state["snapshots"] = str(Path(self.cfg.sinks.snapshots).resolve()) if self.cfg.sinks.snapshots else None
         self.store.upsert_camera(frame.camera, state, path)
 

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from synspill.boxes import box_area, intersection_xyxy
+
 #: Share of a detection's area that must lie inside a region for it to be suppressed.
 MIN_COVER = 0.8
 #: Seconds between checks for suppressions added or removed by another process.
@@ -79,11 +81,8 @@ class Regions:
         det = np.asarray(xyxy, np.float64).reshape(-1, 4)
         if not len(det) or not len(self):
             return np.zeros(len(det), bool)
-        reg = self.absolute(frame_wh)
-        iw = np.minimum(det[:, None, 2], reg[None, :, 2]) - np.maximum(det[:, None, 0], reg[None, :, 0])
-        ih = np.minimum(det[:, None, 3], reg[None, :, 3]) - np.maximum(det[:, None, 1], reg[None, :, 1])
-        inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)  # (N, M)
-        area = (det[:, 2] - det[:, 0]).clip(0) * (det[:, 3] - det[:, 1]).clip(0)
+        inter = intersection_xyxy(det, self.absolute(frame_wh))  # (N, M)
+        area = box_area(det)
         same = np.asarray(class_id).reshape(-1)[:, None] == self.class_id[None, :]
         cover = np.where(same & (area[:, None] > 0), inter / np.maximum(area[:, None], 1e-12), 0.0)
         return np.asarray((cover >= min_cover).any(axis=1), bool)

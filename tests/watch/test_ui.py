@@ -280,3 +280,13 @@ def test_address_in_use_is_one_clear_line(logged, tmp_path):
         r = CliRunner().invoke(app, ["ui", "--db", str(db), "--bind", f"127.0.0.1:{port}"])
     assert r.exit_code != 0 and f"could not listen on 127.0.0.1:{port}" in r.output and "--bind" in r.output
     assert "dashboard of" not in r.output and "Traceback" not in r.output and "ERROR" not in r.output
+
+
+def test_report_folders_do_not_pile_up(logged, tmp_path):
+    from synspill.watch.ui.app import REPORTS_KEPT
+
+    db, snaps = logged
+    c = TestClient(create_app(UIState(db=db, snapshots=snaps, report_dir=tmp_path)))
+    for _ in range(REPORTS_KEPT + 3):
+        assert c.get("/report?false_alarms=all").status_code == 200
+    assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == REPORTS_KEPT

@@ -61,12 +61,22 @@ class UIState:
     refresh: float = 2.0
     read_only: bool = False
     signer: Signer = field(default_factory=Signer)
-    report_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="synspill-report-")))
+    report_dir: Path = field(default_factory=lambda: _temp_dir("synspill-report-"))
 
     def store(self) -> Any:
         from synspill.watch.store import EventStore
 
         return EventStore(self.db, existing=True)
+
+
+def _temp_dir(prefix: str) -> Path:
+    """A new temporary folder, removed when the process exits."""
+    import atexit
+    import shutil
+
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, d, ignore_errors=True)
+    return d
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -91,6 +101,18 @@ def served_path(root: Path | None, path: str | None) -> str | None:
         return Path(path).resolve().relative_to(root.resolve()).as_posix()
     except (ValueError, OSError):
         return None
+
+
+#: Rendered reports kept (each a folder of PNGs under ``UIState.report_dir``); older ones are deleted.
+REPORTS_KEPT = 8
+
+
+def _prune(root: Path, keep: int) -> None:
+    """Delete all but the ``keep`` newest report folders (their names sort by creation time)."""
+    import shutil
+
+    for old in sorted(p for p in root.iterdir() if p.is_dir())[:-keep or None]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def file_inside(root: Path, rel: str, suffixes: tuple[str, ...]) -> Path | None:
@@ -367,7 +389,8 @@ def create_app(state: UIState) -> Any:
         f = _filters(request.query_params)
         bucket = request.query_params.get("bucket", "day")
         bucket = bucket if bucket in ("hour", "day", "week", "month") else "day"
-        out = state.report_dir / secrets.token_hex(6)
+        out = state.report_dir / f"{time.time_ns():x}"
+        _prune(state.report_dir, keep=REPORTS_KEPT - 1)
         try:
             summary = build_report(events(f, limit=10**9), out, bucket=bucket)
             imgs = [f"{out.name}/{Path(p).name}" for p in summary["files"] if p.endswith(".png")]

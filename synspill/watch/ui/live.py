@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from synspill.detections import Detections
+
 log = logging.getLogger(__name__)
 
 
@@ -27,22 +29,25 @@ class LiveSample:
     """One camera's newest processed sample."""
 
     image: np.ndarray  # RGB uint8
-    boxes: list[tuple[float, float, float, float, float, str]]  # x1 y1 x2 y2 score label
+    dets: Detections  # the sightings (at or above the camera's threshold)
     t: float
     seq: int
     jpeg: bytes | None = field(default=None, repr=False)
 
 
-def draw(image: np.ndarray, boxes: list[tuple[float, float, float, float, float, str]], max_side: int = 960) -> np.ndarray:
+def draw(image: np.ndarray, dets: Detections, max_side: int = 960) -> np.ndarray:
     """BGR copy of an RGB frame with its detections drawn (downscaled to ``max_side``)."""
     import cv2
+
+    from synspill import taxonomy
 
     img = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     h, w = img.shape[:2]
     s = min(1.0, max_side / max(h, w))
     if s < 1.0:
         img = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-    for x1, y1, x2, y2, score, label in boxes:
+    for (x1, y1, x2, y2), score, c in zip(dets.xyxy.tolist(), dets.score.tolist(), dets.class_id.tolist(), strict=True):
+        label = taxonomy.BY_ID[c].name if c in taxonomy.BY_ID else str(c)
         p1, p2 = (round(x1 * s), round(y1 * s)), (round(x2 * s), round(y2 * s))
         cv2.rectangle(img, p1, p2, (0, 0, 255), 2)
         cv2.putText(img, f"{label} {score:.2f}", (p1[0], max(12, p1[1] - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
@@ -73,12 +78,11 @@ class LiveFrames:
         self._persisted: dict[str, float] = {}
         self._seq = 0
 
-    def put(self, camera: str, image: np.ndarray, boxes: list[tuple[float, float, float, float, float, str]],
-            t: float) -> bool:
+    def put(self, camera: str, image: np.ndarray, dets: Detections, t: float) -> bool:
         """Keep a camera's newest sample; True when it is time to persist it (every ``interval`` s)."""
         with self._lock:
             self._seq += 1
-            self._samples[camera] = LiveSample(image, boxes, t, self._seq)
+            self._samples[camera] = LiveSample(image, dets, t, self._seq)
             now = time.monotonic()
             if now - self._persisted.get(camera, -1e9) >= self.interval:
                 self._persisted[camera] = now
@@ -92,7 +96,7 @@ class LiveFrames:
     def info(self, camera: str) -> dict[str, Any] | None:
         with self._lock:
             s = self._samples.get(camera)
-            return None if s is None else {"t": s.t, "seq": s.seq, "detections": len(s.boxes)}
+            return None if s is None else {"t": s.t, "seq": s.seq, "detections": len(s.dets)}
 
     def jpeg(self, camera: str) -> bytes | None:
         """The newest sample as an annotated JPEG (encoded once per sample, here in the caller's thread)."""
@@ -101,7 +105,7 @@ class LiveFrames:
         if s is None:
             return None
         if s.jpeg is None:
-            s.jpeg = encode_jpeg(draw(s.image, s.boxes))
+            s.jpeg = encode_jpeg(draw(s.image, s.dets))
         return s.jpeg
 
 
@@ -113,15 +117,15 @@ class LiveFileWriter:
     """
 
     def __init__(self) -> None:
-        self._jobs: dict[str, tuple[np.ndarray, list[tuple[float, float, float, float, float, str]]]] = {}
+        self._jobs: dict[str, tuple[np.ndarray, Detections]] = {}
         self._cv = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="synspill-live-frames", daemon=True)
         self._thread.start()
 
-    def submit(self, path: str, image: np.ndarray, boxes: list[tuple[float, float, float, float, float, str]]) -> None:
+    def submit(self, path: str, image: np.ndarray, dets: Detections) -> None:
         with self._cv:
-            self._jobs[path] = (image, boxes)
+            self._jobs[path] = (image, dets)
             self._cv.notify()
 
     def _run(self) -> None:
@@ -133,9 +137,9 @@ class LiveFileWriter:
                     self._cv.wait()
                 if not self._jobs:
                     return
-                path, (image, boxes) = self._jobs.popitem()
+                path, (image, dets) = self._jobs.popitem()
             try:
-                write_bytes(path, encode_jpeg(draw(image, boxes)), durable=False)
+                write_bytes(path, encode_jpeg(draw(image, dets)), durable=False)
             except OSError as e:
                 log.warning("live frame %s not written: %s", path, e)
 
