@@ -482,16 +482,12 @@ class EventStore:
 
     # -- camera state (dashboards) ----------------------------------------------------------
     def upsert_camera(self, name: str, state: dict[str, Any], frame: str | None = None) -> None:
-        """Record a camera's latest state (any JSON-able dict) and live frame path, in one transaction (not fsynced)."""
-        old = self.conn.execute("PRAGMA synchronous").fetchone()[0]
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        try:
-            with self.transaction() as c:
-                c.execute("INSERT INTO cameras (name, updated, state, frame) VALUES (?,?,?,?) ON CONFLICT(name) DO UPDATE"
-                          " SET updated=excluded.updated, state=excluded.state, frame=excluded.frame",
-                          (name, time.time(), json.dumps(state, separators=(",", ":"), default=str), frame))
-        finally:
-            self.conn.execute(f"PRAGMA synchronous={int(old)}")
+        """Record a camera's latest state (any JSON-able dict) and live frame path, in one transaction
+        (at the connection's usual ``synchronous=NORMAL``: not fsynced)."""
+        with self.transaction() as c:
+            c.execute("INSERT INTO cameras (name, updated, state, frame) VALUES (?,?,?,?) ON CONFLICT(name) DO UPDATE"
+                      " SET updated=excluded.updated, state=excluded.state, frame=excluded.frame",
+                      (name, time.time(), json.dumps(state, separators=(",", ":"), default=str), frame))
 
     def cameras(self) -> list[dict[str, Any]]:
         """Every recorded camera, by name: ``name``, ``updated`` (epoch s), ``state`` (the dict), ``frame``."""

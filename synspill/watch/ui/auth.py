@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 
 from synspill.errors import UsageError
-from synspill.params import FromParams
+from synspill.params import FromParams, check_keys, config_keys
 
 ALGO = "pbkdf2_sha256"
 ITERATIONS = 260_000
@@ -142,10 +142,9 @@ def load_auth(path: str) -> dict[str, object]:
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"{p}: not valid TOML: {e}") from None
     ui = data.get("ui", data)
-    allowed = set(UIConfig.__dataclass_fields__)
-    bad = sorted(set(ui) - allowed) if isinstance(ui, dict) else ["(not a table)"]
-    if bad:
-        raise UsageError(f"{p}: ui.{bad[0]}: unknown key; valid keys: {', '.join(sorted(allowed))}")
+    if not isinstance(ui, dict):
+        raise UsageError(f"{p}: ui must be a table ([ui] with username/password_hash or token_hash)")
+    check_keys(ui, config_keys(UIConfig), f"{p}: [ui]")
     return dict(ui)
 
 
