@@ -62,13 +62,32 @@ class SameConv(nn.Conv2d):
         super().__init__(c1, c2, k, s, padding=0, groups=groups, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x, self.weight)
+
+    def conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """This convolution's padding and stride with the given weight and bias."""
         k, s = self.kernel_size[0], self.stride[0]
         ih, iw = x.shape[-2:]
         ph = max((math.ceil(ih / s) - 1) * s + k - ih, 0)
         pw = max((math.ceil(iw / s) - 1) * s + k - iw, 0)
         if ph or pw:
             x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
-        return F.conv2d(x, self.weight, None, self.stride, 0, 1, self.groups)
+        return F.conv2d(x, weight, bias, self.stride, 0, 1, self.groups)
+
+
+def conv_bn(conv: SameConv, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """``bn(conv(x))`` with the BatchNorm folded into the convolution when it evaluates.
+
+    The backbone's BatchNorm always uses its ImageNet statistics (:meth:`LiteBackbone.train`),
+    so it is an affine map per channel: folding it (``w * g / sqrt(var + eps)``, a bias) saves a
+    pass over every feature map, about a quarter of the backbone's time on a CPU. The fold is
+    recomputed each call (cheap), so it follows the weights when they train and is
+    differentiable like the unfolded pair.
+    """
+    if bn.training:
+        return bn(conv(x))
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    return conv.conv(x, conv.weight * scale.view(-1, 1, 1, 1), bn.bias - bn.running_mean * scale)
 
 
 class MBConv(nn.Module):
@@ -88,9 +107,9 @@ class MBConv(nn.Module):
         self.residual = s == 1 and c1 == c2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
-        y = F.relu6(self._bn1(self._depthwise_conv(y)))
-        y = self._bn2(self._project_conv(y))
+        y = F.relu6(conv_bn(self._expand_conv, self._bn0, x)) if self.expand else x
+        y = F.relu6(conv_bn(self._depthwise_conv, self._bn1, y))
+        y = conv_bn(self._project_conv, self._bn2, y)
         return x + y if self.residual else y
 
 
@@ -160,7 +179,7 @@ class LiteBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """``(N, 3, H, W)`` RGB in [0, 1] -> ``[P3, P4, P5]``."""
         x = (x - self.mean) / self.std
-        x = F.relu6(self._bn0(self._conv_stem(x)))
+        x = F.relu6(conv_bn(self._conv_stem, self._bn0, x))
         out = []
         for i, block in enumerate(self._blocks):
             x = block(x)
