@@ -1,49 +1,59 @@
-"""Root Typer app: registers the commands, ``--debug``, maps SynspillError -> exit code.
+"""Root Typer app: lists the commands, ``--debug``, maps SynspillError -> exit code.
 
-Each module in :data:`COMMANDS` lives in ``synspill/commands/`` and defines
-``register(app)``. Command modules import only light things at module level so that
-``synspill --help`` stays well under half a second.
+Each command in :data:`COMMANDS` comes from a module in ``synspill/commands/`` that
+defines ``register(app)``; it is imported and built only when it runs, so that
+``synspill --help`` stays fast (well under half a second).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
 
 import typer
-from typer.core import TyperGroup
 
 from synspill import __version__
+from synspill.commands._groups import LazyCommand, LazyGroup
 
-#: Command modules, in the order ``--help`` lists them.
-COMMANDS: list[str] = [
-    "demo",
-    "harvest",
-    "scenes",
-    "propose",
-    "annotate_import",
-    "inpaint",
-    "dataset",
-    "finetune_yolo",
-    "finetune_detr",
-    "finetune_vlm",
-    "predict",
-    "icl",
-    "eval",
-    "experiment",
-    "watch",
-    "events",
-    "ui",
-    "env",
-]
+#: The commands, in the order ``--help`` lists them: name -> module, first paragraph of the help.
+COMMANDS: dict[str, LazyCommand] = {
+    "demo": LazyCommand("demo", "Run the whole pipeline: synthesise -> train a detector -> evaluate (synthetic and "
+                                "real photos) -> watch a video."),
+    "harvest": LazyCommand("harvest", "Harvest clean background frames: [bold]OUT/images/<camera>/*.jpg[/], "
+                                      "harvest.jsonl, harvest.json."),
+    "scenes": LazyCommand("scenes", "Generate clean plant scenes: [bold]OUT/images/*.jpg[/], manifest.jsonl, scenes.json."),
+    "propose": LazyCommand("propose", "Propose plausible spill boxes (floor, beneath valves/joints/pumps) as COCO, "
+                                      "marked auto."),
+    "annotate-import": LazyCommand("annotate_import", "Import expert boxes from annotation tools into a COCO dataset "
+                                                      "over the scene images."),
+    "inpaint": LazyCommand("inpaint", "Paint spills into scenes: [bold]OUT/images/*.jpg[/], annotations.json (class, "
+                                      "tight box, RLE mask), contact_sheet.png."),
+    "predict": LazyCommand("predict", "Detect spills in images with a fine-tuned detector or the VLM; write COCO "
+                                      "results for `synspill eval`."),
+    "icl": LazyCommand("icl", "In-context learning: k solved examples (image + answer) before each query; writes "
+                              "COCO results."),
+    "eval": LazyCommand("eval", "Compare prediction files against a COCO ground truth (the paper's Tables 2-5 and "
+                                "Fig. 3a)."),
+    "watch": LazyCommand("watch", "Watch camera streams, raise confirmed spill alerts and log them (Ctrl-C stops "
+                                  "cleanly)."),
+    "env": LazyCommand("env", "Show versions, CPU/CUDA/MPS availability and where model weights are looked up."),
+    "dataset": LazyCommand("dataset", "Inspect, split and merge COCO datasets: [bold]stats[/], [bold]split[/], "
+                                      "[bold]merge[/]."),
+    "experiment": LazyCommand("experiment", "Run a study from a TOML file (every cell: train -> predict -> evaluate) "
+                                            "and write the paper-style report."),
+    "events": LazyCommand("events", "The spill event log written by [bold]synspill watch[/]: list, ack, close, "
+                                    "export, report; false alarms."),
+    "ui": LazyCommand("ui", "The web dashboard of an event log (read it from another machine, act on events)."),
+    "finetune": LazyCommand("_groups", "Fine-tune a model on (synthetic) COCO data: [bold]yolo[/], [bold]detr[/] or "
+                                       "[bold]vlm[/]."),
+}
 
 _state = {"debug": os.environ.get("SYNSPILL_DEBUG", "") not in ("", "0")}
 
 
-class SynspillGroup(TyperGroup):
+class SynspillGroup(LazyGroup):
     """Turns library errors into one red line and an exit code (traceback only with --debug)."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
@@ -159,8 +169,14 @@ def _error_line(msg: str) -> None:
     console.print(f"[bold red]error:[/] {escape(msg)}", markup=True, highlight=False, soft_wrap=True)
 
 
+class RootGroup(SynspillGroup):
+    """``synspill``: the commands of :data:`COMMANDS`."""
+
+    lazy_commands = COMMANDS
+
+
 app = typer.Typer(
-    cls=SynspillGroup,
+    cls=RootGroup,
     name="synspill",
     help="Detect spills, leaks and stains on CCTV, trained on synthetic data (SynSpill).",
     no_args_is_help=True,
@@ -193,17 +209,6 @@ def _root(
         from synspill.runtime import set_threads
 
         set_threads(threads)
-
-
-def _register() -> None:
-    from synspill.commands._groups import finetune_app
-
-    for name in COMMANDS:
-        importlib.import_module(f"synspill.commands.{name}").register(app)
-    app.add_typer(finetune_app, name="finetune")
-
-
-_register()
 
 
 def main() -> None:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import typer
+import typer.main
 from typer.testing import CliRunner
 
+import synspill.commands as commands_pkg
 from synspill.cli import app
 
-HEAVY = ("torch", "diffusers", "transformers", "ultralytics", "rfdetr", "peft", "bitsandbytes", "cv2", "matplotlib")
+HEAVY = ("torch", "diffusers", "transformers", "ultralytics", "rfdetr", "peft", "bitsandbytes", "cv2", "matplotlib",
+         "numpy", "starlette", "uvicorn", "jinja2")
 
 
 def test_help_is_fast_and_imports_nothing_heavy():
@@ -19,31 +25,78 @@ def test_help_is_fast_and_imports_nothing_heavy():
         "from typer.testing import CliRunner; from synspill.cli import app;"
         "r=CliRunner().invoke(app, ['--help']); dt=time.process_time()-t;"
         f"heavy=[m for m in {HEAVY!r} if m in sys.modules];"
+        # the command modules too: --help lists them from COMMANDS without building them
+        "heavy+=[m for m in sys.modules if m.startswith('synspill.commands.') and m != 'synspill.commands._groups'];"
         "print(r.exit_code, round(dt,3), heavy)"
     )
     times = []
     for _ in range(3):  # best of three: a loaded machine slows single runs
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.split(maxsplit=2)
         assert out[0] == "0"
-        assert out[2].strip() == "[]", f"heavy modules imported by --help: {out[2]}"
+        assert out[2].strip() == "[]", f"modules imported by --help: {out[2]}"
         times.append(float(out[1]))
     assert min(times) < 0.5, f"--help took {min(times)} s (best of 3)"
 
 
 def test_every_command_help_imports_nothing_heavy():
-    from synspill.cli import app as root
+    from synspill.cli import COMMANDS
+    from synspill.commands._groups import FinetuneGroup
 
-    names = [c.name for c in root.registered_commands] + [g.name for g in root.registered_groups]
+    names = [[n] for n in COMMANDS] + [["finetune", n] for n in FinetuneGroup.lazy_commands]
     code = (
         "import sys; from typer.testing import CliRunner; from synspill.cli import app;"
         f"names={names!r}; bad=[];\n"
         "for n in names:\n"
-        "    r=CliRunner().invoke(app, [n, '--help'])\n"
+        "    r=CliRunner().invoke(app, [*n, '--help'])\n"
         "    bad += [n] if r.exit_code else []\n"
         f"heavy=[m for m in {HEAVY!r} if m in sys.modules]; print(bad, heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "[] []", out.stdout + out.stderr
+
+
+def _lazy_groups(group, path=()):
+    """(path, group) for ``group`` and every LazyGroup below it, each subcommand built."""
+    from synspill.commands._groups import LazyGroup
+
+    yield path, group
+    for name in group.lazy_commands:
+        cmd = group.get_command(typer.Context(group), name)
+        if isinstance(cmd, LazyGroup):
+            yield from _lazy_groups(cmd, (*path, name))
+
+
+def test_listed_commands_match_the_built_ones():
+    # --help lists the commands from static tables: each entry must be what building it gives
+    groups = list(_lazy_groups(typer.main.get_command(app)))
+    assert [p for p, _ in groups] == [(), ("finetune",)]
+    for path, group in groups:
+        for name, entry in group.lazy_commands.items():
+            cmd = group.get_command(typer.Context(group), name)
+            listed = inspect.cleandoc(cmd.short_help or cmd.help or "").split("\n\n")[0]
+            assert (cmd.name, listed) == (name, entry.help), (*path, name)
+            assert not (cmd.short_help or cmd.hidden or cmd.deprecated or cmd.rich_help_panel), (*path, name)
+        assert list(group.commands) == list(group.lazy_commands) and group._unbuilt == {}
+    # and every command module is reachable from a table
+    modules = {e.module for _, g in groups for e in g.lazy_commands.values()}
+    registering = {p.stem for p in Path(commands_pkg.__file__).parent.glob("*.py") if "\ndef register(" in p.read_text()}
+    assert modules == registering
+
+
+def test_help_and_completion_list_commands_without_building_them(capsys):
+    group = typer.main.get_command(app)
+    ctx = typer.Context(group, info_name="synspill")
+    placeholders = dict(group.commands)
+    group.get_help(ctx)
+    assert "annotate-import" in capsys.readouterr().out
+    items = group.shell_complete(ctx, "fi")
+    assert [(i.value, i.help) for i in items] == [("finetune", group.get_command(ctx, "finetune").get_short_help_str())]
+    del placeholders["finetune"]
+    assert all(group.commands[n] is c for n, c in placeholders.items())  # the rest: still unbuilt
+    env = group.get_command(ctx, "env")
+    assert env is not placeholders["env"] and "no_torch" in {p.name for p in env.params}
+    assert group.get_command(ctx, "env") is env  # built once
+    assert group.get_command(ctx, "no-such-command") is None
 
 
 def test_env_json_lists_versions():

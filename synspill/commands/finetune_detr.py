@@ -11,9 +11,7 @@ from synspill.commands.options import DeviceOpt, ForceOpt, SeedOpt, batch_size
 
 
 def register(app: typer.Typer) -> None:
-    from synspill.commands._groups import finetune_app
-
-    finetune_app.command("detr")(finetune_detr)
+    app.command("detr")(finetune_detr)
 
 
 def finetune_detr(

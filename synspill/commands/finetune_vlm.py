@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import typer
 
-from synspill.commands._groups import finetune_app
 from synspill.commands.options import DeviceOpt, DTypeOpt, ForceOpt, QuantOpt, SeedOpt, batch_size
 from synspill.vlm import LoraMode
 
@@ -88,4 +87,4 @@ def finetune_vlm(
 
 
 def register(app: typer.Typer) -> None:
-    finetune_app.command("vlm")(finetune_vlm)
+    app.command("vlm")(finetune_vlm)
