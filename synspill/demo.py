@@ -58,6 +58,8 @@ class DemoConfig(FromParams):
         size: Scene size in pixels (square).
         per_image: Spills per image ``(lo, hi)``.
         spill_scale: Spill size multiplier (close-up spills are learnable in minutes on a CPU).
+        close_up: Share of images whose first spill is seen close up (box side 35-95 % of the
+            image's): the sizes of people's photos of spills, beside CCTV views.
         min_box: Smallest spill box side, fraction of the image side (no specks a small
             detector cannot see at 160 px).
         feather: Soft-mask feather in px (the paper's 50 px is for 1024 px images).
@@ -83,6 +85,7 @@ class DemoConfig(FromParams):
     size: int = 160
     per_image: tuple[int, int] = (1, 3)
     spill_scale: float = 2.0
+    close_up: float = 0.5
     min_box: float = 0.08
     feather: float = 6.0
     opacity: float = 1.0
@@ -151,7 +154,7 @@ def _data_stage(cfg: DemoConfig, progress: StageProgress | None) -> dict[str, An
     run_scenes(scenes, on_progress=s_prog, on_start=s_start)
     i_start, i_prog = cb("inpaint")
     inpaint = InpaintJob.from_params({"per_image": cfg.per_image, "spill_scale": cfg.spill_scale, "min_box": cfg.min_box,
-                                           "feather": cfg.feather, "opacity": cfg.opacity, "seed": cfg.seed, "workers": cfg.workers},
+                                           "close_up": cfg.close_up, "feather": cfg.feather, "opacity": cfg.opacity, "seed": cfg.seed, "workers": cfg.workers},
                                           "demo", scenes=out / "scenes", out=out / "dataset", propose=True)
     ann = run_inpaint(inpaint, on_progress=i_prog, on_start=i_start)
     assert ann is not None  # single process: this shard merges
@@ -263,8 +266,8 @@ def run_demo(cfg: DemoConfig, progress: StageProgress | None = None,
         return res
 
     data_conf = {"n": cfg.n_images, "size": cfg.size, "per_image": list(cfg.per_image), "seed": cfg.seed,
-                 "spill_scale": cfg.spill_scale, "min_box": cfg.min_box, "feather": cfg.feather, "opacity": cfg.opacity,
-                 "v": 2}
+                 "spill_scale": cfg.spill_scale, "min_box": cfg.min_box, "close_up": cfg.close_up, "feather": cfg.feather,
+                 "opacity": cfg.opacity, "v": 2}
     data = stage("data", data_conf, lambda: _data_stage(cfg, progress))
     train_conf = {"data": data_conf, "model": cfg.model, "epochs": cfg.epochs, "imgsz": cfg.imgsz, "batch": cfg.batch, "seed": cfg.seed,
                   "unfreeze_epochs": cfg.unfreeze_epochs, "options": {**YOLO_SHORT_RUN, **cfg.options}}

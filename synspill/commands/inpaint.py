@@ -24,6 +24,7 @@ def inpaint(
     per_image: s.PerImageOpt = None,
     spill_scale: s.SpillScaleOpt = None,
     min_box: s.MinBoxOpt = None,
+    close_up: s.CloseUpOpt = None,
     classes: ClassesOpt = None,
     backend: s.BackendOpt = SynthBackend.auto,
     feather: Annotated[float | None, typer.Option("--feather", help="Soft-mask Gaussian feathering, px (paper: 50).", show_default=False)] = None,
@@ -90,7 +91,7 @@ def inpaint(
     ids = taxonomy.parse_classes(classes)
     job = InpaintJob(scenes=scenes, out=out, boxes=boxes, propose=propose, backend=be, shard=shard_t, diffusion=diff,
                           classes=tuple(ids) if ids else None,
-                          **given(per_image=per, spill_scale=spill_scale, min_box=min_box, seed=seed, feather=feather,
+                          **given(per_image=per, spill_scale=spill_scale, min_box=min_box, close_up=close_up, seed=seed, feather=feather,
                                   opacity=opacity, strength=st, batch_size=batch_size, workers=workers or default_workers(), quality=quality,
                                   contact_sheet=contact))
     with s.job_progress("inpaint") as (on_start, on_progress):

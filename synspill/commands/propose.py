@@ -21,6 +21,7 @@ def propose(
     per_image: s.PerImageOpt = None,
     spill_scale: s.SpillScaleOpt = None,
     min_box: s.MinBoxOpt = None,
+    close_up: s.CloseUpOpt = None,
     classes: ClassesOpt = None,
     seed: SeedOpt = None,
     force: ForceOpt = False,
@@ -37,6 +38,7 @@ def propose(
 
     per = parse_count_range(per_image, "--per-image") if per_image else None
     props = propose_to_file(scenes, out, classes=taxonomy.parse_classes(classes), force=force,
-                            **given(per_image=per, seed=seed, scale=spill_scale, min_size=min_box))
+                            **given(per_image=per, seed=seed, scale=spill_scale, min_size=min_box,
+                                    close_up=close_up))
     console.print(f"{len(props.annotations)} proposals over {len(props.images)} scenes -> {out}", highlight=False)
     typer.echo(str(out))

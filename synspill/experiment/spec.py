@@ -52,7 +52,7 @@ EVALUATE_KEYS = {"on", "iou", "min_score", "metrics", "agnostic"}
 REPORT_KEYS = {"iou_table_model"}
 #: Keys of a ``[datasets.NAME]`` table besides ``kind`` and ``split``, per kind.
 DATASET_KEYS = {
-    "synthetic": {"n", "size", "per_image", "spill_scale", "min_box", "backend", "workers", "scene_model", "inpaint_model",
+    "synthetic": {"n", "size", "per_image", "spill_scale", "min_box", "close_up", "backend", "workers", "scene_model", "inpaint_model",
                   "style_refs", "quality", "classes", "feather", "opacity"},
     "coco": {"path", "images", "map"},
     "import": {"path", "images", "format", "map", "min_size", "strict"},

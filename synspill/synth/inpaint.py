@@ -64,6 +64,8 @@ class InpaintJob(FromParams):
         per_image: ``(lo, hi)`` proposals per image.
         spill_scale: With ``propose``: multiplier on real-world spill sizes.
         min_box: With ``propose``: smallest box side, fraction of the shorter image side.
+        close_up: With ``propose``: share of images whose first spill is a close-up (box side
+            35-95 % of the image's).
         classes: Taxonomy ids for proposals (None: all).
         seed: Base seed; spill ``k`` of image ``id`` uses :func:`~synspill.synth.jobrunner.derive_seed` ``(seed, "spill", id, k)``.
         backend: ``procedural`` or ``sdxl``.
@@ -85,6 +87,7 @@ class InpaintJob(FromParams):
     per_image: tuple[int, int] = (1, 3)
     spill_scale: float = 1.0
     min_box: float = MIN_BOX
+    close_up: float = 0.0
     classes: tuple[int, ...] | None = None
     seed: int = 0
     backend: str = "procedural"
@@ -109,7 +112,7 @@ class InpaintJob(FromParams):
             raise UsageError(f"--opacity {self.opacity} must be in (0, 1]")
         from synspill.synth.propose import check_options
 
-        check_options(self.per_image, self.spill_scale, self.min_box)
+        check_options(self.per_image, self.spill_scale, self.min_box, self.close_up)
         if self.backend not in ("procedural", "sdxl"):
             raise UsageError(f"--backend {self.backend!r}: use auto, procedural or sdxl")
         if self.backend == "sdxl" and self.diffusion is None:
@@ -131,6 +134,8 @@ class InpaintJob(FromParams):
             d["spill_scale"] = self.spill_scale
         if self.min_box != MIN_BOX:
             d["min_box"] = self.min_box
+        if self.close_up:
+            d["close_up"] = self.close_up
         return d
 
 
@@ -246,7 +251,7 @@ def _inpaint_items(job: InpaintJob) -> tuple[list[dict[str, Any]], Any]:
             k = int(rng.integers(job.per_image[0], job.per_image[1] + 1))
             boxes_ = [(b, c, True) for b, c in propose_boxes(im.width, im.height, im.extra.get("layout"), rng, k,
                                                                list(job.classes) if job.classes else None,
-                                                               job.spill_scale, job.min_box)]
+                                                               job.spill_scale, job.min_box, job.close_up)]
         else:
             boxes_ = per_scene.get(im.id, [])
         img_seed = jobrunner.derive_seed(job.seed, "image", im.id)

@@ -70,7 +70,7 @@ def _grid_fraction(grid: np.ndarray, box: tuple[float, ...], width: int, height:
 
 def propose_boxes(width: int, height: int, layout: dict[str, Any] | None, rng: np.random.Generator,
                   n: int, classes: list[int] | None = None, scale: float = 1.0,
-                  min_size: float = MIN_BOX) -> list[tuple[tuple[float, float, float, float], int]]:
+                  min_size: float = MIN_BOX, close_up: float = 0.0) -> list[tuple[tuple[float, float, float, float], int]]:
     """Propose up to ``n`` non-overlapping spill boxes for one image.
 
     Args:
@@ -85,6 +85,9 @@ def propose_boxes(width: int, height: int, layout: dict[str, Any] | None, rng: n
             2-3: close-up views like most photos of spills, and easier to learn quickly).
         min_size: Smallest box side as a fraction of the image's shorter side (at least 6 px);
             smaller spills are redrawn. Raise it (e.g. 0.08) for data a small detector learns fast.
+        close_up: Probability that the first spill is seen close up, its box side
+            (``sqrt(w * h)``) 35-95 % of the image's: the sizes of people's photos of spills and
+            of cameras near a floor or desk, which CCTV-height views never show (0: off).
 
     Returns:
         ``[((x1, y1, x2, y2), class_id), ...]`` absolute pixels, inside the image, pairwise
@@ -94,7 +97,7 @@ def propose_boxes(width: int, height: int, layout: dict[str, Any] | None, rng: n
         from synspill.synth import room
 
         return room.propose(layout, width, height, rng, n, classes or [c.id for c in taxonomy.CLASSES], SIZES, scale,
-                            max(6.0, min_size * min(width, height)))
+                            max(6.0, min_size * min(width, height)), close_up)
     lay = dict(default_layout(width, height))
     if layout and layout.get("floor"):
         lay.update({k: v for k, v in layout.items() if v is not None})
@@ -111,10 +114,15 @@ def propose_boxes(width: int, height: int, layout: dict[str, Any] | None, rng: n
     if lay.get("floor_grid"):
         grid = np.array([[c == "1" for c in row] for row in lay["floor_grid"]], bool)
     out: list[tuple[tuple[float, float, float, float], int]] = []
-    for _ in range(n):
+    for k in range(n):
         # the class is drawn once per box, so classes that rarely fit (large spills) are
         # not crowded out by ones that always do; only after many misses is another tried
         cls = int(classes[int(rng.integers(len(classes)))])
+        if k == 0 and close_up > 0 and rng.random() < close_up:  # no draw when off: same boxes as before
+            b = _close_up_box(width, height, hz, grid, rng)
+            if b is not None:
+                out.append((b, cls))
+                continue
         for attempt in range(40):
             if attempt == 30:
                 cls = int(classes[int(rng.integers(len(classes)))])
@@ -164,14 +172,42 @@ def propose_boxes(width: int, height: int, layout: dict[str, Any] | None, rng: n
     return out
 
 
-def check_options(per_image: tuple[int, int] = (1, 3), scale: float = 1.0, min_size: float = MIN_BOX) -> None:
+def _close_up_box(width: int, height: int, horizon: float, grid: np.ndarray | None,
+                  rng: np.random.Generator) -> tuple[float, float, float, float] | None:
+    """A close-up spill's box in a photo or plant room: side 35-95 % of the image's, below the
+    horizon, mostly on visible floor; None when none fits in a few tries."""
+    from synspill.synth.room import CLOSE_UP_SIDE
+
+    side = rng.uniform(*CLOSE_UP_SIDE)
+    for _ in range(20):
+        aspect = math.exp(rng.uniform(math.log(0.6), math.log(1.7)))  # width / height of the box in the image
+        bw = min(0.99 * width, side * width * math.sqrt(aspect))
+        bh = min(0.99 * height, side * height / math.sqrt(aspect))
+        top = max(0.0, horizon + 0.02 * height)
+        if height - top < bh * 0.9:
+            side *= 0.85  # too big below this horizon: smaller
+            continue
+        x1 = rng.uniform(0.0, width - bw)
+        y1 = rng.uniform(min(top, height - bh), height - bh) if height - bh > top else height - bh
+        b = (round(x1, 1), round(max(0.0, y1), 1), round(min(float(width), x1 + bw), 1), round(min(float(height), y1 + bh), 1))
+        if grid is None or _grid_fraction(grid, b, width, height) >= 0.6:
+            return b
+    return None
+
+
+def check_options(per_image: tuple[int, int] = (1, 3), scale: float = 1.0, min_size: float = MIN_BOX,
+                  close_up: float = 0.0) -> None:
     """Validate proposal options (the ones ``propose`` and ``inpaint --propose`` share).
 
     Raises:
         UsageError: ``min_size`` outside 0-0.5 (it is a fraction of the shorter image side,
-            not pixels), ``scale`` outside 0.1-10, or a bad ``per_image`` range.
+            not pixels), ``scale`` outside 0.1-10, ``close_up`` outside 0-1, or a bad
+            ``per_image`` range.
     """
     from synspill.errors import UsageError
+
+    if not 0 <= close_up <= 1:
+        raise UsageError(f"--close-up {close_up} must be within 0-1 (the share of images whose first spill is a close-up)")
 
     if not 0 <= min_size <= 0.5:
         raise UsageError(f"--min-box {min_size} must be within 0-0.5 (a fraction of the shorter image side, e.g. 0.08)")
@@ -182,7 +218,7 @@ def check_options(per_image: tuple[int, int] = (1, 3), scale: float = 1.0, min_s
 
 
 def propose_dataset(scenes: Any, per_image: tuple[int, int] = (1, 3), classes: list[int] | None = None,
-                    seed: int = 0, scale: float = 1.0, min_size: float = MIN_BOX) -> Any:
+                    seed: int = 0, scale: float = 1.0, min_size: float = MIN_BOX, close_up: float = 0.0) -> Any:
     """Proposals for every image of a scenes dataset.
 
     Args:
@@ -193,6 +229,7 @@ def propose_dataset(scenes: Any, per_image: tuple[int, int] = (1, 3), classes: l
         seed: Base seed; image ``id`` gives each image its own stream.
         scale: Multiplier on real-world spill sizes (see :func:`propose_boxes`).
         min_size: Smallest box side, fraction of the shorter image side (see :func:`propose_boxes`).
+        close_up: Share of images whose first spill is a close-up (see :func:`propose_boxes`).
 
     Returns:
         A new :class:`CocoDataset` over the same images with ``{"auto": true}`` boxes
@@ -203,19 +240,19 @@ def propose_dataset(scenes: Any, per_image: tuple[int, int] = (1, 3), classes: l
     """
     from synspill.coco.dataset import Annotation, CocoDataset, ImageRecord
 
-    check_options(per_image, scale, min_size)
+    check_options(per_image, scale, min_size, close_up)
     anns: list[Annotation] = []
     for im in scenes.images:
         rng = np.random.default_rng([seed, im.id, 7])
         k = int(rng.integers(per_image[0], per_image[1] + 1))
         for (x1, y1, x2, y2), cls in propose_boxes(im.width, im.height, im.extra.get("layout"), rng, k, classes, scale,
-                                                           min_size):
+                                                   min_size, close_up):
             anns.append(Annotation(len(anns) + 1, im.id, cls, [x1, y1, x2 - x1, y2 - y1], extra={"auto": True}))
     images = [ImageRecord(im.id, im.file_name, im.width, im.height) for im in scenes.images]
     return CocoDataset(images=images, annotations=anns, root=scenes.root,
                        info={"description": "synspill automatic spill-box proposals", "seed": seed,
                              "per_image": list(per_image), "classes": classes or "all", "scale": scale,
-                             "min_size": min_size})
+                             "min_size": min_size, "close_up": close_up})
 
 
 def propose_to_file(scenes: str | Path, out: str | Path, force: bool = False, **options: Any) -> Any:
@@ -227,7 +264,7 @@ def propose_to_file(scenes: str | Path, out: str | Path, force: bool = False, **
         scenes: Scenes folder (``synspill scenes`` output), COCO file/folder or image folder.
         out: The ``.json`` to write.
         force: Overwrite ``out``.
-        **options: ``per_image``, ``classes``, ``seed``, ``scale``, ``min_size`` of :func:`propose_dataset`.
+        **options: ``per_image``, ``classes``, ``seed``, ``scale``, ``min_size``, ``close_up`` of :func:`propose_dataset`.
 
     Returns:
         The proposals (a :class:`~synspill.coco.dataset.CocoDataset`).
@@ -250,7 +287,7 @@ def propose_to_file(scenes: str | Path, out: str | Path, force: bool = False, **
         raise OutputExists(f"{out} exists; pass --force to overwrite it or choose another --out")
     if out.suffix.lower() != ".json":
         raise UsageError(f"--out {out}: write the proposals to a .json file")
-    check_options(**{k: v for k, v in options.items() if k in ("per_image", "scale", "min_size")})
+    check_options(**{k: v for k, v in options.items() if k in ("per_image", "scale", "min_size", "close_up")})
     ds = load_scenes(scenes)
     for im in ds.images:  # as inpaint would: a missing or truncated scene stops here, named
         p = ds.image_path(im)

@@ -34,6 +34,8 @@ from synspill.synth import surfaces as sf
 
 FAMILIES = ("warehouse", "retail", "office", "desk", "kitchen", "corridor", "stairs")
 VIEWS = ("cctv", "eye", "low")
+#: Box side (``sqrt(w * h)``, fraction of the image's) a close-up spill is sized to, drawn uniformly.
+CLOSE_UP_SIDE = (0.35, 0.95)
 EPS = 1e-4
 INF = np.float32(1e9)
 VERSION = 1
@@ -1120,13 +1122,17 @@ def surface_for_box(layout: dict[str, Any], box: tuple[int, int, int, int], out_
 
 
 def propose(layout: dict[str, Any], width: int, height: int, rng: np.random.Generator, n: int, classes: list[int],
-            sizes: dict[int, tuple[tuple[float, float], tuple[float, float]]], scale: float, min_px: float
-            ) -> list[tuple[tuple[float, float, float, float], int]]:
+            sizes: dict[int, tuple[tuple[float, float], tuple[float, float]]], scale: float, min_px: float,
+            close_up: float = 0.0) -> list[tuple[tuple[float, float, float, float], int]]:
     """Spill boxes on the surfaces of a ray-cast scene where liquids lie (floor, desks, counters, treads).
 
     A point is drawn on the visible liquid-holding surfaces (uniformly over the image), a
     spill of a real size in metres (``sizes``, times ``scale``) is laid there on the plane,
     and its footprint's four corners are projected: the box covers it, in perspective.
+
+    With probability ``close_up`` the first spill is seen close up instead: it lies near the
+    middle of the view and its footprint is scaled (still on its plane, in perspective) until
+    the box side, ``sqrt(w * h)``, is a drawn 35-95 % of the image's.
 
     Returns:
         ``[((x1, y1, x2, y2), class_id), ...]`` absolute pixels, pairwise IoU below 0.1.
@@ -1153,12 +1159,21 @@ def propose(layout: dict[str, Any], width: int, height: int, rng: np.random.Gene
         un = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
         return inter / un if un > 0 else 0.0
 
-    for _ in range(n):
+    for k in range(n):
         cls = int(classes[int(rng.integers(len(classes)))])
+        close = k == 0 and close_up > 0 and rng.random() < close_up  # no draw when off: same boxes as before
+        target = rng.uniform(*CLOSE_UP_SIDE) if close else 0.0
         for _attempt in range(30):
-            r, c = cells[int(rng.integers(len(cells)))]
-            px = (c + rng.random()) / gw * cam.width
-            py = (r + rng.random()) / gh * cam.height
+            if close:
+                px = (0.5 + rng.uniform(-0.2, 0.2)) * cam.width
+                py = (0.6 + rng.uniform(-0.2, 0.25)) * cam.height
+                r, c = min(gh - 1, int(py / cam.height * gh)), min(gw - 1, int(px / cam.width * gw))
+                if not grid[r, c]:
+                    continue
+            else:
+                r, c = cells[int(rng.integers(len(cells)))]
+                px = (c + rng.random()) / gw * cam.width
+                py = (r + rng.random()) / gh * cam.height
             d = fwd + (px - cam.width / 2) / f * right + (py - cam.height / 2) / f * down
             d /= np.linalg.norm(d)
             if d[1] >= -1e-6:
@@ -1178,17 +1193,28 @@ def propose(layout: dict[str, Any], width: int, height: int, rng: np.random.Gene
             dm = wm * rng.uniform(rlo, rhi)
             if plane > 0:  # on a desk or counter: smaller spills
                 wm, dm = wm * 0.35, dm * 0.35
-            ax0, ax1 = max(bounds[0], hp[0] - wm / 2), min(bounds[1], hp[0] + wm / 2)
-            az0, az1 = max(bounds[2], hp[2] - dm / 2), min(bounds[3], hp[2] + dm / 2)
-            if ax1 - ax0 < 0.02 or az1 - az0 < 0.02:
-                continue
-            corners = np.array([[ax0, plane, az0], [ax1, plane, az0], [ax1, plane, az1], [ax0, plane, az1]])
-            uv = cam.project(corners)
-            if np.isnan(uv).any():
+            uv = None
+            for _fit in range(3 if close else 1):
+                ax0, ax1 = max(bounds[0], hp[0] - wm / 2), min(bounds[1], hp[0] + wm / 2)
+                az0, az1 = max(bounds[2], hp[2] - dm / 2), min(bounds[3], hp[2] + dm / 2)
+                if ax1 - ax0 < 0.02 or az1 - az0 < 0.02:
+                    uv = None
+                    break
+                corners = np.array([[ax0, plane, az0], [ax1, plane, az0], [ax1, plane, az1], [ax0, plane, az1]])
+                uv = cam.project(corners)
+                if np.isnan(uv).any():
+                    uv = None
+                    break
+                if close:  # projection is near-linear in size: rescale toward the target twice
+                    side = math.sqrt(max(1e-6, (np.ptp(uv[:, 0]) / cam.width) * (np.ptp(uv[:, 1]) / cam.height)))
+                    grow = min(4.0, max(0.25, target / side))
+                    wm, dm = wm * grow, dm * grow
+            if uv is None:
                 continue
             bx1, by1 = max(0.0, uv[:, 0].min() * sw), max(0.0, uv[:, 1].min() * sh)
             bx2, by2 = min(float(width), uv[:, 0].max() * sw), min(float(height), uv[:, 1].max() * sh)
-            if bx2 - bx1 < min_px or by2 - by1 < min_px or bx2 - bx1 > 0.9 * width or by2 - by1 > 0.9 * height:
+            cap = 0.99 if close else 0.9
+            if bx2 - bx1 < min_px or by2 - by1 < min_px or bx2 - bx1 > cap * width or by2 - by1 > cap * height:
                 continue
             b = (round(bx1, 1), round(by1, 1), round(bx2, 1), round(by2, 1))
             c1, r1 = int(b[0] / width * gw), int(b[1] / height * gh)

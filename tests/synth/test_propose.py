@@ -119,3 +119,43 @@ def test_classes_are_balanced_even_when_some_rarely_fit():
             counts[c] += 1
     share = counts[1:] / counts.sum()
     assert share.max() / share.min() < 2.5, share  # drawn per attempt: 4.5
+
+
+def _side(box, w, h):
+    x1, y1, x2, y2 = box
+    return float(np.sqrt((x2 - x1) * (y2 - y1) / (w * h)))
+
+
+@pytest.mark.parametrize("scene_type", ["retail", "office", "warehouse", ""])
+def test_close_up_first_spill_is_large_and_off_changes_nothing(scene_type):
+    from synspill.synth.room import CLOSE_UP_SIDE
+
+    w = h = 192
+    sides, normal = [], []
+    for seed in range(12):
+        _, lay = ProceduralSceneBackend().render(SceneSpec(seed=seed, scene_type=scene_type, width=w, height=h))
+        # off: no random draw, so exactly the boxes proposals had before the option existed
+        assert propose_boxes(w, h, lay, np.random.default_rng(seed), 3, None, 2.0, 0.08, 0.0) == \
+            propose_boxes(w, h, lay, np.random.default_rng(seed), 3, None, 2.0, 0.08)
+        near = propose_boxes(w, h, lay, np.random.default_rng(seed), 3, None, 2.0, 0.08, 1.0)
+        _check(near, w, h)
+        if near:
+            sides.append(_side(near[0][0], w, h))
+        normal += [_side(b, w, h) for b, _ in propose_boxes(w, h, lay, np.random.default_rng(seed), 3, None, 2.0, 0.08)]
+    assert len(sides) >= 9
+    # a perspective footprint clipped to its surface can fall short of the drawn target, never exceed 0.99
+    assert np.median(sides) >= 0.8 * CLOSE_UP_SIDE[0] and max(sides) <= 0.99
+    assert np.median(sides) > 1.5 * np.median(normal)
+
+
+def test_close_up_share_and_range_check():
+    w = h = 192
+    lay = default_layout(w, h)
+    firsts = [propose_boxes(w, h, lay, np.random.default_rng(s), 1, None, 1.0, 0.05, 0.5)[0][0] for s in range(200)]
+    share = np.mean([_side(b, w, h) >= 0.3 for b in firsts])
+    assert 0.35 <= share <= 0.65  # about half are close-ups; life-size spills on CCTV floors are never this big
+    from synspill.errors import UsageError
+    from synspill.synth.propose import check_options
+
+    with pytest.raises(UsageError, match="--close-up 1.5 must be within 0-1"):
+        check_options(close_up=1.5)
