@@ -85,11 +85,11 @@ class DemoConfig(FromParams):
     size: int = 160
     per_image: tuple[int, int] = (1, 3)
     spill_scale: float = 2.0
-    close_up: float = 0.5
+    close_up: float = 0.0
     min_box: float = 0.08
     feather: float = 6.0
     opacity: float = 1.0
-    epochs: int = 12
+    epochs: int = 14
     imgsz: int = 160
     batch: int = 16
     model: str = "lite0"

@@ -21,7 +21,7 @@ StepsOpt = Annotated[int | None, typer.Option("--steps", help="Denoising steps (
 CfgOpt = Annotated[float | None, typer.Option("--cfg", help="Classifier-free guidance (default: the stage's; SDXL-Turbo 0).")]
 SchedulerOpt = Annotated[Scheduler | None, typer.Option("--scheduler", help="Denoising scheduler (default: the stage's; the paper's dpmpp_2m_sde_karras for scenes).", show_default=False)]
 SpillScaleOpt = Annotated[float | None, typer.Option("--spill-scale", help="Multiplier on real-world spill sizes (1 = life-size on CCTV; 2-3 = close-ups).", show_default=False)]
-CloseUpOpt = Annotated[float | None, typer.Option("--close-up", help="Share of images whose first spill is seen close up, its box side 35-95% of the image's (0: off, the default; the demo uses 0.5).", show_default=False)]
+CloseUpOpt = Annotated[float | None, typer.Option("--close-up", help="Share of images whose first spill is seen close up, its box side 35-95% of the image's (0: off, the default).", show_default=False)]
 MinBoxOpt = Annotated[float | None, typer.Option("--min-box", help="Smallest proposed box side, fraction of the shorter image side (raise for fast-to-learn data).", show_default=False)]
 PerImageOpt = Annotated[str | None, typer.Option("--per-image", help="Boxes per image, LOW:HIGH (default 1:3).", show_default=False)]
 BackendOpt = Annotated[SynthBackend, typer.Option("--backend", help="auto: sdxl if weights are configured, else procedural.")]
