@@ -84,10 +84,11 @@ def conv_bn(conv: SameConv, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor
     recomputed each call (cheap), so it follows the weights when they train and is
     differentiable like the unfolded pair.
     """
-    if bn.training:
+    mean, var = bn.running_mean, bn.running_var
+    if bn.training or mean is None or var is None:
         return bn(conv(x))
-    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-    return conv.conv(x, conv.weight * scale.view(-1, 1, 1, 1), bn.bias - bn.running_mean * scale)
+    scale = bn.weight * torch.rsqrt(var + bn.eps)
+    return conv.conv(x, conv.weight * scale.view(-1, 1, 1, 1), bn.bias - mean * scale)
 
 
 class MBConv(nn.Module):
