@@ -122,6 +122,7 @@ def false_alarm(
     tolerance: Annotated[float, typer.Option("--tolerance", help="Margin of the suppressed region around the event box, as a fraction of its size.")] = 0.25,
     negatives: Annotated[Path | None, typer.Option("--negatives", help="Hard-negative dataset folder (default: <db stem>.negatives beside --db).", show_default=False)] = None,
     note: Annotated[str | None, typer.Option("--note", help="Why (kept with the suppression).")] = None,
+    undo: Annotated[bool, typer.Option("--undo", help="The events were spills after all: clear the flag, remove their suppressions and take their crops out of the hard negatives.")] = False,
 ) -> None:
     """Mark events as false alarms: suppress that class at that place, save hard negatives.
 
@@ -131,9 +132,10 @@ def false_alarm(
     background image for [bold]synspill finetune yolo|detr --negatives[/].
 
     Example: [cyan]synspill events false-alarm 12 --note "shadow of the crane"[/]
+    (undo: [cyan]synspill events false-alarm 12 --undo[/]; the events stay closed)
     """
     from synspill.console import console
-    from synspill.watch.negatives import export_negative
+    from synspill.watch.negatives import export_negative, remove_negative
     from synspill.watch.store import EventStore
 
     out = negatives or db.with_name(f"{db.stem}.negatives")
@@ -141,6 +143,17 @@ def false_alarm(
         missing = [i for i in ids if store.event(i) is None]
         if missing:  # checked first: nothing is changed when one is unknown
             raise UsageError(f"{db}: no event with id {', '.join(map(str, missing))}; see `synspill events list`")
+        if undo:
+            unflagged = [i for i in ids if not (store.event(i) or {}).get("false_alarm")]
+            if unflagged:
+                raise UsageError(f"{db}: event {', '.join(map(str, unflagged))} is not marked as a false alarm; "
+                                 "see `synspill events list --false-alarms`")
+            for i in ids:
+                n = store.unmark_false_alarm(i)
+                img = remove_negative(i, out)
+                console.print(f"event {i}: no longer a false alarm; {n} suppression(s) removed; "
+                              + (f"hard negative {img} removed" if img else "no hard negative to remove"), highlight=False)
+            return
         for i in ids:
             sid = store.mark_false_alarm(i, tolerance=tolerance, note=note)
             row = store.event(i)

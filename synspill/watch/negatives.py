@@ -97,3 +97,37 @@ def export_negative(event_row: dict[str, Any], out_dir: str | Path) -> Path | No
     save_coco(ds, coco, indent=1)
     log.info("hard negative of event %s: %s", event_row["id"], out / name)
     return out / name
+
+
+def remove_negative(event_id: int, out_dir: str | Path) -> Path | None:
+    """Take an event's crop back out of the hard-negative dataset (the event was a spill after all).
+
+    Training on a real spill as a background image would teach the next model to miss it, so
+    undoing a false alarm removes its record from ``annotations.json`` (written atomically) and
+    then its image.
+
+    Args:
+        event_id: The event whose crop :func:`export_negative` added.
+        out_dir: The dataset folder.
+
+    Returns:
+        The image removed, or None when the dataset holds no crop of that event.
+
+    Raises:
+        DatasetError: ``out_dir/annotations.json`` exists but is not a COCO file.
+    """
+    from synspill.coco.dataset import load_coco, save_coco
+
+    coco = Path(out_dir) / "annotations.json"
+    if not coco.is_file():
+        return None
+    ds = load_coco(coco)
+    gone = [im for im in ds.images if im.extra.get("event_id") == int(event_id)]
+    if not gone:
+        return None
+    ds.images = [im for im in ds.images if im not in gone]
+    save_coco(ds, coco, indent=1)
+    for im in gone:
+        (Path(out_dir) / im.file_name).unlink(missing_ok=True)
+    log.info("hard negative of event %s removed: %s", event_id, gone[0].file_name)
+    return Path(out_dir) / gone[0].file_name

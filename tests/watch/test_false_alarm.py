@@ -320,6 +320,25 @@ def test_false_alarm_loop_end_to_end(tmp_path):
     assert res.exit_code == 0 and "removed 1" in res.output
     assert watch_once(small, db).events_opened == 1  # no longer suppressed
 
+    # spills after all: --undo clears the flags, the suppressions and the hard negatives
+    assert r.invoke(app, ["events", "false-alarm", "3", "--db", str(db)]).exit_code == 0  # no clean frame: no crop
+    with EventStore(db, existing=True) as store:
+        assert [s["event_id"] for s in store.suppressions()] == [3]  # event 1's was removed by unsuppress
+    res = r.invoke(app, ["events", "false-alarm", "1", "3", "--undo", "--db", str(db)])
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.output.split())
+    assert f"event 1: no longer a false alarm; 0 suppression(s) removed; hard negative {neg} removed" in said
+    assert "event 3: no longer a false alarm; 1 suppression(s) removed; no hard negative to remove" in said
+    assert not neg.exists()  # a real spill must not train the next model as background
+    assert json.loads((neg_dir / "annotations.json").read_text())["images"] == []
+    with EventStore(db, existing=True) as store:
+        assert store.suppressions() == []
+        for i in (1, 3):
+            ev_ = store.event(i)
+            assert ev_ is not None and ev_["false_alarm"] == 0 and ev_["acknowledged"]
+    bad = r.invoke(app, ["events", "false-alarm", "3", "--undo", "--db", str(db)])
+    assert bad.exit_code == 2 and "event 3 is not marked as a false alarm" in bad.output
+
 
 def test_false_alarm_without_clean_frame_and_cli_errors(tmp_path, spill_video):
     db = tmp_path / "ev.sqlite"
