@@ -140,11 +140,12 @@ def false_alarm(
 
     out = negatives or db.with_name(f"{db.stem}.negatives")
     with EventStore(db, existing=True) as store:
-        missing = [i for i in ids if store.event(i) is None]
+        rows = {i: store.event(i) for i in ids}
+        missing = [i for i, r in rows.items() if r is None]
         if missing:  # checked first: nothing is changed when one is unknown
             raise UsageError(f"{db}: no event with id {', '.join(map(str, missing))}; see `synspill events list`")
         if undo:
-            unflagged = [i for i in ids if not (store.event(i) or {}).get("false_alarm")]
+            unflagged = [i for i, r in rows.items() if not (r or {}).get("false_alarm")]
             if unflagged:
                 raise UsageError(f"{db}: event {', '.join(map(str, unflagged))} is not marked as a false alarm; "
                                  "see `synspill events list --false-alarms`")

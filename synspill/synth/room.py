@@ -1137,6 +1137,8 @@ def propose(layout: dict[str, Any], width: int, height: int, rng: np.random.Gene
     Returns:
         ``[((x1, y1, x2, y2), class_id), ...]`` absolute pixels, pairwise IoU below 0.1.
     """
+    from synspill.boxes import iou
+
     cam_d = layout["camera"]
     f = float(cam_d["f"])
     pos = np.array(cam_d["pos"], np.float64)
@@ -1151,13 +1153,6 @@ def propose(layout: dict[str, Any], width: int, height: int, rng: np.random.Gene
     tops = layout["surfaces"].get("tops") or []
     gh, gw = grid.shape
     out: list[tuple[tuple[float, float, float, float], int]] = []
-
-    def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-        ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-        iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-        inter = ix * iy
-        un = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-        return inter / un if un > 0 else 0.0
 
     for k in range(n):
         cls = int(classes[int(rng.integers(len(classes)))])
