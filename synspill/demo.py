@@ -279,7 +279,7 @@ def run_demo(cfg: DemoConfig, progress: StageProgress | None = None,
     ev = stage("eval", eval_conf, lambda: _eval_stage(cfg, data, runs, progress))
     real: dict[str, Any] = {}
     if cfg.real_check:
-        real = stage("real", {**eval_conf, "v": 1}, lambda: _real_stage(cfg, runs, progress))
+        real = stage("real", {**eval_conf, "v": 2}, lambda: _real_stage(cfg, runs, progress))
     watch: dict[str, Any] = {}
     if not cfg.skip_watch:
         first = next(iter(runs.values()))

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from synspill import __version__, taxonomy
+from synspill.bootstrap import Interval, bootstrap, interval
 from synspill.errors import OutputExists, UsageError
 from synspill.io import write_bytes, write_text
 from synspill.metrics import (
@@ -61,6 +62,8 @@ class MethodResult:
         meta_path: The sidecar's path, if one was found.
         dropped: Predictions left out as malformed, per reason (see
             :func:`synspill.detections.screen_results`).
+        ci: Bootstrap intervals over images (``--bootstrap``): ``"map50"`` and ``"hit_rate"``
+            (at the first IoU threshold); {} when not asked for.
     """
 
     name: str
@@ -69,6 +72,7 @@ class MethodResult:
     meta: dict[str, Any] = field(default_factory=dict)
     meta_path: str | None = None
     dropped: dict[str, int] = field(default_factory=dict)
+    ci: dict[str, Interval] = field(default_factory=dict)
 
     def dropped_note(self) -> str:
         """``"dropped 2 of 9 predictions: non-finite coordinates 2"`` ("" when none was dropped)."""
@@ -107,6 +111,8 @@ class MethodResult:
     def to_dict(self) -> dict[str, Any]:
         d = {"name": self.name, "pred": self.pred_path, "unscored": self.unscored,
              "meta": self.meta, "meta_path": self.meta_path, "dropped": self.dropped}
+        if self.ci:
+            d["ci"] = {k: v.to_dict() for k, v in self.ci.items()}
         d.update({k: v for k, v in self.metrics.to_dict().items() if k != "unscored"})
         return d
 
@@ -141,15 +147,23 @@ class EvalReport:
     def comparison_header(self) -> list[str]:
         """Column names of the comparison table (paper Tables 2-5 shape)."""
         t0 = _fmt_t(self.iou_thresholds[0])
+        ci = [f"HR@{t0} {self.ci_label}", f"mAP@50 {self.ci_label}"] if self.ci_label else []
         return (["Method"] + [f"HR@{_fmt_t(t)}" for t in self.iou_thresholds]
-                + ["mAP@50", "mAP@50:95", f"P@{t0}", f"FP/img@{t0}", "Preds", "Notes"])
+                + ["mAP@50", "mAP@50:95", *ci, f"P@{t0}", f"FP/img@{t0}", "Preds", "Notes"])
+
+    @property
+    def ci_label(self) -> str:
+        """``"95% CI"`` when the methods carry bootstrap intervals, else ""."""
+        ci = next((r.ci["map50"] for r in self.results if r.ci), None)
+        return f"{ci.level * 100:g}% CI" if ci else ""
 
     def comparison_rows(self) -> list[list[str]]:
         """One formatted row per method (hit rate per threshold, mAP, precision, FP/img)."""
         rows = []
         for r in self.results:
             m = r.metrics
-            rows.append([r.name] + [_f(v) for v in m.hit_rate] + [_f(m.map50), _f(m.map50_95), _f(m.precision[0]),
+            ci = [str(r.ci.get("hit_rate", "-")), str(r.ci.get("map50", "-"))] if self.ci_label else []
+            rows.append([r.name] + [_f(v) for v in m.hit_rate] + [_f(m.map50), _f(m.map50_95), *ci, _f(m.precision[0]),
                         _f(m.fp_per_image[0], 2), str(m.n_pred_total), ", ".join(r.notes())])
         return rows
 
@@ -187,17 +201,22 @@ class EvalReport:
         ts = [_fmt_t(t) for t in self.iou_thresholds]
         cols = (["method", "pred", "class", "n_gt", "n_pred", "unscored"] + [f"hit_rate@{t}" for t in ts]
                 + [f"precision@{t}" for t in ts] + [f"fp_per_image@{t}" for t in ts] + ["ap50", "ap50_95"])
+        with_ci = bool(self.ci_label)
+        if with_ci:  # bootstrap intervals: on the "all" rows only
+            cols += [f"hit_rate@{ts[0]}_ci_low", f"hit_rate@{ts[0]}_ci_high", "ap50_ci_low", "ap50_ci_high"]
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(cols)
         for r in self.results:
             m = r.metrics
+            ci = [r.ci[k] for k in ("hit_rate", "map50") if k in r.ci]
             w.writerow([r.name, r.pred_path, "all", int(m.n_gt.sum()), m.n_pred_total, int(r.unscored)]
-                       + _csv(m.hit_rate) + _csv(m.precision) + _csv(m.fp_per_image) + _csv([m.map50, m.map50_95]))
+                       + _csv(m.hit_rate) + _csv(m.precision) + _csv(m.fp_per_image) + _csv([m.map50, m.map50_95])
+                       + (_csv([v for c in ci for v in (c.low, c.high)]) if ci else [""] * 4 if with_ci else []))
             for k, name in enumerate(m.category_names):
                 w.writerow([r.name, r.pred_path, name, int(m.n_gt[k]), int(m.n_pred[k]), int(r.unscored)]
                            + _csv(m.hit_rate_per_class[k]) + _csv(m.precision_per_class[k])
-                           + _csv(m.fp[k] / max(m.n_images, 1)) + _csv([m.ap50[k], m.ap50_95[k]]))
+                           + _csv(m.fp[k] / max(m.n_images, 1)) + _csv([m.ap50[k], m.ap50_95[k]]) + [""] * (4 * with_ci))
         return buf.getvalue()
 
     def to_markdown(self) -> str:
@@ -219,6 +238,10 @@ class EvalReport:
             "mAP: COCO bbox AP (pycocotools-identical; 101-point, maxDets 100), averaged over classes. "
             f"P@{t0} and FP/img@{t0}: precision and false positives per image at IoU {t0}, all predictions.",
         ]
+        ci = next((r.ci["map50"] for r in self.results if r.ci), None)
+        if ci:
+            lines += ["", f"{self.ci_label}: percentile bootstrap interval over images ({ci.n_boot} draws of the "
+                      f"{self.n_images} images with replacement): how far the score could move on other images like these."]
         if any(r.unscored for r in self.results):
             lines += ["", "*unscored*: the file has predictions without a score (typical of VLM output); they are ranked "
                       "as score 1.0 in file order, so its mAP reflects a single operating point, not a ranking."]
@@ -421,6 +444,8 @@ def evaluate_files(
     max_dets: int = 100,
     on_file: Callable[[Path], None] | None = None,
     agnostic: bool = False,
+    n_boot: int = 0,
+    level: float = 0.95,
 ) -> EvalReport:
     """Evaluate COCO results files against a COCO ground truth.
 
@@ -436,6 +461,9 @@ def evaluate_files(
         agnostic: Class-agnostic: every box and prediction counts as one class ("any
             spill"): a spill found under another class's name is a hit (e.g. a real data set
             with one class, or deployments that alert on any spill).
+        n_boot: Bootstrap draws over images for confidence intervals of mAP@50 and of the
+            hit rate at the first threshold (0: none; see :mod:`synspill.bootstrap`).
+        level: Coverage of those intervals.
 
     Raises:
         DatasetError: Bad ground truth, a bad prediction record (names file and record), or
@@ -447,6 +475,10 @@ def evaluate_files(
     from synspill.detections import find_sidecar, read_results, read_sidecar, screen_results
 
     thr = parse_iou_thresholds(iou_thresholds)
+    if n_boot < 0:
+        raise UsageError(f"--bootstrap {n_boot}: give a number of draws (1000 is usual), or 0 for none")
+    if not 0.0 < level < 1.0:
+        raise UsageError(f"--level {level} must be between 0 and 1 (0.95 is usual)")
     if not pred_paths:
         raise UsageError("no prediction files; pass --pred RESULTS.json (repeat for several methods)")
     paths = [Path(p) for p in pred_paths]
@@ -479,11 +511,15 @@ def evaluate_files(
         if not records:
             log.warning("%s: no predictions", p)
         pred = Predictions.from_records(records, str(p))
-        metrics = evaluate(gt.agnostic(), pred.agnostic(), thr, cls, max_dets, min_score) if agnostic else \
-            evaluate(gt, pred, thr, cls, max_dets, min_score)
+        g, d = (gt.agnostic(), pred.agnostic()) if agnostic else (gt, pred)
+        metrics = evaluate(g, d, thr, cls, max_dets, min_score)
+        ci = {}
+        if n_boot:
+            draws = bootstrap(g, d, n_boot=n_boot, iou=thr[0], min_score=min_score, max_dets=max_dets, classes=cls)
+            ci = {k: interval(v, level) for k, v in draws.items()}
         meta_path = find_sidecar(p)
         meta = read_sidecar(meta_path) if meta_path else {}
-        results.append(MethodResult(name, str(p), metrics, meta, str(meta_path) if meta_path else None, dropped))
+        results.append(MethodResult(name, str(p), metrics, meta, str(meta_path) if meta_path else None, dropped, ci))
         if on_file is not None:
             on_file(p)
     assert metrics is not None

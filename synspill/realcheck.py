@@ -5,7 +5,8 @@ synspill ships the valid and test splits of a small CC BY 4.0 set of real wet-fl
 on. :func:`real_photo_check` predicts on them and scores class-agnostically (a puddle
 found under any spill class counts: the set has one class and a deployment alerts on any
 spill), with class-agnostic NMS so that one spill is one box, and reports mAP@50 and hit
-rate at IoU 0.5 with the sample size.
+rate at IoU 0.5 with the sample size and a 95 % bootstrap interval over photos
+(:mod:`synspill.bootstrap`: how far the score could move on other photos like these).
 
 Synthetic test splits say how well a model learnt the renderer; this says something about
 cameras. It is a small set of web photos: read it with its sample size, and judge a
@@ -40,6 +41,8 @@ class RealScore:
         n_images: Photos.
         n_boxes: Ground-truth boxes.
         min_score: Score floor of hit rate and precision (mAP uses every prediction).
+        map50_ci: 95 % percentile bootstrap interval of mAP@50 over photos, ``[low, high]``.
+        hit_rate50_ci: The same for the hit rate.
     """
 
     name: str
@@ -49,6 +52,8 @@ class RealScore:
     n_images: int
     n_boxes: int
     min_score: float
+    map50_ci: tuple[float, float] | None = None
+    hit_rate50_ci: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,7 +97,7 @@ def real_set(name: str, cache: Path | None = None) -> Path:
 
 
 def real_photo_check(model: str, out_dir: str | Path, device: str = "auto", imgsz: int | None = None,
-                     sets: tuple[str, ...] = SETS, min_score: float = 0.25,
+                     sets: tuple[str, ...] = SETS, min_score: float = 0.25, n_boot: int = 1000,
                      on_item: Callable[..., None] | None = None) -> list[RealScore]:
     """Predict with ``model`` on the shipped real photos and score it class-agnostically.
 
@@ -103,6 +108,7 @@ def real_photo_check(model: str, out_dir: str | Path, device: str = "auto", imgs
         imgsz: Inference size (default: the run's training size).
         sets: Which real sets.
         min_score: Score floor for hit rate and precision (the deployed threshold).
+        n_boot: Bootstrap draws of the 95 % intervals (0: none).
         on_item: Progress callback, once per photo.
 
     Returns:
@@ -120,8 +126,8 @@ def real_photo_check(model: str, out_dir: str | Path, device: str = "auto", imgs
         gt = real_set(name)
         pred = out / f"{name}.preds.json"
         predict_to_results(predictor, gt, pred, batch=8, model=str(model), on_item=on_item)
-        rep = evaluate_files(gt, [pred], iou_thresholds="0.5", min_score=min_score, agnostic=True)
-        m = rep.results[0].metrics
+        rep = evaluate_files(gt, [pred], iou_thresholds="0.5", min_score=min_score, agnostic=True, n_boot=n_boot)
+        m, ci = rep.results[0].metrics, rep.results[0].ci
         scores.append(RealScore(name, float(m.map50), float(m.hit_rate[0]), float(m.precision[0]), rep.n_images,
-                                rep.n_gt, min_score))
+                                rep.n_gt, min_score, *((ci[k].low, ci[k].high) if ci else None for k in ("map50", "hit_rate"))))
     return scores

@@ -54,6 +54,7 @@ def test_tiny_demo_runs_then_reuses_every_stage(tmp_path):
     real = first.real["methods"]["lite0"]
     assert [(r["name"], r["n_images"], r["n_boxes"]) for r in real] == [("wet-floor-valid", 21, 36), ("wet-floor-test", 11, 16)]
     assert all(0.0 <= r["map50"] <= 1.0 and 0.0 <= r["hit_rate50"] <= 1.0 for r in real)
+    assert all(0.0 <= r["map50_ci"][0] <= r["map50_ci"][1] <= 1.0 for r in real)  # the 95 % bootstrap interval
     weights = tmp_path / "demo" / "runs" / "yolo" / "weights" / "best.pt"
     mtime = weights.stat().st_mtime_ns
     again = run_demo(cfg)

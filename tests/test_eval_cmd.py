@@ -163,6 +163,7 @@ def test_bad_prediction_file_is_one_clear_error(data, tmp_path, records, message
     (["--classes", "99"], "no category with id 99"),
     (["--min-score", "2"], "outside [0, 1]"),
     (["--out", "report.xlsx"], "unknown report type"),
+    (["--bootstrap", "-5"], "--bootstrap -5"),
 ])
 def test_usage_errors_exit_2(data, args, message):
     r = invoke("--gt", data["gt"], "--pred", data["det"], *args)
@@ -194,3 +195,30 @@ def test_empty_prediction_file_scores_zero(data, tmp_path):
     assert r.exit_code == 0, r.output
     m = json.loads(out.read_text())["methods"][0]
     assert m["hit_rate"] == [0.0] * 5 and m["map50"] == 0.0 and m["precision"] == [None] * 5
+
+
+def test_bootstrap_intervals_in_table_and_report_files(data, tmp_path):
+    from synspill.bootstrap import bootstrap, interval
+
+    out = tmp_path / "report"
+    r = invoke("--gt", data["gt"], "--pred", data["vlm"], "--name", "vlm", "--iou", "0.5,0.75", "--classes", "1,2",
+               "--bootstrap", "200", "--out", out)
+    assert r.exit_code == 0, r.output
+    assert "95% CI" in r.output
+    # the same draws as the library's, with the same class filter and the first threshold
+    gt = GroundTruth.from_dict(json.loads(data["gt"].read_text()))
+    pred = Predictions.from_records(json.loads(data["vlm"].read_text()))
+    draws = bootstrap(gt, pred, n_boot=200, iou=0.5, classes=[1, 2])
+    want = {k: interval(v) for k, v in draws.items()}
+    rep = json.loads((out / "eval.json").read_text())["methods"][0]
+    assert rep["ci"]["map50"] == want["map50"].to_dict() and rep["ci"]["hit_rate"] == want["hit_rate"].to_dict()
+    assert want["hit_rate"].low < want["hit_rate"].high  # 6 images, 40 % of boxes missed: a real spread
+    rows = list(csv.DictReader(io.StringIO((out / "eval.csv").read_text())))
+    assert float(rows[0]["ap50_ci_low"]) == pytest.approx(want["map50"].low, abs=1e-6)
+    assert float(rows[0]["hit_rate@0.5_ci_high"]) == pytest.approx(want["hit_rate"].high, abs=1e-6)
+    assert rows[1]["ap50_ci_low"] == ""  # per-class rows carry none
+    md = (out / "eval.md").read_text()
+    assert f"| {want['hit_rate']} | {want['map50']} |" in md and "200 draws of the 6 images" in md
+    # without --bootstrap: no interval columns anywhere
+    r = invoke("--gt", data["gt"], "--pred", data["det"], "--out", tmp_path / "plain.csv")
+    assert "CI" not in r.output and "ci_low" not in (tmp_path / "plain.csv").read_text()

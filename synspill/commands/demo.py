@@ -79,15 +79,16 @@ def demo(
     out_console.print(f"test split: {res.metrics['n_test_images']} images, {res.metrics['n_test_boxes']} boxes")
     if res.real:
         r = Table(title="Real photos it never trained on (wet floors, CC BY 4.0; class-agnostic)")
-        for col in ("model", "set", "photos", "boxes", "mAP@50", "HR@0.5", "precision@0.5"):
+        for col in ("model", "set", "photos", "boxes", "mAP@50", "95% interval", "HR@0.5", "precision@0.5"):
             r.add_column(col, justify="left" if col in ("model", "set") else "right")
         for name, scores in res.real["methods"].items():
             for sc in scores:
+                ci = sc.get("map50_ci")
                 r.add_row(name, sc["name"], str(sc["n_images"]), str(sc["n_boxes"]), f"{sc['map50']:.3f}",
-                          f"{sc['hit_rate50']:.3f}", f"{sc['precision50']:.3f}")
+                          f"{ci[0]:.2f}-{ci[1]:.2f}" if ci else "-", f"{sc['hit_rate50']:.3f}", f"{sc['precision50']:.3f}")
         out_console.print(r)
         out_console.print(f"(hit rate and precision count detections scoring >= {res.real['methods'][next(iter(res.real['methods']))][0]['min_score']}; "
-                          "small sets of web photos: judge a model on your own cameras' pictures too)")
+                          "the interval: 95 % bootstrap over photos; small sets of web photos: judge a model on your own cameras' pictures too)")
     if res.watch:
         w = res.watch
         out_console.print(f"\n[bold]watch --once[/] on {w['video']}: {w['samples']} samples, {w['alerts']} alert(s), "

@@ -22,6 +22,7 @@ def eval_cmd(
     classes: ClassesOpt = None,
     agnostic: Annotated[bool, typer.Option("--agnostic", help="Class-agnostic: any predicted spill class counts for any ground-truth spill (one class, 'any spill').")] = False,
     min_score: Annotated[float | None, typer.Option("--min-score", help="Leave predictions below this score out of hit rate, precision and FP/img (mAP uses all; default: keep all).", show_default=False)] = None,
+    n_boot: Annotated[int, typer.Option("--bootstrap", help="Add 95% confidence intervals of mAP@50 and the first hit rate: this many bootstrap draws of the images (1000 is usual; 0: none). Small test sets need them.")] = 0,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report: a .json, .csv or .md file, or a folder (gets all three).")] = None,
     plots: Annotated[Path | None, typer.Option("--plots", help="Folder for PNG plots: hit rate vs IoU, precision-recall at IoU 0.5.")] = None,
     force: ForceOpt = False,
@@ -42,7 +43,7 @@ def eval_cmd(
         plot_targets(plots, force)
     with progress_task("evaluating", len(pred)) as advance:
         report = evaluate_files(gt, pred, names=name, classes=classes, on_file=lambda _p: advance(), agnostic=agnostic,
-                                **given(iou_thresholds=iou, min_score=min_score))
+                                n_boot=n_boot, **given(iou_thresholds=iou, min_score=min_score))
 
     table = Table(title=f"synspill eval - {report.n_images} images, {report.n_gt} boxes, {len(report.category_ids)} classes")
     for i, h in enumerate(report.comparison_header()):
