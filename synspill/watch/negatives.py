@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from synspill.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +50,36 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "camera"
 
 
+@contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Hold ``out/.annotations.lock`` while the body runs (waits up to a minute for another process)."""
+    from filelock import FileLock, Timeout
+
+    from synspill.io import storage_error
+
+    path = out / ".annotations.lock"
+    lock = FileLock(str(path), timeout=60)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except Timeout:
+        raise StorageError(f"{path}: another process has held this lock for a minute; if none is running, delete the file") from None
+    except OSError as e:
+        raise storage_error(e, path) or e from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def export_negative(event_row: dict[str, Any], out_dir: str | Path) -> Path | None:
     """Add the crop of a false alarm to the hard-negative dataset in ``out_dir``.
 
     Idempotent: the same event again replaces its image and keeps one record. Both the
-    image and ``annotations.json`` are written atomically. Not safe against two processes
-    exporting into the same folder at the same moment (the last ``annotations.json`` wins).
+    image and ``annotations.json`` are written atomically, and ``annotations.json`` is read,
+    changed and written under a lock file (``.annotations.lock``), so the dashboard, ``events
+    false-alarm`` and other processes can export into one folder at the same time without
+    losing a record.
 
     Args:
         event_row: An events row (:meth:`EventStore.event`): ``id``, ``camera``,
@@ -85,16 +113,17 @@ def export_negative(event_row: dict[str, Any], out_dir: str | Path) -> Path | No
     name = f"images/{_safe(str(event_row['camera']))}-event{int(event_row['id'])}.jpg"
     write_bytes(out / name, buf.tobytes())
     coco = out / "annotations.json"
-    ds = load_coco(coco) if coco.is_file() else CocoDataset(
-        root=out, info={"description": "synspill hard negatives: crops of false alarms, background images (no boxes)"})
     extra = {"event_id": int(event_row["id"]), "camera": event_row["camera"], "false_alarm_class": event_row.get("class_name"),
              "source_frame": str(frame), "crop_xyxy": [x1, y1, x2, y2]}
-    rec = next((im for im in ds.images if im.file_name == name), None)
-    if rec is None:
-        ds.images.append(ImageRecord(ds.next_image_id(), name, int(x2 - x1), int(y2 - y1), extra))
-    else:
-        rec.width, rec.height, rec.extra = int(x2 - x1), int(y2 - y1), extra
-    save_coco(ds, coco, indent=1)
+    with _locked(out):
+        ds = load_coco(coco) if coco.is_file() else CocoDataset(
+            root=out, info={"description": "synspill hard negatives: crops of false alarms, background images (no boxes)"})
+        rec = next((im for im in ds.images if im.file_name == name), None)
+        if rec is None:
+            ds.images.append(ImageRecord(ds.next_image_id(), name, int(x2 - x1), int(y2 - y1), extra))
+        else:
+            rec.width, rec.height, rec.extra = int(x2 - x1), int(y2 - y1), extra
+        save_coco(ds, coco, indent=1)
     log.info("hard negative of event %s: %s", event_row["id"], out / name)
     return out / name
 
@@ -121,12 +150,13 @@ def remove_negative(event_id: int, out_dir: str | Path) -> Path | None:
     coco = Path(out_dir) / "annotations.json"
     if not coco.is_file():
         return None
-    ds = load_coco(coco)
-    gone = [im for im in ds.images if im.extra.get("event_id") == int(event_id)]
-    if not gone:
-        return None
-    ds.images = [im for im in ds.images if im not in gone]
-    save_coco(ds, coco, indent=1)
+    with _locked(Path(out_dir)):
+        ds = load_coco(coco)
+        gone = [im for im in ds.images if im.extra.get("event_id") == int(event_id)]
+        if not gone:
+            return None
+        ds.images = [im for im in ds.images if im not in gone]
+        save_coco(ds, coco, indent=1)
     for im in gone:
         (Path(out_dir) / im.file_name).unlink(missing_ok=True)
     log.info("hard negative of event %s removed: %s", event_id, gone[0].file_name)

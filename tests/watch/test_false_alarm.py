@@ -359,3 +359,36 @@ def test_false_alarm_without_clean_frame_and_cli_errors(tmp_path, spill_video):
     assert bad.exit_code == 2 and "no event with id 3" in bad.output
     for cmd in ("false-alarm", "suppressions", "unsuppress", "close"):
         assert r.invoke(app, ["events", cmd, "--help"]).exit_code == 0
+
+
+def _export_many(args) -> None:
+    from synspill.watch.negatives import export_negative
+
+    frame, out, ids, barrier = args
+    barrier.wait()
+    for i in ids:
+        export_negative({"id": i, "camera": "dock", "class_name": "oil-spill", "x1": 10, "y1": 10, "x2": 60, "y2": 50,
+                         "frame": frame}, out)
+
+
+def test_hard_negatives_from_two_processes_at_once_lose_no_record(tmp_path):
+    import multiprocessing as mp
+
+    from synspill.watch.negatives import remove_negative
+
+    frame = tmp_path / "frame.jpg"
+    cv2.imwrite(str(frame), np.full((240, 320, 3), 90, np.uint8))
+    out = tmp_path / "negatives"
+    ctx = mp.get_context("fork")
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_export_many, args=((str(frame), str(out), range(k, 40, 2), barrier),)) for k in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    coco = json.loads((out / "annotations.json").read_text())
+    assert sorted(im["event_id"] for im in coco["images"]) == list(range(40))
+    assert len({im["id"] for im in coco["images"]}) == 40  # unique image ids
+    assert remove_negative(7, out) == out / "images" / "dock-event7.jpg" and not (out / "images" / "dock-event7.jpg").exists()
+    assert len(json.loads((out / "annotations.json").read_text())["images"]) == 39
