@@ -230,6 +230,34 @@ def test_false_alarm_action_suppresses_exports_and_can_be_undone(logged, tmp_pat
         assert con.execute("SELECT count(*) FROM suppressions").fetchone()[0] == 0
 
 
+def test_not_a_false_alarm_undoes_the_mark_in_the_dashboard(logged, tmp_path):
+    import json
+    import shutil
+
+    from synspill.watch.negatives import _safe
+
+    src, snaps = logged
+    db = tmp_path / "e.sqlite"
+    shutil.copy(src, db)
+    neg = tmp_path / "neg"
+    c = TestClient(create_app(UIState(db=db, snapshots=snaps, negatives=neg)))
+    tok = csrf_of(c)
+    assert 'data-action="not-false-alarm"' not in c.get("/events/1").text  # offered only for a marked event
+    assert c.post("/events/1/not-false-alarm", headers={"X-CSRF-Token": tok}).status_code == 409
+    assert c.post("/events/1/false-alarm", headers={"X-CSRF-Token": tok}).status_code == 200
+    page = c.get("/events/1").text
+    assert 'data-action="not-false-alarm"' in page and 'data-action="false-alarm"' not in page
+    assert c.post("/events/1/not-false-alarm").status_code == 403  # no CSRF token
+    r = c.post("/events/1/not-false-alarm", headers={"X-CSRF-Token": tok})
+    assert r.status_code == 200 and "1 suppression(s) removed" in r.json()["detail"], r.text
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT false_alarm FROM events WHERE id=1").fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM suppressions").fetchone()[0] == 0
+    assert not (neg / "images" / f"{_safe(EVIL_CAMERA)}-event1.jpg").exists()
+    assert json.loads((neg / "annotations.json").read_text())["images"] == []
+    assert 'data-event="1"' in c.get("/partials/events?false_alarms=all").text
+
+
 def test_read_only_dashboard_shows_no_actions_and_refuses_them(logged):
     db, snaps = logged
     reset_ack(db)

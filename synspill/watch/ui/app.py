@@ -352,6 +352,15 @@ def create_app(state: UIState) -> Any:
 
                         neg = export_negative(row, state.negatives or state.db.with_name(state.db.stem + ".negatives"))
                         msg += f"; hard negative {neg}" if neg else "; no clean frame to export (watch ran without snapshots)"
+                elif what == "not-false-alarm":  # a mark made by mistake: the spill must not train as background
+                    row = store.event(eid)
+                    if row is None or not row.get("false_alarm"):
+                        return JSONResponse({"ok": False, "error": f"event {eid} is not marked as a false alarm"}, status_code=409)
+                    n = store.unmark_false_alarm(eid)
+                    from synspill.watch.negatives import remove_negative
+
+                    gone = remove_negative(eid, state.negatives or state.db.with_name(state.db.stem + ".negatives"))
+                    msg = f"{n} suppression(s) removed" + (f"; hard negative {gone} removed" if gone else "")
                 else:
                     return Response("unknown action\n", status_code=404)
         except UsageError as e:
