@@ -98,6 +98,9 @@ def _training_set(frames: Path, dataset: Path, n: int, size: int, seed: int, for
     from synspill.synth.scenes import run_scenes
 
     scenes, spills = hv.training_set_jobs(frames, dataset, n=n, size=size, seed=seed, workers=default_workers())
+    if not force and hv.frames_changed(scenes):
+        console.print(f"the frames in {frames} changed since {dataset} was made from them: making it again", highlight=False)
+        force = True
     with job_progress("scenes") as (on_start, on_progress):
         run_scenes(scenes, force=force, on_progress=on_progress, on_start=on_start)
     with job_progress("inpaint") as (on_start, on_progress):

@@ -815,6 +815,24 @@ def harvest(cfg: HarvestConfig, on_progress: Callable[[HarvestProgress], None] |
 SET_SCENES, SET_SPILLS = "scenes", "spills"
 
 
+def frames_changed(scenes: ScenesJob) -> bool:
+    """Whether ``scenes.out`` was made from another set of frames than its folder holds now.
+
+    The training set is derived data: when a later harvest added frames, it is made again
+    (``harvest --dataset`` does that) rather than resumed from a mix of two draws.
+    """
+    import json
+
+    from synspill.synth.scenes import backgrounds_fingerprint
+
+    job = Path(scenes.out) / "job.json"
+    try:
+        old = json.loads(job.read_text(encoding="utf-8")).get("backgrounds_files")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return old is not None and bool(scenes.backgrounds) and old != backgrounds_fingerprint(scenes.backgrounds or "")
+
+
 def training_set_jobs(frames: str | Path, out: str | Path, n: int = 2000, size: int = 640, seed: int = 0,
                       workers: int = 1) -> tuple[ScenesJob, InpaintJob]:
     """The two jobs that turn harvested frames into a training set: your views, with spills.

@@ -103,6 +103,8 @@ class ScenesJob(FromParams):
         """What identifies the run (compared on resume)."""
         d: dict[str, Any] = {"job": "scenes", "n": self.n, "seed": self.seed, "backend": self.backend, "width": self.width,
              "height": self.height, "scene_types": list(self.types()), "backgrounds": self.backgrounds, "quality": self.quality}
+        if self.backgrounds and Path(self.backgrounds).is_dir():
+            d["backgrounds_files"] = backgrounds_fingerprint(self.backgrounds)
         if self.diffusion is not None:
             d["diffusion"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.diffusion).items()
                               if k not in ("device", "dtype", "batch_size")}
@@ -275,6 +277,23 @@ def merge_scenes(out: Path, n: int | None = None) -> Path:
     merge_job(out, n if n is not None else lambda settings: int(settings.get("n", 0)), "scenes", "scenes.json",
               "synspill scenes", build)
     return out / "scenes.json"
+
+
+def backgrounds_fingerprint(folder: str | os.PathLike) -> str:
+    """``"<count> images <hash>"`` of the photo names under ``folder``.
+
+    A scene picks its photo by index into the sorted list, so the same seed means the same
+    photo only for the same list: resuming ``scenes --backgrounds`` after photos were added or
+    removed would mix two draws. The fingerprint is part of the job's settings, which makes
+    that a clear "other settings" error instead.
+    """
+    import hashlib
+
+    from synspill.io import list_images
+
+    root = Path(folder)
+    names = [p.relative_to(root).as_posix() for p in list_images(root)]
+    return f"{len(names)} images {hashlib.sha256(chr(10).join(names).encode()).hexdigest()[:12]}"
 
 
 def check_backgrounds(folder: str | os.PathLike) -> None:

@@ -99,6 +99,10 @@ def test_backgrounds_cli(tmp_path):
     assert r.exit_code == 0, r.output
     recs = [json.loads(x) for x in (tmp_path / "s" / "manifest.jsonl").read_text().splitlines()]
     assert all(r["backend"] == "backgrounds" and r["params"]["source"].startswith("p") for r in recs)
+    # photos added since: resuming would pick other photos for the same seeds, so it is refused by name
+    make_image(tmp_path / "photos" / "p9.jpg", 120, 90, seed=9)
+    again = run("scenes", "--num-images", "3", "--out", str(tmp_path / "s"), "--size", "64", "--backgrounds", str(tmp_path / "photos"))
+    assert again.exit_code != 0 and "backgrounds_files: '2 images " in again.output and "-> '3 images " in again.output
     r = run("inpaint", "--scenes", str(tmp_path / "s"), "--propose", "--out", str(tmp_path / "o"))
     assert r.exit_code == 0, r.output
 

@@ -420,3 +420,12 @@ def test_one_command_from_camera_to_training_set(clip, tmp_path):
     again = CliRunner().invoke(app, args)  # everything is done: nothing is made again
     assert again.exit_code == 0, again.output
     assert {p: p.stat().st_mtime_ns for p in (data / "spills" / "images").iterdir()} == before
+    assert "making it again" not in again.output
+    # a frame added to the folder (here by hand): the set is made again from the new list, not resumed as a mix
+    (frames / "images" / "extra").mkdir()
+    cv2.imwrite(str(frames / "images" / "extra" / "added.jpg"), np.full((48, 64, 3), 128, np.uint8))
+    third = CliRunner().invoke(app, args)
+    assert third.exit_code == 0, third.output
+    assert "changed since" in third.output and "making it again" in third.output
+    job = json.loads((data / "scenes" / "job.json").read_text())
+    assert job["backgrounds_files"].startswith(f"{len(kept) + 1} images ")
