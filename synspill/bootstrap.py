@@ -42,7 +42,7 @@ class Interval:
         return {"low": self.low, "high": self.high, "level": self.level, "n_boot": self.n_boot}
 
     def __str__(self) -> str:
-        return f"{self.low:.2f}-{self.high:.2f}"
+        return f"[{self.low:.2f}, {self.high:.2f}]"
 
 
 def resample(gt: GroundTruth, pred: Predictions, picks: np.ndarray) -> tuple[GroundTruth, Predictions]:

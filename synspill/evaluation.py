@@ -63,7 +63,9 @@ class MethodResult:
         dropped: Predictions left out as malformed, per reason (see
             :func:`synspill.detections.screen_results`).
         ci: Bootstrap intervals over images (``--bootstrap``): ``"map50"`` and ``"hit_rate"``
-            (at the first IoU threshold); {} when not asked for.
+            (at the first IoU threshold), and for every method after the first
+            ``"map50_vs_first"``, the interval of its mAP@50 minus the first method's on the
+            same draws (paired); {} when not asked for.
     """
 
     name: str
@@ -148,6 +150,8 @@ class EvalReport:
         """Column names of the comparison table (paper Tables 2-5 shape)."""
         t0 = _fmt_t(self.iou_thresholds[0])
         ci = [f"HR@{t0} {self.ci_label}", f"mAP@50 {self.ci_label}"] if self.ci_label else []
+        if self.ci_label and len(self.results) > 1:
+            ci.append(f"ΔmAP@50 vs first {self.ci_label}")
         return (["Method"] + [f"HR@{_fmt_t(t)}" for t in self.iou_thresholds]
                 + ["mAP@50", "mAP@50:95", *ci, f"P@{t0}", f"FP/img@{t0}", "Preds", "Notes"])
 
@@ -163,6 +167,8 @@ class EvalReport:
         for r in self.results:
             m = r.metrics
             ci = [str(r.ci.get("hit_rate", "-")), str(r.ci.get("map50", "-"))] if self.ci_label else []
+            if self.ci_label and len(self.results) > 1:
+                ci.append(str(r.ci.get("map50_vs_first", "-")))
             rows.append([r.name] + [_f(v) for v in m.hit_rate] + [_f(m.map50), _f(m.map50_95), *ci, _f(m.precision[0]),
                         _f(m.fp_per_image[0], 2), str(m.n_pred_total), ", ".join(r.notes())])
         return rows
@@ -241,7 +247,9 @@ class EvalReport:
         ci = next((r.ci["map50"] for r in self.results if r.ci), None)
         if ci:
             lines += ["", f"{self.ci_label}: percentile bootstrap interval over images ({ci.n_boot} draws of the "
-                      f"{self.n_images} images with replacement): how far the score could move on other images like these."]
+                      f"{self.n_images} images with replacement): how far the score could move on other images like these."
+                      + (" ΔmAP@50 vs first: the interval of a method's mAP@50 minus the first one's on the same draws; "
+                         "one that excludes 0 is a difference these images support." if len(self.results) > 1 else "")]
         if any(r.unscored for r in self.results):
             lines += ["", "*unscored*: the file has predictions without a score (typical of VLM output); they are ranked "
                       "as score 1.0 in file order, so its mAP reflects a single operating point, not a ranking."]
@@ -506,6 +514,7 @@ def evaluate_files(
 
     results = []
     metrics = None
+    first_draws: np.ndarray | None = None
     for name, p in zip(names, paths, strict=True):
         records, dropped = screen_results(read_results(p, img_ids, cat_ids), sizes, p)
         if not records:
@@ -514,9 +523,13 @@ def evaluate_files(
         g, d = (gt.agnostic(), pred.agnostic()) if agnostic else (gt, pred)
         metrics = evaluate(g, d, thr, cls, max_dets, min_score)
         ci = {}
-        if n_boot:
+        if n_boot:  # the same seed for every file: the same draws of images, so differences are paired
             draws = bootstrap(g, d, n_boot=n_boot, iou=thr[0], min_score=min_score, max_dets=max_dets, classes=cls)
             ci = {k: interval(v, level) for k, v in draws.items()}
+            if first_draws is None:
+                first_draws = draws["map50"]
+            else:
+                ci["map50_vs_first"] = interval(draws["map50"] - first_draws, level)
         meta_path = find_sidecar(p)
         meta = read_sidecar(meta_path) if meta_path else {}
         results.append(MethodResult(name, str(p), metrics, meta, str(meta_path) if meta_path else None, dropped, ci))

@@ -69,7 +69,7 @@ def test_interval_is_the_percentile_interval_without_empty_draws():
     draws = np.array([np.nan, *np.arange(101) / 100.0])  # 0.00 .. 1.00 and one draw with no box
     ci = interval(draws, level=0.9)
     assert (ci.low, ci.high, ci.n_boot) == (pytest.approx(0.05), pytest.approx(0.95), 101)
-    assert str(interval(draws)) == "0.03-0.97"  # 2.5th / 97.5th percentiles, rounded
+    assert str(interval(draws)) == "[0.03, 0.97]"  # 2.5th / 97.5th percentiles, rounded
     assert np.isnan(interval(np.array([np.nan])).low)
     with pytest.raises(UsageError, match="between 0 and 1"):
         interval(draws, level=95)

@@ -222,3 +222,27 @@ def test_bootstrap_intervals_in_table_and_report_files(data, tmp_path):
     # without --bootstrap: no interval columns anywhere
     r = invoke("--gt", data["gt"], "--pred", data["det"], "--out", tmp_path / "plain.csv")
     assert "CI" not in r.output and "ci_low" not in (tmp_path / "plain.csv").read_text()
+
+
+def test_bootstrap_difference_against_the_first_method_is_paired(data, tmp_path):
+    from synspill.bootstrap import bootstrap, interval
+
+    # a second method that finds what the first finds, plus a confident false positive in every other image
+    vlm = json.loads(data["vlm"].read_text())
+    noisy = [{**r, "score": 0.5} for r in vlm] + [{"image_id": i, "category_id": 1, "bbox": [280, 200, 30, 30], "score": 0.9}
+                                                  for i in range(1, 7, 2)]
+    data["noisy"] = tmp_path / "noisy.json"
+    data["noisy"].write_text(json.dumps(noisy))
+    out = tmp_path / "r.json"
+    r = invoke("--gt", data["gt"], "--pred", data["vlm"], "--name", "vlm", "--pred", data["noisy"], "--name", "noisy",
+               "--bootstrap", "300", "--out", out)
+    assert r.exit_code == 0, r.output
+    assert "ΔmAP@50 vs first 95% CI" in r.output
+    gt = GroundTruth.from_dict(json.loads(data["gt"].read_text()))
+    draws = [bootstrap(gt, Predictions.from_records(json.loads(data[k].read_text())), n_boot=300)["map50"] for k in ("vlm", "noisy")]
+    want = interval(draws[1] - draws[0])
+    methods = json.loads(out.read_text())["methods"]
+    assert "map50_vs_first" not in methods[0]["ci"] and methods[1]["ci"]["map50_vs_first"] == want.to_dict()
+    # paired: the same draws for both files, so the difference's interval is narrower than unpaired draws would give
+    unpaired = interval(draws[1] - np.roll(draws[0], 1))
+    assert want.high - want.low < 0.75 * (unpaired.high - unpaired.low)

@@ -85,7 +85,7 @@ def demo(
             for sc in scores:
                 ci = sc.get("map50_ci")
                 r.add_row(name, sc["name"], str(sc["n_images"]), str(sc["n_boxes"]), f"{sc['map50']:.3f}",
-                          f"{ci[0]:.2f}-{ci[1]:.2f}" if ci else "-", f"{sc['hit_rate50']:.3f}", f"{sc['precision50']:.3f}")
+                          f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "-", f"{sc['hit_rate50']:.3f}", f"{sc['precision50']:.3f}")
         out_console.print(r)
         out_console.print(f"(hit rate and precision count detections scoring >= {res.real['methods'][next(iter(res.real['methods']))][0]['min_score']}; "
                           "the interval: 95 % bootstrap over photos; small sets of web photos: judge a model on your own cameras' pictures too)")
