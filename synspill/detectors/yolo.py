@@ -444,8 +444,8 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         "backend": "yolo",
         "weights": str(best.relative_to(out)),
         "imgsz": cfg.imgsz,
-        # inference default: the training size and 0.8x, merged (finds spills larger than the synthetic
-        # ones, e.g. close-ups: docs/detectors.md "Multi-scale inference"); `--scales 1` turns it off
+        # inference default: the training size, 0.8x and 0.64x, merged (finds spills larger than the
+        # synthetic ones, e.g. close-ups: docs/detectors.md "Multi-scale inference"); `--scales 1` turns it off
         "infer_scales": list(INFER_SCALES),
         "classes": list(taxonomy.NAMES),
         "from_scratch": from_scratch,
@@ -664,7 +664,7 @@ class YoloPredictor:
 
 
 #: Inference sizes (multiples of the training size) a run made by ``finetune yolo`` records as its default.
-INFER_SCALES = (1.0, 0.8)
+INFER_SCALES = (1.0, 0.8, 0.64)
 #: IoU above which boxes of different inference sizes are one detection (multi-scale merge).
 MERGE_IOU = 0.5
 

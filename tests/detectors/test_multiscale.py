@@ -79,6 +79,8 @@ def test_run_default_scales_and_override(yolo, tmp_path):
     (run / "run.json").write_text(json.dumps({"backend": "yolo", "weights": "w.pt", "imgsz": 160, "infer_scales": [1.0, 0.8]}))
     assert load_predictor(PredictorConfig(model=str(run), device="cpu")).sizes == [160, 128]
     assert load_predictor(PredictorConfig(model=str(run), device="cpu", scales=(1.0,))).sizes == [160]
+    (run / "run.json").write_text(json.dumps({"backend": "yolo", "weights": "w.pt", "imgsz": 160, "infer_scales": [1.0, 0.8, 0.64]}))
+    assert load_predictor(PredictorConfig(model=str(run), device="cpu")).sizes == [160, 128, 96]  # 102.4 -> a multiple of 32
     (run / "run.json").write_text(json.dumps({"backend": "yolo", "weights": "w.pt", "imgsz": 160}))
     assert load_predictor(PredictorConfig(model=str(run), device="cpu")).sizes == [160]  # a run from before
     with pytest.raises(UsageError, match="scales"):

@@ -85,7 +85,7 @@ def test_yolo_trains_and_beats_untrained(tmp_path, monkeypatch):
     assert rec["backend"] == "yolo" and rec["from_scratch"] is True and rec["weights"] == "weights/best.pt"
     assert (run / rec["weights"]).is_file() and (run / "results.csv").is_file() and (run / "results.png").is_file()
     assert rec["classes"][0] == "oil-spill" and rec["imgsz"] == 64 and rec["metrics"]["epochs_run"] >= 1
-    assert rec["infer_scales"] == [1.0, 0.8]  # the run's multi-scale inference default
+    assert rec["infer_scales"] == [1.0, 0.8, 0.64]  # the run's multi-scale inference default
 
     preds = tmp_path / "preds.json"
     r = CliRunner().invoke(app, ["predict", "--model", str(run), "--images", str(val), "--out", str(preds),
