@@ -1,12 +1,18 @@
-"""EfficientNet-Lite backbone on a CPU: BatchNorm folded into the convolutions vs applied after them.
+"""EfficientNet-Lite backbone on a CPU, each optimisation against its baseline in the same run.
 
-The backbone's BatchNorm always evaluates with its ImageNet statistics, so synspill folds it
-into each convolution (``synspill.detectors.lite.conv_bn``). The baseline here is the same
-modules run unfolded, ``bn(conv(x))``, in the same process; both arms run the frozen
-backbone as training does (channels-last on a CPU, no gradients), interleaved, best of
-``--repeat``. The outputs are compared too.
+``--compare fold`` (default): the backbone's BatchNorm always evaluates with its ImageNet
+statistics, so synspill folds it into each convolution (``synspill.detectors.lite.conv_bn``).
+The baseline is the same modules run unfolded, ``bn(conv(x))``.
 
-    python benchmarks/bench_lite.py [--batch 16] [--sizes 160,320] [--repeat 7]
+``--compare padding``: TensorFlow "same" padding is symmetric for the stride-1 layers, so
+synspill lets the convolution pad them (``SameConv.conv``) instead of making a padded copy of
+the feature map first (``F.pad``, still used for the asymmetric stride-2 layers). The
+baseline pads every layer with ``F.pad``.
+
+Both arms run the frozen backbone as training does (channels-last on a CPU, no gradients),
+interleaved, best of ``--repeat``, and their outputs are compared.
+
+    python benchmarks/bench_lite.py [--compare fold|padding] [--batch 16] [--sizes 160,320] [--repeat 7]
 """
 
 from __future__ import annotations
@@ -25,12 +31,15 @@ def main() -> None:
     ap.add_argument("--sizes", default="160,320")
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--variant", default="lite0")
+    ap.add_argument("--compare", choices=("fold", "padding"), default="fold")
     args = ap.parse_args()
+
+    import math
 
     import torch
     from torch.nn import functional as F
 
-    from synspill.detectors.lite import LiteBackbone
+    from synspill.detectors.lite import LiteBackbone, SameConv
     from synspill.runtime import set_threads
 
     set_threads(None)
@@ -49,6 +58,27 @@ def main() -> None:
                 out.append(x)
         return out
 
+    same_conv = SameConv.conv
+
+    def padded_copy_conv(self: SameConv, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        k, st = self.kernel_size[0], self.stride[0]
+        ih, iw = x.shape[-2:]
+        ph = max((math.ceil(ih / st) - 1) * st + k - ih, 0)
+        pw = max((math.ceil(iw / st) - 1) * st + k - iw, 0)
+        if ph or pw:
+            x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+        return F.conv2d(x, weight, bias, self.stride, 0, 1, self.groups)
+
+    def padded(x: torch.Tensor) -> list[torch.Tensor]:
+        SameConv.conv = padded_copy_conv  # type: ignore[method-assign]
+        try:
+            return net(x)
+        finally:
+            SameConv.conv = same_conv  # type: ignore[method-assign]
+
+    baseline, label = (unfolded, "unfolded (baseline) ms") if args.compare == "fold" else (padded, "F.pad copy (baseline) ms")
+    new_label = "folded ms" if args.compare == "fold" else "conv pads ms"
+
     def best(fn, x: torch.Tensor) -> float:
         fn(x)  # warm-up
         times = []
@@ -60,17 +90,17 @@ def main() -> None:
 
     print(f"{args.variant} backbone forward, batch {args.batch}, {torch.get_num_threads()} threads, channels-last, "
           f"best of {args.repeat}")
-    print(f"{'size':>5} {'unfolded (baseline) ms':>23} {'folded ms':>10} {'speed-up':>9} {'max |diff|':>11}")
+    print(f"{'size':>5} {label:>25} {new_label:>12} {'speed-up':>9} {'max |diff|':>11}")
     with torch.no_grad():
         for size in (int(s) for s in args.sizes.split(",")):
             x = torch.rand(args.batch, 3, size, size).contiguous(memory_format=torch.channels_last)
-            diff = max(float((a - b).abs().max()) for a, b in zip(unfolded(x), net(x), strict=True))
+            diff = max(float((a - b).abs().max()) for a, b in zip(baseline(x), net(x), strict=True))
             base, new = [], []
             for _ in range(2):  # interleaved arms
-                base.append(best(unfolded, x))
+                base.append(best(baseline, x))
                 new.append(best(net, x))
             b, n = min(base), min(new)
-            print(f"{size:>5} {b * 1e3:>23.1f} {n * 1e3:>10.1f} {b / n:>8.2f}x {diff:>11.1e}")
+            print(f"{size:>5} {b * 1e3:>25.1f} {n * 1e3:>12.1f} {b / n:>8.2f}x {diff:>11.1e}")
 
 
 if __name__ == "__main__":

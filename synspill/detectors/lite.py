@@ -70,8 +70,9 @@ class SameConv(nn.Conv2d):
         ih, iw = x.shape[-2:]
         ph = max((math.ceil(ih / s) - 1) * s + k - ih, 0)
         pw = max((math.ceil(iw / s) - 1) * s + k - iw, 0)
-        if ph or pw:
-            x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+        if ph % 2 == 0 and pw % 2 == 0:  # symmetric (stride 1): the convolution pads, no padded copy
+            return F.conv2d(x, weight, bias, self.stride, (ph // 2, pw // 2), 1, self.groups)
+        x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
         return F.conv2d(x, weight, bias, self.stride, 0, 1, self.groups)
 
 
