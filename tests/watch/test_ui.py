@@ -195,15 +195,19 @@ def test_report_page_renders_charts_from_the_log(logged):
     assert c.get("/report/files/../../etc/passwd").status_code == 404
 
 
-def test_false_alarm_action_suppresses_exports_and_can_be_undone(logged, tmp_path):
+def writable_copy(logged, tmp_path):
+    """A dashboard on a copy of the logged database, with a hard-negative folder: ``(client, db, negatives, token)``."""
     import shutil
 
     src, snaps = logged
-    db = tmp_path / "e.sqlite"
+    db, neg = tmp_path / "e.sqlite", tmp_path / "neg"
     shutil.copy(src, db)
-    neg = tmp_path / "neg"
     c = TestClient(create_app(UIState(db=db, snapshots=snaps, negatives=neg)))
-    tok = csrf_of(c)
+    return c, db, neg, csrf_of(c)
+
+
+def test_false_alarm_action_suppresses_exports_and_can_be_undone(logged, tmp_path):
+    c, db, neg, tok = writable_copy(logged, tmp_path)
     assert c.post("/events/1/false-alarm").status_code == 403
     r = c.post("/events/1/false-alarm", headers={"X-CSRF-Token": tok})
     assert r.status_code == 200, r.text
@@ -232,16 +236,10 @@ def test_false_alarm_action_suppresses_exports_and_can_be_undone(logged, tmp_pat
 
 def test_not_a_false_alarm_undoes_the_mark_in_the_dashboard(logged, tmp_path):
     import json
-    import shutil
 
     from synspill.watch.negatives import _safe
 
-    src, snaps = logged
-    db = tmp_path / "e.sqlite"
-    shutil.copy(src, db)
-    neg = tmp_path / "neg"
-    c = TestClient(create_app(UIState(db=db, snapshots=snaps, negatives=neg)))
-    tok = csrf_of(c)
+    c, db, neg, tok = writable_copy(logged, tmp_path)
     assert 'data-action="not-false-alarm"' not in c.get("/events/1").text  # offered only for a marked event
     assert c.post("/events/1/not-false-alarm", headers={"X-CSRF-Token": tok}).status_code == 409
     assert c.post("/events/1/false-alarm", headers={"X-CSRF-Token": tok}).status_code == 200
