@@ -45,53 +45,47 @@ class Interval:
         return f"[{self.low:.2f}, {self.high:.2f}]"
 
 
-def resample(gt: GroundTruth, pred: Predictions, picks: np.ndarray) -> tuple[GroundTruth, Predictions]:
+def resample(gt: GroundTruth, pred: Predictions, picks: np.ndarray,
+             rows: tuple[list[np.ndarray], list[np.ndarray]] | None = None) -> tuple[GroundTruth, Predictions]:
     """The data set made of images ``gt.image_ids[picks]`` (repeats allowed).
 
     The ``j``-th pick becomes image id ``j``, with copies of its boxes and predictions in
-    their original order (ties in score keep the results file's order, as in the source).
+    their original order (ties in score keep the results file's order within an image).
 
     Args:
         gt: Ground truth.
         pred: Predictions on ``gt``'s images.
         picks: ``(n,)`` indices into ``gt.image_ids``.
+        rows: :func:`image_rows` of ``(gt, pred)``, when drawing many times.
 
     Returns:
         ``(gt, pred)`` of the draw.
     """
-    picks = np.asarray(picks, dtype=np.int64)
-    g_pos = np.searchsorted(gt.image_ids, gt.image_id)
-    d_pos = np.searchsorted(gt.image_ids, pred.image_id)
-    g_rows, g_new, d_rows, d_new = [], [], [], []
-    g_by = _rows_by_image(g_pos, len(gt.image_ids))
-    d_by = _rows_by_image(d_pos, len(gt.image_ids))
-    for j, p in enumerate(picks.tolist()):
-        g_rows.append(g_by[p])
-        g_new.append(np.full(len(g_by[p]), j, np.int64))
-        d_rows.append(d_by[p])
-        d_new.append(np.full(len(d_by[p]), j, np.int64))
-    gi = np.concatenate(g_rows) if g_rows else np.zeros(0, np.int64)
-    # predictions keep their file order across images too (pycocotools breaks score ties by it)
-    di_cat = np.concatenate(d_rows) if d_rows else np.zeros(0, np.int64)
-    dn_cat = np.concatenate(d_new) if d_new else np.zeros(0, np.int64)
-    order = np.lexsort((dn_cat, di_cat))
-    di, dn = di_cat[order], dn_cat[order]
+    g_by, d_by = rows or image_rows(gt, pred)
+    picks = np.asarray(picks, dtype=np.int64).tolist()
+    gi = np.concatenate([g_by[p] for p in picks]) if picks else np.zeros(0, np.int64)
+    di = np.concatenate([d_by[p] for p in picks]) if picks else np.zeros(0, np.int64)
+    new_ids = np.arange(len(picks), dtype=np.int64)
     g = GroundTruth(
-        image_ids=np.arange(len(picks), dtype=np.int64), category_ids=gt.category_ids, category_names=gt.category_names,
-        image_id=np.concatenate(g_new) if g_new else np.zeros(0, np.int64), category_id=gt.category_id[gi],
+        image_ids=new_ids, category_ids=gt.category_ids, category_names=gt.category_names,
+        image_id=np.repeat(new_ids, [len(g_by[p]) for p in picks]), category_id=gt.category_id[gi],
         xywh=gt.xywh[gi], iscrowd=gt.iscrowd[gi], area=gt.area[gi], ann_id=np.arange(1, len(gi) + 1, dtype=np.int64),
         source=gt.source,
     )
-    d = Predictions(image_id=dn, category_id=pred.category_id[di], xywh=pred.xywh[di], score=pred.score[di],
-                    source=pred.source)
+    d = Predictions(image_id=np.repeat(new_ids, [len(d_by[p]) for p in picks]), category_id=pred.category_id[di],
+                    xywh=pred.xywh[di], score=pred.score[di], source=pred.source)
     return g, d
 
 
-def _rows_by_image(pos: np.ndarray, n_images: int) -> list[np.ndarray]:
-    """Row indices of each image (in file order)."""
-    order = np.argsort(pos, kind="stable")
-    bounds = np.searchsorted(pos[order], np.arange(n_images + 1))
-    return [order[bounds[i]:bounds[i + 1]] for i in range(n_images)]
+def image_rows(gt: GroundTruth, pred: Predictions) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Row indices of each image's boxes and predictions (in file order), indexed like ``gt.image_ids``."""
+    def by_image(image_id: np.ndarray) -> list[np.ndarray]:
+        pos = np.searchsorted(gt.image_ids, image_id)
+        order = np.argsort(pos, kind="stable")
+        bounds = np.searchsorted(pos[order], np.arange(len(gt.image_ids) + 1))
+        return [order[bounds[i]:bounds[i + 1]] for i in range(len(gt.image_ids))]
+
+    return by_image(gt.image_id), by_image(pred.image_id)
 
 
 def bootstrap(gt: GroundTruth, pred: Predictions, n_boot: int = 1000, seed: int = 0, iou: float = 0.5,
@@ -120,10 +114,11 @@ def bootstrap(gt: GroundTruth, pred: Predictions, n_boot: int = 1000, seed: int 
     if n == 0:
         raise UsageError(f"{gt.source}: no images to bootstrap")
     rng = np.random.default_rng(seed)
+    rows = image_rows(gt, pred)
     maps = np.full(n_boot, np.nan)
     hits = np.full(n_boot, np.nan)
     for b in range(n_boot):
-        g, d = resample(gt, pred, rng.integers(0, n, n))
+        g, d = resample(gt, pred, rng.integers(0, n, n), rows)
         m = evaluate(g, d, iou_thresholds=(iou,), classes=classes, max_dets=max_dets, min_score=min_score)
         maps[b] = m.map50
         hits[b] = m.hit_rate[0]

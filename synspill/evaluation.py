@@ -149,26 +149,33 @@ class EvalReport:
     def comparison_header(self) -> list[str]:
         """Column names of the comparison table (paper Tables 2-5 shape)."""
         t0 = _fmt_t(self.iou_thresholds[0])
-        ci = [f"HR@{t0} {self.ci_label}", f"mAP@50 {self.ci_label}"] if self.ci_label else []
-        if self.ci_label and len(self.results) > 1:
-            ci.append(f"ΔmAP@50 vs first {self.ci_label}")
+        names = {"hit_rate": f"HR@{t0}", "map50": "mAP@50", "map50_vs_first": "ΔmAP@50 vs first"}
+        ci = [f"{names[k]} {self.ci_label}" for k in self._ci_keys()]
         return (["Method"] + [f"HR@{_fmt_t(t)}" for t in self.iou_thresholds]
                 + ["mAP@50", "mAP@50:95", *ci, f"P@{t0}", f"FP/img@{t0}", "Preds", "Notes"])
 
     @property
+    def ci_ref(self) -> Interval | None:
+        """The first method's mAP@50 interval (None: no ``--bootstrap``); its level and draws hold for all."""
+        return next((r.ci["map50"] for r in self.results if r.ci), None)
+
+    @property
     def ci_label(self) -> str:
         """``"95% CI"`` when the methods carry bootstrap intervals, else ""."""
-        ci = next((r.ci["map50"] for r in self.results if r.ci), None)
-        return f"{ci.level * 100:g}% CI" if ci else ""
+        return f"{self.ci_ref.level * 100:g}% CI" if self.ci_ref else ""
+
+    def _ci_keys(self) -> list[str]:
+        """The interval columns of the comparison table, in order."""
+        if not self.ci_ref:
+            return []
+        return ["hit_rate", "map50"] + (["map50_vs_first"] if len(self.results) > 1 else [])
 
     def comparison_rows(self) -> list[list[str]]:
         """One formatted row per method (hit rate per threshold, mAP, precision, FP/img)."""
         rows = []
         for r in self.results:
             m = r.metrics
-            ci = [str(r.ci.get("hit_rate", "-")), str(r.ci.get("map50", "-"))] if self.ci_label else []
-            if self.ci_label and len(self.results) > 1:
-                ci.append(str(r.ci.get("map50_vs_first", "-")))
+            ci = [str(r.ci.get(k, "-")) for k in self._ci_keys()]
             rows.append([r.name] + [_f(v) for v in m.hit_rate] + [_f(m.map50), _f(m.map50_95), *ci, _f(m.precision[0]),
                         _f(m.fp_per_image[0], 2), str(m.n_pred_total), ", ".join(r.notes())])
         return rows
@@ -207,7 +214,7 @@ class EvalReport:
         ts = [_fmt_t(t) for t in self.iou_thresholds]
         cols = (["method", "pred", "class", "n_gt", "n_pred", "unscored"] + [f"hit_rate@{t}" for t in ts]
                 + [f"precision@{t}" for t in ts] + [f"fp_per_image@{t}" for t in ts] + ["ap50", "ap50_95"])
-        with_ci = bool(self.ci_label)
+        with_ci = self.ci_ref is not None
         if with_ci:  # bootstrap intervals: on the "all" rows only
             cols += [f"hit_rate@{ts[0]}_ci_low", f"hit_rate@{ts[0]}_ci_high", "ap50_ci_low", "ap50_ci_high"]
         buf = io.StringIO()
@@ -215,10 +222,10 @@ class EvalReport:
         w.writerow(cols)
         for r in self.results:
             m = r.metrics
-            ci = [r.ci[k] for k in ("hit_rate", "map50") if k in r.ci]
+            ci = [v for k in ("hit_rate", "map50") for v in ((r.ci[k].low, r.ci[k].high) if k in r.ci else (np.nan, np.nan))]
             w.writerow([r.name, r.pred_path, "all", int(m.n_gt.sum()), m.n_pred_total, int(r.unscored)]
                        + _csv(m.hit_rate) + _csv(m.precision) + _csv(m.fp_per_image) + _csv([m.map50, m.map50_95])
-                       + (_csv([v for c in ci for v in (c.low, c.high)]) if ci else [""] * 4 if with_ci else []))
+                       + (_csv(ci) if with_ci else []))
             for k, name in enumerate(m.category_names):
                 w.writerow([r.name, r.pred_path, name, int(m.n_gt[k]), int(m.n_pred[k]), int(r.unscored)]
                            + _csv(m.hit_rate_per_class[k]) + _csv(m.precision_per_class[k])
@@ -244,7 +251,7 @@ class EvalReport:
             "mAP: COCO bbox AP (pycocotools-identical; 101-point, maxDets 100), averaged over classes. "
             f"P@{t0} and FP/img@{t0}: precision and false positives per image at IoU {t0}, all predictions.",
         ]
-        ci = next((r.ci["map50"] for r in self.results if r.ci), None)
+        ci = self.ci_ref
         if ci:
             lines += ["", f"{self.ci_label}: percentile bootstrap interval over images ({ci.n_boot} draws of the "
                       f"{self.n_images} images with replacement): how far the score could move on other images like these."

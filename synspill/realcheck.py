@@ -128,6 +128,7 @@ def real_photo_check(model: str, out_dir: str | Path, device: str = "auto", imgs
         predict_to_results(predictor, gt, pred, batch=8, model=str(model), on_item=on_item)
         rep = evaluate_files(gt, [pred], iou_thresholds="0.5", min_score=min_score, agnostic=True, n_boot=n_boot)
         m, ci = rep.results[0].metrics, rep.results[0].ci
+        map_ci, hit_ci = ((ci[k].low, ci[k].high) if k in ci else None for k in ("map50", "hit_rate"))
         scores.append(RealScore(name, float(m.map50), float(m.hit_rate[0]), float(m.precision[0]), rep.n_images,
-                                rep.n_gt, min_score, *((ci[k].low, ci[k].high) if ci else None for k in ("map50", "hit_rate"))))
+                                rep.n_gt, min_score, map_ci, hit_ci))
     return scores

@@ -823,14 +823,11 @@ def frames_changed(scenes: ScenesJob) -> bool:
     """
     import json
 
-    from synspill.synth.scenes import backgrounds_fingerprint
-
-    job = Path(scenes.out) / "job.json"
     try:
-        old = json.loads(job.read_text(encoding="utf-8")).get("backgrounds_files")
+        old = json.loads((Path(scenes.out) / "job.json").read_text(encoding="utf-8")).get("backgrounds_files")
     except (OSError, ValueError, AttributeError):
         return False
-    return old is not None and bool(scenes.backgrounds) and old != backgrounds_fingerprint(scenes.backgrounds or "")
+    return old is not None and old != scenes.settings().get("backgrounds_files")
 
 
 def training_set_jobs(frames: str | Path, out: str | Path, n: int = 2000, size: int = 640, seed: int = 0,
