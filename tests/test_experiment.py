@@ -139,6 +139,39 @@ def test_runs_every_cell_once_and_reports_known_numbers(fake_study):
     assert (study.out / "report.md").read_text() == md and len(calls["predict"]) == 10
 
 
+def test_bootstrap_intervals_in_the_report(fake_study):
+    """``[evaluate] bootstrap``: every cell's mAP@50 gets the interval of ``eval --bootstrap`` on its file."""
+    from synspill.evaluation import evaluate_files
+
+    path, _ = fake_study
+    path.write_text(path.read_text() + "bootstrap = 200\n")
+    r = CliRunner().invoke(app, ["experiment", "run", str(path)])
+    assert r.exit_code == 0, r.output
+    study = load_study(path)
+    doc = json.loads((study.out / "report.json").read_text())
+    assert doc["bootstrap"] == 200
+    cells = {c["id"]: c for c in doc["cells"]}
+    perfect = cells["zero-shot__7B"]["metrics"]["blobs:test"]["ci"]
+    assert (perfect["map50"]["low"], perfect["map50"]["high"]) == (pytest.approx(1.0), pytest.approx(1.0))
+    assert perfect["map50"]["n_boot"] == 200 and perfect["hit_rate"]["low"] == 1.0
+    none = cells["icl-k10__7B"]["metrics"]["blobs:val"]["ci"]["map50"]
+    assert (none["low"], none["high"]) == (0.0, 0.0)
+    # a cell with hits on some images only: the report gives the interval `eval --bootstrap` gives on its file
+    gt = runner.resolve_ref(study, runner.finished_datasets(study), "blobs:test")
+    pred = Path(json.loads((study.out / "cells" / "zero-shot__7B" / "done.json").read_text())["preds"]["blobs:test"])
+    recs = json.loads(pred.read_text())
+    pred.write_text(json.dumps([q for q in recs if q["image_id"] != recs[0]["image_id"]]))
+    r = CliRunner().invoke(app, ["experiment", "report", str(path)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((study.out / "report.json").read_text())
+    got = next(c for c in doc["cells"] if c["id"] == "zero-shot__7B")["metrics"]["blobs:test"]["ci"]["map50"]
+    direct = evaluate_files(gt, [pred], iou_thresholds=study.iou, n_boot=200).results[0].ci["map50"]
+    assert 0.0 <= got["low"] < got["high"] <= 1.0 and (got["low"], got["high"]) == (direct.low, direct.high)
+    md = (study.out / "report.md").read_text()
+    assert "95% percentile bootstrap interval over images (200 draws" in md
+    assert re.search(r"\| ICL-10 \| 7B \| 0\.000 \[0\.00, 0\.00\] \|", md)
+
+
 def test_failing_cell_is_recorded_and_the_others_go_on(fake_study):
     path, calls = fake_study
     path.write_text(FAKE.replace('train = "blobs:train"\n[evaluate]', 'train = "blobs:train"\nepochs = 13\n[evaluate]'))

@@ -46,6 +46,8 @@ on = ["s:test"]
     (BASE.replace('train = "s:train"', ''), r"needs train ="),
     (BASE + '[[methods]]\nkind = "icl"\nsupport = "s:train"\nk = [0]\nmodels = ["7B"]\n', r"k = 0"),
     ("name = [", r"malformed TOML"),
+    (BASE.replace('on = ["s:test"]', 'on = ["s:test"]\nbootstrap = -5'), r"\[evaluate\] bootstrap = -5; use a number of draws"),
+    (BASE.replace('on = ["s:test"]', 'on = ["s:test"]\nbootstrap = true'), r"\[evaluate\] bootstrap = True"),
 ])
 def test_errors_name_the_key(tmp_path, text, pattern):
     with pytest.raises(UsageError, match=pattern):
@@ -57,6 +59,7 @@ def test_relative_paths_resolve_against_the_file(tmp_path):
     assert s.out == (tmp_path / "runs" / "e").resolve()
     assert s.datasets["s"].split == (0.8, 0.1, 0.1)
     assert [c.id for c in s.cells] == ["yolo__yolo11n"]
+    assert s.bootstrap == 0 and load_study(_write(tmp_path, BASE + "bootstrap = 200\n")).bootstrap == 200
 
 
 @pytest.mark.parametrize("text,pattern", [  # every key of a study file is checked, naming file, table and key

@@ -117,7 +117,8 @@ def build_report(study: Study) -> dict[str, Any]:
         usable = [s for s in done if ref in s.record.get("preds", {}) and Path(s.record["preds"][ref]).is_file()]
         if usable:
             rep = evaluate_files(gt, [s.record["preds"][ref] for s in usable], names=[s.cell.id for s in usable],
-                                 iou_thresholds=study.iou, min_score=study.min_score, agnostic=study.agnostic)
+                                 iou_thresholds=study.iou, min_score=study.min_score, agnostic=study.agnostic,
+                                 n_boot=study.bootstrap)
             sub = study.out / "report" / ref_slug(ref)
             rep.write(sub, force=True)
             rep.plot(sub, force=True)
@@ -136,9 +137,12 @@ def _metrics_of(rep: Any, cell_id: str) -> dict[str, Any] | None:
     for r in rep.results:
         if r.name == cell_id:
             m = r.metrics
-            return {"hit_rate": {f"{t:.2f}".rstrip("0").rstrip("."): float(h) for t, h in zip(m.iou_thresholds, m.hit_rate, strict=True)},
-                    "map50": float(m.map50), "map50_95": float(m.map50_95), "unscored": bool(r.unscored),
-                    "n_predictions": int(m.n_pred_total), "notes": r.notes()}
+            out = {"hit_rate": {f"{t:.2f}".rstrip("0").rstrip("."): float(h) for t, h in zip(m.iou_thresholds, m.hit_rate, strict=True)},
+                   "map50": float(m.map50), "map50_95": float(m.map50_95), "unscored": bool(r.unscored),
+                   "n_predictions": int(m.n_pred_total), "notes": r.notes()}
+            if r.ci:  # [evaluate] bootstrap: intervals over images (hit rate at the first IoU threshold)
+                out["ci"] = {k: r.ci[k].to_dict() for k in ("map50", "hit_rate") if k in r.ci}
+            return out
     return None
 
 
@@ -151,6 +155,7 @@ def _to_json(study: Study, states: list[CellState], sets: list[EvalSet]) -> dict
                       "seconds": s.record.get("seconds") if s.status == "done" else None,
                       "metrics": {e.ref: _metrics_of(e.report, c.id) for e in sets} if s.status == "done" else {}})
     return {"study": study.name, "file": str(study.path), "out": str(study.out), "iou": study.iou, "min_score": study.min_score,
+            "bootstrap": study.bootstrap,
             "eval_sets": {e.ref: {"gt": e.gt, "images": e.n_images, "boxes": e.n_boxes, "error": e.error} for e in sets},
             "cells": cells}
 
@@ -177,7 +182,9 @@ def _cell_value(s: CellState, doc_cell: dict[str, Any], ref: str, what: str) -> 
     if m is None:
         return "—"
     if what == "map50":
-        return _fmt(m["map50"]) + (" (unscored)" if m["unscored"] else "")
+        ci = m.get("ci", {}).get("map50")
+        return (_fmt(m["map50"]) + (f" [{ci['low']:.2f}, {ci['high']:.2f}]" if ci else "")
+                + (" (unscored)" if m["unscored"] else ""))
     return _fmt(m["hit_rate"].get(what))
 
 
@@ -236,6 +243,9 @@ def _markdown(study: Study, states: list[CellState], sets: list[EvalSet], doc: d
                          [[method_label(s.cell) + (f" ({s.cell.model_label})" if s.cell.kind in VLM_KINDS else ""),
                            *(_cell_value(s, by_id[s.cell.id], e.ref, t) for t in thr)] for s in t4])
     lines += ["## mAP@50 — Table 5 layout", ""]
+    if study.bootstrap:
+        lines += [f"In brackets: the 95% percentile bootstrap interval over images ({study.bootstrap} draws, the same draws for "
+                  "every method): how far mAP@50 could move on other images like these.", ""]
     lines += _md(["Method", "Model", *(f"`{e.ref}`" for e in sets)],
                  [[method_label(s.cell), s.cell.model_label, *(_cell_value(s, by_id[s.cell.id], e.ref, "map50") for e in sets)]
                   for s in states])

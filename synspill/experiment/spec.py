@@ -19,6 +19,7 @@ A study file has four parts (see ``experiments/paper.toml``)::
     [evaluate]
     on = ["synspill:test", "plant"]    # dataset[:split] references
     iou = "0.5:0.9:0.1"
+    bootstrap = 1000                   # optional: 95 % intervals over images (small real sets)
 
 A *cell* is one (method, variant, model) combination; its id is stable, so finished cells
 are found again after a crash and skipped.
@@ -48,7 +49,7 @@ METHOD_KINDS = {"yolo", "detr", "zero-shot", "icl", "lora"}
 SPLITS = {"train", "val", "test", "all"}
 
 TOP_KEYS = {"name", "seed", "out", "models", "datasets", "methods", "evaluate", "report"}
-EVALUATE_KEYS = {"on", "iou", "min_score", "metrics", "agnostic"}
+EVALUATE_KEYS = {"on", "iou", "min_score", "metrics", "agnostic", "bootstrap"}
 REPORT_KEYS = {"iou_table_model"}
 #: Keys of a ``[datasets.NAME]`` table besides ``kind`` and ``split``, per kind.
 DATASET_KEYS = {
@@ -124,6 +125,7 @@ class Study:
     report: dict[str, Any] = field(default_factory=dict)
     min_score: float = 0.0
     agnostic: bool = False
+    bootstrap: int = 0
 
 
 def _err(path: Path, msg: str) -> UsageError:
@@ -220,8 +222,11 @@ def load_study(path: str | Path) -> Study:
     agnostic = ev.get("agnostic", False)
     if not isinstance(agnostic, bool):
         raise _err(p, f"[evaluate] agnostic = {agnostic!r}; use true (any spill class counts for any) or false")
+    n_boot = ev.get("bootstrap", 0)
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 0:
+        raise _err(p, f"[evaluate] bootstrap = {n_boot!r}; use a number of draws over images (1000 is usual), or 0 for none")
     return Study(name, p, out, seed, datasets, cells, list(eval_on), iou, list(ev.get("metrics") or ["hit_rate", "map50"]),
-                 dict(raw.get("report") or {}), float(min_score), agnostic)
+                 dict(raw.get("report") or {}), float(min_score), agnostic, n_boot)
 
 
 def _slug(v: Any) -> str:
