@@ -3,8 +3,8 @@
 ``synspill predict`` is a thin shell over :func:`predict_files` (load the model a
 :class:`~synspill.models.PredictorConfig` names, then :func:`predict_to_results`). The model comes from
 :func:`synspill.predictors.load_predictor` (YOLO, RF-DETR or the VLM), so every backend is
-driven the same way. Images are decoded in a background thread while the model works on
-the previous batch.
+driven the same way. Images are decoded by a pool of threads (``workers``) one batch ahead,
+while the model works on the previous batch.
 
 Outputs, next to ``OUT`` (a ``.json`` path):
 
@@ -98,9 +98,23 @@ def read_rgb(path: Path) -> np.ndarray:
     return a[..., ::-1]
 
 
-def iter_predictions(predictor: Predictor, ds: CocoDataset, batch: int = 8,
-                     keep_images: bool = False) -> Iterator[tuple[ImageRecord, Detections, np.ndarray | None]]:
+def decode_workers(workers: int | None = None) -> int:
+    """Decoding threads: ``workers``, or by default one per CPU core up to 8 (JPEG decoding releases the GIL)."""
+    if workers is None or workers <= 0:
+        return max(1, min(8, os.cpu_count() or 1))
+    return workers
+
+
+def iter_predictions(predictor: Predictor, ds: CocoDataset, batch: int = 8, keep_images: bool = False,
+                     workers: int | None = None) -> Iterator[tuple[ImageRecord, Detections, np.ndarray | None]]:
     """Run ``predictor`` over every image of ``ds`` in batches, decoding the next batch meanwhile.
+
+    Args:
+        predictor: Any predictor.
+        ds: The images.
+        batch: Images per ``predictor.predict`` call.
+        keep_images: Yield each decoded image too (for drawing).
+        workers: Decoding threads (:func:`decode_workers`; None: one per core, up to 8).
 
     Yields:
         ``(image record, detections, RGB image or None)`` in dataset order; the image is
@@ -113,31 +127,31 @@ def iter_predictions(predictor: Predictor, ds: CocoDataset, batch: int = 8,
     records = ds.images
     chunks = [records[i:i + batch] for i in range(0, len(records), batch)]
 
-    def load(chunk: list[ImageRecord]) -> list[np.ndarray]:
-        out = []
-        for im in chunk:
-            p = ds.image_path(im)
-            if not p.exists():
-                raise DatasetError(f"image {im.id} file {str(p)!r} does not exist; fix file_name or the image folder")
-            a = read_rgb(p)
-            if a.shape[1] != im.width or a.shape[0] != im.height:
-                raise DatasetError(f"image {im.id} {str(p)!r} is {a.shape[1]}x{a.shape[0]} but the COCO record says {im.width}x{im.height}; fix the record")
-            out.append(a)
-        return out
+    def load(im: ImageRecord) -> np.ndarray:
+        p = ds.image_path(im)
+        if not p.exists():
+            raise DatasetError(f"image {im.id} file {str(p)!r} does not exist; fix file_name or the image folder")
+        a = read_rgb(p)
+        if a.shape[1] != im.width or a.shape[0] != im.height:
+            raise DatasetError(f"image {im.id} {str(p)!r} is {a.shape[1]}x{a.shape[0]} but the COCO record says {im.width}x{im.height}; fix the record")
+        return a
 
     if not chunks:
         return
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        fut = pool.submit(load, chunks[0])
+    pool = ThreadPoolExecutor(max_workers=decode_workers(workers))
+    try:
+        pending = [pool.submit(load, im) for im in chunks[0]]
         for k, chunk in enumerate(chunks):
-            arrays = fut.result()
+            arrays = [f.result() for f in pending]
             if k + 1 < len(chunks):
-                fut = pool.submit(load, chunks[k + 1])
+                pending = [pool.submit(load, im) for im in chunks[k + 1]]
             dets = predictor.predict(arrays)
             if len(dets) != len(arrays):
                 raise RuntimeError(f"{predictor.name} returned {len(dets)} results for {len(arrays)} images")
             for im, d, a in zip(chunk, dets, arrays, strict=True):
                 yield im, d, (a if keep_images else None)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def partial_path(out: str | Path) -> Path:
@@ -284,6 +298,7 @@ def predict_to_results(
     extra_meta: dict[str, Any] | None = None,
     on_item: Callable[[ImageRecord, Detections], None] | None = None,
     resume: bool = True,
+    workers: int | None = None,
 ) -> PredictSummary:
     """Predict on every image and write COCO results plus the ``.meta.json`` sidecar.
 
@@ -302,6 +317,7 @@ def predict_to_results(
         extra_meta: More keys for the sidecar (thresholds, sizes ...).
         on_item: Called after each image predicted now (progress).
         resume: Continue an interrupted run (False: start over).
+        workers: Image decoding threads (None: one per core, up to 8).
 
     Raises:
         OutputExists: ``out`` exists and not ``force``, or an unfinished run with other
@@ -323,7 +339,7 @@ def predict_to_results(
     todo = replace(ds, images=[im for im in ds.images if im.id not in part.done])
     drawer = _Drawer(Path(save_images)) if save_images else None
     try:
-        for im, d, arr in iter_predictions(predictor, todo, batch, keep_images=drawer is not None):
+        for im, d, arr in iter_predictions(predictor, todo, batch, keep_images=drawer is not None, workers=workers):
             part.add(im.id, d)
             if drawer is not None and arr is not None:
                 drawer.draw(im, arr, d)
@@ -378,6 +394,7 @@ def predict_files(
     extra_meta: dict[str, Any] | None = None,
     on_start: Callable[[str, int, int], None] | None = None,
     on_item: Callable[[ImageRecord, Detections], None] | None = None,
+    workers: int | None = None,
 ) -> PredictSummary:
     """Load the model ``cfg`` names and write its COCO results on ``images`` (plus the sidecar).
 
@@ -395,6 +412,7 @@ def predict_files(
         extra_meta: More sidecar keys (the experiment runner's cell and evaluation hash).
         on_start: Called with ``(backend, n_images, n_already_done)`` once the inputs are known to be good.
         on_item: Called after each image predicted now (progress).
+        workers: Image decoding threads (None: one per core, up to 8).
 
     Raises:
         OutputExists: ``out`` exists and not ``force``, or an unfinished run with other settings.
@@ -419,7 +437,8 @@ def predict_files(
         on_start(backend, len(ds.images), sum(1 for i in part.done if i in ids))
     predictor = load_predictor(cfg)
     return predict_to_results(predictor, images, out, batch=cfg.batch, backend=backend, model=cfg.model,
-                              save_images=save_images, force=True, extra_meta=meta, on_item=on_item, resume=not force)
+                              save_images=save_images, force=True, extra_meta=meta, on_item=on_item, resume=not force,
+                              workers=workers)
 
 
 class _Drawer:

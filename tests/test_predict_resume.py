@@ -96,3 +96,19 @@ def test_other_settings_refused_in_the_library(data, tmp_path):
         predict_to_results(DarkBlobPredictor(), data, out, extra_meta={"conf": 0.2})
     predict_to_results(DarkBlobPredictor(), data, out, extra_meta={"conf": 0.2}, resume=False)
     assert out.exists() and not partial_path(out).exists()
+
+
+def test_decoding_threads_keep_order_and_errors(data, tmp_path):
+    """Several decoding threads give the same bytes as one; a missing image is still named."""
+    from synspill.errors import DatasetError
+
+    one = predict_to_results(DarkBlobPredictor(), data, tmp_path / "one.json", batch=2, workers=1).results
+    four = predict_to_results(DarkBlobPredictor(), data, tmp_path / "four.json", batch=2, workers=4).results
+    assert json.loads(one.read_text()) and one.read_bytes() == four.read_bytes()
+    victim = sorted((data.parent / "images").iterdir())[5]
+    victim.write_bytes(b"\xff\xd8" + bytes(range(256)) * 8)  # passes the up-front check, fails to decode in a thread
+    with pytest.raises(DatasetError, match=victim.name):
+        predict_to_results(DarkBlobPredictor(), data, tmp_path / "gone.json", batch=2, workers=4, resume=False)
+    r = CliRunner().invoke(app, ["predict", "--model", "py:tests.test_predict_resume:stopping", "--images", str(data),
+                                 "--out", str(tmp_path / "w.json"), "--workers", "0"])
+    assert r.exit_code == 2 and "--workers 0 must be at least 1" in r.output, r.output

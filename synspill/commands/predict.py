@@ -42,6 +42,7 @@ def predict(
     classes: ClassesOpt = None,
     device: DeviceOpt = None,
     save_images: Annotated[Path | None, typer.Option("--save-images", help="Also write annotated pictures to this folder.")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Image decoding threads (default: one per CPU core, up to 8).", show_default=False)] = None,
     force: ForceOpt = False,
 ) -> None:
     """Detect spills in images with a fine-tuned detector or the VLM; write COCO results for `synspill eval`.
@@ -57,6 +58,8 @@ def predict(
     from synspill.models import PredictorConfig
     from synspill.params import given
 
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers {workers} must be at least 1 (or leave it out: one per CPU core, up to 8)")
     if (model is None) == (vlm is None):
         raise UsageError("pass exactly one of --model (a detector run folder or weights) or --vlm (a Qwen2.5-VL model)")
     vlm_only = given(adapter=adapter, prompt=prompt, max_pixels=max_pixels, quant=quant)
@@ -77,7 +80,7 @@ def predict(
             progress.update(task, total=n, completed=done)
 
         summary = predict_files(cfg, images, out, save_images=save_images, force=force, on_start=on_start,
-                                on_item=lambda *_: progress.advance(task))
+                                on_item=lambda *_: progress.advance(task), workers=workers)
     dropped = summary.meta_data.get("parse_dropped") or {}
     console.print(f"[green]{summary.n_detections} detections[/] on {summary.n_images} images "
                   f"({summary.images_per_s:.1f} images/s)" + (f"; dropped while parsing: {dropped}" if dropped else ""))
