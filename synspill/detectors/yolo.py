@@ -280,6 +280,10 @@ class YoloTrainConfig(FromParams):
         unfreeze_lr: Learning rate of the unfrozen phase (whole network).
         negatives: COCO files or folders (e.g. from ``synspill events false-alarm``) whose
             images are added to the training split as background images (no boxes).
+        single_class: A taxonomy class name: train one class-agnostic "any spill" class
+            (ultralytics ``single_cls``) and label its detections with this class. Finds more
+            real spills than the eight classes when any spill should raise an alarm
+            (docs/detectors.md "One class for alarms"); None trains the eight classes.
     """
 
     data: str
@@ -300,6 +304,7 @@ class YoloTrainConfig(FromParams):
     unfreeze_epochs: int = 0
     unfreeze_lr: float = 1e-4
     negatives: tuple[str, ...] = ()
+    single_class: str | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -320,6 +325,12 @@ class YoloTrainConfig(FromParams):
             raise UsageError(f"validation fraction {self.val_fraction} must be between 0 and 1")
         if self.workers < 0:
             raise UsageError(f"--workers {self.workers} must be 0 or more")
+        if self.single_class is not None and taxonomy.normalize_name(self.single_class) is None:
+            raise UsageError(f"--single-class {self.single_class!r} is not a class; name the one its detections are labelled "
+                             f"with: {', '.join(taxonomy.NAMES)}")
+        if "single_cls" in self.options:
+            raise UsageError("option 'single_cls' would label every detection with the first class; use --single-class CLASS "
+                             "(the class its detections are labelled with) instead")
 
 
 def _check_options(options: dict[str, Any]) -> None:
@@ -413,6 +424,8 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
                 exist_ok=True, plots=True, verbose=cfg.verbose)
     if pretrained:
         args["freeze"] = [0]  # the ImageNet backbone (its BatchNorm statistics stay frozen in every phase)
+    if cfg.single_class:
+        args["single_cls"] = True  # one "any spill" class; its detections are labelled cfg.single_class
     args.update(cfg.options)
     phase2 = out / "unfrozen"
     total_epochs = cfg.epochs + cfg.unfreeze_epochs
@@ -447,7 +460,9 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         # inference default: the training size, 0.8x and 0.64x, merged (finds spills larger than the
         # synthetic ones, e.g. close-ups: docs/detectors.md "Multi-scale inference"); `--scales 1` turns it off
         "infer_scales": list(INFER_SCALES),
-        "classes": list(taxonomy.NAMES),
+        "classes": [single] if (single := _single_name(cfg.single_class)) else list(taxonomy.NAMES),
+        # one class-agnostic output, read as this class (YoloPredictor); None: the eight classes
+        "single_class": single,
         "from_scratch": from_scratch,
         "pretrained_backbone": cfg.model.strip().lower() if pretrained else None,
         "model_source": source,
@@ -466,6 +481,10 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
 
     write_json(out / "run.json", record, indent=2)
     return record
+
+
+def _single_name(label: str | None) -> str | None:
+    return taxonomy.normalize_name(label) if label else None
 
 
 def _run_phase(source: str, args: dict[str, Any], resume: bool, device: str, verbose: bool,
@@ -602,7 +621,7 @@ class YoloPredictor:
 
     def __init__(self, model: Any, weights: Path, device: str, imgsz: int, conf: float, batch: int,
                  classes: tuple[int, ...] | None = None, half: bool = False, max_det: int = 300,
-                 agnostic_nms: bool = False, scales: tuple[float, ...] = (1.0,)) -> None:
+                 agnostic_nms: bool = False, scales: tuple[float, ...] = (1.0,), single_class: str | None = None) -> None:
         self.model = model
         self.name = f"yolo:{weights}"
         self.weights = weights
@@ -618,6 +637,8 @@ class YoloPredictor:
         names = model.names if isinstance(model.names, dict) else dict(enumerate(model.names))
         self.index_to_id = np.zeros(max(names) + 1 if names else 0, dtype=np.int64)
         unmapped = []
+        if single_class and len(names) == 1:  # a --single-class run: its one output is read as that class
+            names = {i: single_class for i in names}
         for i, n in names.items():
             t = taxonomy.normalize_name(str(n))
             if t is not None:
@@ -703,7 +724,8 @@ def load_predictor(cfg: PredictorConfig) -> YoloPredictor:
         model = YOLO(str(weights))
     scales = cfg.scales or tuple((run or {}).get("infer_scales") or (1.0,))
     return YoloPredictor(model, weights, device, int(imgsz), cfg.conf, cfg.batch, cfg.classes, half,
-                         int(cfg.options.get("max_det", 300)), bool(cfg.options.get("agnostic_nms", False)), scales)
+                         int(cfg.options.get("max_det", 300)), bool(cfg.options.get("agnostic_nms", False)), scales,
+                         (run or {}).get("single_class"))
 
 
 def run_summary(run: dict[str, Any]) -> str:
@@ -711,4 +733,5 @@ def run_summary(run: dict[str, Any]) -> str:
     m = run.get("metrics", {})
     return (f"{'trained from scratch' if run.get('from_scratch') else 'fine-tuned'} {run.get('model_source')}: "
             f"val mAP50 {m.get('mAP50', float('nan')):.3f}, mAP50-95 {m.get('mAP50-95', float('nan')):.3f} "
-            f"after {m.get('epochs_run', '?')} epochs -> {json.dumps(run.get('weights'))}")
+            f"after {m.get('epochs_run', '?')} epochs -> {json.dumps(run.get('weights'))}"
+            + (f" (one class for any spill, labelled {run['single_class']})" if run.get("single_class") else ""))

@@ -154,3 +154,30 @@ def test_resume_in_the_middle_of_the_frozen_phase(tmp_path, monkeypatch):
     monkeypatch.setattr(Model, "add_callback", orig)
     rec = yolo.train(cfg)
     assert rec["resumed"] is True and rec["metrics"]["epochs_run"] == 3
+
+
+def test_single_class_run_labels_every_detection_with_its_class(tmp_path, monkeypatch):
+    """``--single-class water-leak`` on oil-spill boxes: one class-agnostic output, read as water-leak."""
+    from synspill.errors import UsageError
+    from synspill.inference import read_rgb
+    from synspill.predictors import PredictorConfig, load_predictor
+
+    monkeypatch.setenv("SYNSPILL_CACHE", str(tmp_path / "cache"))
+    train = make_blobs(tmp_path / "train", 8, size=64, seed=1)  # every box is class 1 (oil-spill)
+    for bad, needle in (({"single_class": "spill"}, "--single-class 'spill' is not a class"),
+                        ({"options": {"single_cls": True}}, "use --single-class CLASS")):
+        with pytest.raises(UsageError, match=needle):
+            yolo.YoloTrainConfig(data=str(train), out=str(tmp_path / "x"), **bad)
+    run = tmp_path / "run"
+    rec = yolo.train(yolo.YoloTrainConfig(data=str(train), out=str(run), model="lite0", epochs=1, imgsz=64, batch=4,
+                                          device="cpu", workers=0, single_class="Water Leak",
+                                          options={"val": False, "plots": False, "warmup_epochs": 0}))
+    assert rec["single_class"] == "water-leak" and rec["classes"] == ["water-leak"]
+    import torch
+
+    assert torch.load(run / rec["weights"], map_location="cpu", weights_only=False)["model"].nc == 1
+    p = load_predictor(PredictorConfig(model=str(run), device="cpu", conf=0.0, imgsz=64))
+    dets = p.predict([read_rgb(f) for f in sorted((train.parent / "images").glob("*"))[:3]])
+    ids = np.concatenate([d.class_id for d in dets])
+    assert len(ids) > 0 and set(ids.tolist()) == {2}  # water-leak, never the training labels' oil-spill
+    assert "labelled water-leak" in yolo.run_summary(rec)
