@@ -292,7 +292,8 @@ def test_shipped_studies_parse():
     wet = load_study(ROOT / "experiments" / "wet-floor.toml")
     assert wet.datasets["wet_test"].options["path"].endswith("synspill/assets/wet-floor/test")
     assert Path(wet.datasets["wet_test"].options["path"]).is_dir()  # the shipped real photos
-    assert {"wet_valid", "wet_test"} <= set(wet.eval_on) and wet.agnostic
+    assert {"wet_valid", "wet_test"} <= set(wet.eval_on) and wet.agnostic and wet.bootstrap == 1000
+    assert {c.params.get("single_class") for c in wet.cells} == {None, "water-leak"}
     for c in wet.cells:  # trained on synthetic data only: never on the real photos
         assert str(c.params["train"]).startswith("synth:") and str(c.params.get("val", "synth:")).startswith("synth:")
 
