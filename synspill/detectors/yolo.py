@@ -453,6 +453,7 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
     best = final / "weights" / "best.pt"
     if not best.exists():
         best = final / "weights" / "last.pt"
+    single = taxonomy.normalize_name(cfg.single_class) if cfg.single_class else None
     record = {
         "backend": "yolo",
         "weights": str(best.relative_to(out)),
@@ -460,7 +461,7 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         # inference default: the training size, 0.8x and 0.64x, merged (finds spills larger than the
         # synthetic ones, e.g. close-ups: docs/detectors.md "Multi-scale inference"); `--scales 1` turns it off
         "infer_scales": list(INFER_SCALES),
-        "classes": [single] if (single := _single_name(cfg.single_class)) else list(taxonomy.NAMES),
+        "classes": [single] if single else list(taxonomy.NAMES),
         # one class-agnostic output, read as this class (YoloPredictor); None: the eight classes
         "single_class": single,
         "from_scratch": from_scratch,
@@ -481,10 +482,6 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
 
     write_json(out / "run.json", record, indent=2)
     return record
-
-
-def _single_name(label: str | None) -> str | None:
-    return taxonomy.normalize_name(label) if label else None
 
 
 def _run_phase(source: str, args: dict[str, Any], resume: bool, device: str, verbose: bool,

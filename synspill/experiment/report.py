@@ -182,8 +182,10 @@ def _cell_value(s: CellState, doc_cell: dict[str, Any], ref: str, what: str) -> 
     if m is None:
         return "—"
     if what == "map50":
+        from synspill.bootstrap import Interval
+
         ci = m.get("ci", {}).get("map50")
-        return (_fmt(m["map50"]) + (f" [{ci['low']:.2f}, {ci['high']:.2f}]" if ci else "")
+        return (_fmt(m["map50"]) + (f" {Interval(**ci)}" if ci else "")
                 + (" (unscored)" if m["unscored"] else ""))
     return _fmt(m["hit_rate"].get(what))
 
