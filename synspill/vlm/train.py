@@ -213,6 +213,18 @@ def load_examples(coco: str, max_pixels: int, min_pixels: int, factor: int = 28)
     return out
 
 
+def enable_checkpointing(model: Any) -> None:
+    """Turn on activation (gradient) checkpointing, non-reentrant, under either transformers name.
+
+    transformers renamed ``gradient_checkpointing_enable`` to ``activation_checkpointing_enable``
+    within 5.x (5.17 has only the old name, 5.24 deprecates it); both are supported.
+    """
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def mask_labels(input_ids: Any, attention_mask: Any, im_start: int, im_end: int, header_len: int) -> Any:
     """Labels that keep only the last assistant answer and its ``<|im_end|>``.
 
@@ -409,7 +421,7 @@ class _Trainer:
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing,
                                                     gradient_checkpointing_kwargs={"use_reentrant": False})
         elif cfg.gradient_checkpointing:
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            enable_checkpointing(model)
         torch.manual_seed(cfg.seed)
         if self.resume:
             model = PeftModel.from_pretrained(model, str(self.out / CHECKPOINT), is_trainable=True)

@@ -236,3 +236,28 @@ def test_cli_usage_errors(tmp_path):
     r = CliRunner().invoke(app, ["icl", "-m", str(tmp_path / "nope"), "--support", "s.json", "--images", str(tmp_path),
                                  "--out", str(tmp_path / "p.json")])
     assert r.exit_code == 1 and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("old_transformers", [False, True])
+def test_checkpointing_under_either_transformers_name(tiny_vlm, monkeypatch, old_transformers):
+    # transformers 5.17 (what a GPU image had) has only gradient_checkpointing_enable; calling the
+    # newer activation_checkpointing_enable there raised AttributeError in `finetune vlm`.
+    from transformers import PreTrainedModel, Qwen2_5_VLForConditionalGeneration
+
+    from synspill.vlm.train import enable_checkpointing
+
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_vlm)
+    layers = [m for m in model.modules() if hasattr(m, "gradient_checkpointing")]
+    assert layers and not any(m.gradient_checkpointing for m in layers)
+    seen = []
+    if old_transformers:  # 5.17: only the old name, which does the work itself
+        def old_enable(self, gradient_checkpointing_kwargs=None):
+            seen.append(gradient_checkpointing_kwargs)
+            self._activation_checkpointing_enable(gradient_checkpointing_kwargs)
+
+        monkeypatch.delattr(PreTrainedModel, "activation_checkpointing_enable")
+        monkeypatch.setattr(PreTrainedModel, "gradient_checkpointing_enable", old_enable)
+        assert not hasattr(model, "activation_checkpointing_enable")
+    enable_checkpointing(model)
+    assert all(m.gradient_checkpointing for m in layers)
+    assert seen == ([{"use_reentrant": False}] if old_transformers else [])
