@@ -48,6 +48,12 @@ YOLO_SHORT_RUN: dict[str, Any] = {"optimizer": "AdamW", "lr0": 0.001, "cls": 1.5
                                   "translate": 0.05, "val": False}
 
 
+def _default_workers() -> int:
+    from synspill.synth.jobrunner import default_workers
+
+    return default_workers()
+
+
 @dataclass(frozen=True)
 class DemoConfig(FromParams):
     """Settings of one demo run (saved as ``OUT/demo.json``).
@@ -72,7 +78,7 @@ class DemoConfig(FromParams):
         detr: Also fine-tune RF-DETR Nano.
         detr_epochs: RF-DETR epochs.
         seed: Seed of everything.
-        workers: Processes for synthesis.
+        workers: Processes for synthesis (default: one per CPU core, up to 8).
         device: Training device.
         force: Ignore finished stages and redo everything.
         skip_watch: Leave out the watch stage.
@@ -97,7 +103,7 @@ class DemoConfig(FromParams):
     detr: bool = False
     detr_epochs: int = 6
     seed: int = 0
-    workers: int = 2
+    workers: int = field(default_factory=lambda: _default_workers())
     device: str = "auto"
     force: bool = False
     skip_watch: bool = False

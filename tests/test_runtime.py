@@ -109,6 +109,20 @@ def test_available_cpus_follows_affinity_and_cgroup_quota(monkeypatch, clean_thr
     assert runtime.available_cpus() == 1
 
 
+def test_synthesis_workers_default_to_usable_cores_up_to_8(monkeypatch, clean_threads):
+    # a 16-core GPU machine made 2,000 demo images with 2 processes (69 s) before this
+    from synspill.demo import DemoConfig
+    from synspill.synth.jobrunner import default_workers
+
+    monkeypatch.setattr(runtime, "_cgroup_quota", lambda: None)
+    for cores, want in ((1, 1), (2, 2), (6, 6), (16, 8)):
+        monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid, n=cores: set(range(n)))
+        assert default_workers() == want
+        assert DemoConfig().workers == want
+    monkeypatch.setattr(runtime, "_cgroup_quota", lambda: 3.0)  # a container allowed 3 of the 16
+    assert default_workers() == 3
+
+
 def test_cgroup_v2_quota_is_read(monkeypatch, tmp_path):
     import builtins
 

@@ -26,7 +26,7 @@ def finetune_yolo(
     seed: SeedOpt = None,
     patience: Annotated[int | None, typer.Option("--patience", help="Stop after this many epochs without validation improvement.", show_default=False)] = None,
     val_fraction: Annotated[float | None, typer.Option("--val-fraction", help="Share split off --data for validation when --val is not given.", show_default=False)] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Data-loader worker processes.", show_default=False)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Data-loader worker processes on a GPU (default 8, capped at the CPU cores per GPU).", show_default=False)] = None,
     unfreeze_epochs: Annotated[int | None, typer.Option("--unfreeze-epochs", help="lite*: epochs with the backbone unfrozen after the frozen ones (default 0).", show_default=False)] = None,
     unfreeze_lr: Annotated[float | None, typer.Option("--unfreeze-lr", help="lite*: learning rate of the unfrozen epochs (default 1e-4).", show_default=False)] = None,
     option: Annotated[list[str] | None, typer.Option("--option", help="Extra ultralytics train setting key=value (repeatable), e.g. --option mosaic=0.0.")] = None,

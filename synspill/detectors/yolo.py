@@ -269,7 +269,8 @@ class YoloTrainConfig(FromParams):
         seed: Random seed (data split, initialisation, augmentation order).
         patience: Stop after this many epochs without validation improvement.
         val_fraction: Share held out when ``val`` is None.
-        workers: Data-loader worker processes.
+        workers: Data-loader worker processes on a GPU (ultralytics' default 8, capped at the CPU
+            cores per GPU; training on the CPU loads in the main process).
         force: Replace an existing finished run in ``out``.
         verbose: Show ultralytics' own log output.
         options: Extra ultralytics train arguments (e.g. ``{"lr0": 0.005, "mosaic": 0.0}``);
@@ -297,7 +298,7 @@ class YoloTrainConfig(FromParams):
     seed: int = 0
     patience: int = 50
     val_fraction: float = 0.2
-    workers: int = 2
+    workers: int = 8
     force: bool = False
     verbose: bool = False
     options: dict[str, Any] = field(default_factory=dict)

@@ -52,8 +52,10 @@ WORKER: dict[str, Any] = {}
 
 
 def default_workers() -> int:
-    """The CLI's worker processes when ``--workers`` is not given: two where the machine has them."""
-    return max(1, min(2, os.cpu_count() or 1))
+    """The CLI's worker processes when ``--workers`` is not given: one per usable CPU core, up to 8."""
+    from synspill.runtime import available_cpus
+
+    return min(8, available_cpus())
 
 
 def derive_seed(*parts: int | str) -> int:
