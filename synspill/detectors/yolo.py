@@ -22,6 +22,7 @@ prediction's taxonomy id is ``cls + 1``.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import os
@@ -425,8 +426,9 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
                 exist_ok=True, plots=True, verbose=cfg.verbose)
     if pretrained:
         args["freeze"] = [0]  # the ImageNet backbone (its BatchNorm statistics stay frozen in every phase)
-    if cfg.single_class:
-        args["single_cls"] = True  # one "any spill" class; its detections are labelled cfg.single_class
+    single = taxonomy.normalize_name(cfg.single_class) if cfg.single_class else None
+    if single:
+        args["single_cls"] = True  # one "any spill" class; its detections are labelled with it
     args.update(cfg.options)
     phase2 = out / "unfrozen"
     total_epochs = cfg.epochs + cfg.unfreeze_epochs
@@ -437,7 +439,7 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
                  f"training {source} from scratch (random init)" if from_scratch else
                  f"training {source}: ImageNet backbone frozen" if pretrained else f"fine-tuning {source}")
         trainer = _run_phase(str(last) if resume else source, args, resume, device, cfg.verbose,
-                             _offset(on_progress, 0, cfg.epochs, total_epochs))
+                             _offset(on_progress, 0, cfg.epochs, total_epochs), single)
         done_marker.write_text("the first training phase of this run has finished\n", encoding="utf-8")
     final = out
     if cfg.unfreeze_epochs:
@@ -449,12 +451,11 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         a2 = {**args, "epochs": cfg.unfreeze_epochs, "project": str(out), "name": phase2.name, "freeze": None,
               "lr0": cfg.unfreeze_lr, "warmup_epochs": 0}
         trainer = _run_phase(str(p2_last) if p2_resume else str(start), a2, p2_resume, device, cfg.verbose,
-                             _offset(on_progress, cfg.epochs, cfg.unfreeze_epochs, total_epochs))
+                             _offset(on_progress, cfg.epochs, cfg.unfreeze_epochs, total_epochs), single)
         final = phase2
     best = final / "weights" / "best.pt"
     if not best.exists():
         best = final / "weights" / "last.pt"
-    single = taxonomy.normalize_name(cfg.single_class) if cfg.single_class else None
     record = {
         "backend": "yolo",
         "weights": str(best.relative_to(out)),
@@ -486,7 +487,7 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
 
 
 def _run_phase(source: str, args: dict[str, Any], resume: bool, device: str, verbose: bool,
-               on_progress: ProgressFn | None) -> Any:
+               on_progress: ProgressFn | None, single_class: str | None = None) -> Any:
     """One ultralytics training run (a new one from ``source``, or ``resume`` its checkpoint)."""
     from ultralytics import YOLO
 
@@ -494,6 +495,8 @@ def _run_phase(source: str, args: dict[str, Any], resume: bool, device: str, ver
         model = YOLO(source)
         _add_progress(model, on_progress)
         model.add_callback("on_pretrain_routine_end", _cpu_channels_last)
+        if single_class:
+            model.add_callback("on_pretrain_routine_end", functools.partial(_name_single_class, name=single_class))
         if resume:
             model.train(resume=True, **({"device": device} if device else {}))
         else:
@@ -512,6 +515,19 @@ def _offset(on_progress: ProgressFn | None, first_epoch: int, epochs: int, total
         on_progress(int(first_epoch * per_epoch + done), int(total_epochs * per_epoch), info)
 
     return cb
+
+
+def _name_single_class(trainer: Any, name: str) -> None:
+    """Name a ``single_cls`` run's one output ``name`` (ultralytics calls it "item").
+
+    The name travels inside the checkpoint, so a bare ``best.pt`` (without its run folder)
+    is read as that class too.
+    """
+    names = {0: name}
+    trainer.data["names"] = names
+    for m in (trainer.model, getattr(getattr(trainer, "ema", None), "ema", None)):
+        if m is not None:
+            m.names = names
 
 
 def _cpu_channels_last(trainer: Any) -> None:

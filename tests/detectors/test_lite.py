@@ -4,6 +4,7 @@ the unfrozen phase, resume, and checkpoints that reload in a fresh process."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -181,3 +182,10 @@ def test_single_class_run_labels_every_detection_with_its_class(tmp_path, monkey
     ids = np.concatenate([d.class_id for d in dets])
     assert len(ids) > 0 and set(ids.tolist()) == {2}  # water-leak, never the training labels' oil-spill
     assert "labelled water-leak" in yolo.run_summary(rec)
+    # the class name is inside the checkpoint: a bare best.pt copied elsewhere reads the same
+    bare = tmp_path / "elsewhere" / "spill.pt"
+    bare.parent.mkdir()
+    shutil.copy(run / rec["weights"], bare)
+    p = load_predictor(PredictorConfig(model=str(bare), device="cpu", conf=0.0, imgsz=64))
+    ids = np.concatenate([d.class_id for d in p.predict([read_rgb(f) for f in sorted((train.parent / "images").glob("*"))[:3]])])
+    assert len(ids) > 0 and set(ids.tolist()) == {2}
