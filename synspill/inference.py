@@ -40,7 +40,7 @@ import numpy as np
 
 from synspill.coco.dataset import CocoDataset, ImageRecord, load_coco
 from synspill.detections import Detections, Predictor, write_results, write_sidecar
-from synspill.errors import DatasetError, OutputExists
+from synspill.errors import DatasetError, OutputExists, UsageError
 from synspill.io import IMAGE_SUFFIXES, check_image_file, list_images, write_json
 from synspill.models import PredictorConfig
 
@@ -99,9 +99,17 @@ def read_rgb(path: Path) -> np.ndarray:
 
 
 def decode_workers(workers: int | None = None) -> int:
-    """Decoding threads: ``workers``, or by default one per CPU core up to 8 (JPEG decoding releases the GIL)."""
-    if workers is None or workers <= 0:
-        return max(1, min(8, os.cpu_count() or 1))
+    """Decoding threads: ``workers``, or by default one per usable CPU core up to 8 (JPEG decoding releases the GIL).
+
+    Raises:
+        UsageError: ``workers`` is below 1.
+    """
+    if workers is None:
+        from synspill.runtime import available_cpus
+
+        return min(8, available_cpus())
+    if workers < 1:
+        raise UsageError(f"--workers {workers} must be at least 1 (or leave it out: one per CPU core, up to 8)")
     return workers
 
 

@@ -112,3 +112,8 @@ def test_decoding_threads_keep_order_and_errors(data, tmp_path):
     r = CliRunner().invoke(app, ["predict", "--model", "py:tests.test_predict_resume:stopping", "--images", str(data),
                                  "--out", str(tmp_path / "w.json"), "--workers", "0"])
     assert r.exit_code == 2 and "--workers 0 must be at least 1" in r.output, r.output
+    from synspill.errors import UsageError
+
+    # the library refuses it too (it used to mean "auto" there)
+    with pytest.raises(UsageError, match="--workers 0 must be at least 1"):
+        predict_to_results(DarkBlobPredictor(), data, tmp_path / "zero.json", batch=2, workers=0)
