@@ -103,7 +103,7 @@ class DemoConfig(FromParams):
     detr: bool = False
     detr_epochs: int = 6
     seed: int = 0
-    workers: int = field(default_factory=lambda: _default_workers())
+    workers: int = field(default_factory=_default_workers)
     device: str = "auto"
     force: bool = False
     skip_watch: bool = False
