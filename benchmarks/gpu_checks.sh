@@ -52,7 +52,7 @@ head -n 3 "$OUT_DIR/env.log"
 for step in $STEPS; do
   case $step in
     pytest) run_step pytest 120 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/synth/test_sdxl.py ;;
-    demo) run_step demo 200 "$PY" -m synspill demo --device cuda --out "$WORK/demo" --force ;;
+    demo) run_step demo 300 "$PY" -m synspill demo --device cuda --out "$WORK/demo" --force ;;
     sdxl) run_step sdxl 150 "$PY" benchmarks/bench_sdxl.py --images 2 --json "$OUT_DIR/sdxl.json" ;;
     vlm) run_step vlm 200 "$PY" benchmarks/bench_vlm.py --gpu-only --sizes "${VLM_SIZES:-3B,7B}" ;;
     qlora)
