@@ -19,7 +19,9 @@ Usage::
     PYTHONPATH=. python benchmarks/bench_vlm.py --gpu-only --sizes 3B --quant 4bit   # QLoRA: NF4 via load_vlm
 
 Measured on one H100 (README, Performance): batched generation 2.4x single on 3B and 7B,
-short of the 4x target above.
+short of the 4x target above. Each generation line is followed by where the time of one call
+goes (processor on the CPU, prefill = vision tower + prompt, decoding per token), and
+``--profile FILE`` writes a torch.profiler table of one batched call per size, to find why.
 """
 
 from __future__ import annotations
@@ -55,9 +57,10 @@ def _images(n: int, size: tuple[int, int]) -> list[np.ndarray]:
     return [np.random.default_rng(i).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8) for i in range(n)]
 
 
-def bench_generation(vlm, n: int, max_pixels: int, size: tuple[int, int], new_tokens: int) -> dict:
+def bench_generation(vlm, n: int, max_pixels: int, size: tuple[int, int], new_tokens: int,
+                     profile: Path | None = None) -> dict:
     from synspill.vlm.chat import PromptSet, build_chat
-    from synspill.vlm.model import Decoding, generate, prepare_image
+    from synspill.vlm.model import Decoding, encode, generate, prepare_image
 
     ps = PromptSet.default()
     ims = [prepare_image(a, max_pixels, 3136, vlm.factor)[0] for a in _images(n, size)]
@@ -72,8 +75,30 @@ def bench_generation(vlm, n: int, max_pixels: int, size: tuple[int, int], new_to
     generate(vlm, chats[:1], [ims[:1]], dec)  # warm-up
     single = _timeit(lambda: [generate(vlm, [c], [[im]], dec) for c, im in zip(chats, ims, strict=True)])
     batched = _timeit(lambda: generate(vlm, chats, [[im] for im in ims], dec))
+    # where a call's time goes: processor (CPU), prefill (vision tower + prompt, one new token), decoding
+    parts = {}
+    for name, cs, ps_ in (("single", chats[:1], [ims[:1]]), ("batched", chats, [[im] for im in ims])):
+        t_enc = _timeit(lambda cs=cs, ps_=ps_: encode(vlm, cs, ps_, True, "left"))
+        t_one = _timeit(lambda cs=cs, ps_=ps_: generate(vlm, cs, ps_, Decoding(max_new_tokens=1)))
+        t_all = _timeit(lambda cs=cs, ps_=ps_: generate(vlm, cs, ps_, dec))
+        parts[name] = {"encode_s": t_enc, "prefill_s": t_one - t_enc, "decode_s": t_all - t_one,
+                       "decode_ms_per_token": 1000 * (t_all - t_one) / max(1, new_tokens - 1)}
+    if profile is not None:
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as torch_profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+        with torch_profile(activities=acts) as prof:
+            generate(vlm, chats, [[im] for im in ims], dec)
+        key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+        profile.write_text(prof.key_averages().table(sort_by=key, row_limit=30), encoding="utf-8")
     vlm.model.generate = orig
-    return {"single_img_s": n / single, "batched_img_s": n / batched, "ratio": single / batched}
+    return {"single_img_s": n / single, "batched_img_s": n / batched, "ratio": single / batched, "parts": parts}
+
+
+def _parts(g: dict) -> str:
+    return "; ".join(f"{k}: processor {v['encode_s']:.2f} s, prefill {v['prefill_s']:.2f} s, "
+                     f"decode {v['decode_s']:.2f} s ({v['decode_ms_per_token']:.1f} ms/token)" for k, v in g["parts"].items())
 
 
 def bench_train(vlm, batch: int, max_pixels: int, size: tuple[int, int], steps: int, answer_boxes: int = 3) -> dict:
@@ -173,6 +198,8 @@ def main() -> None:
     ap.add_argument("--train-steps", type=int, default=3)
     ap.add_argument("--quant", choices=("none", "4bit"), default="none",
                     help="4bit: save the random model, reload it through synspill's loader in NF4 (QLoRA)")
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="write a torch.profiler table of one batched generate call here (one file per size)")
     ap.add_argument("--save", type=Path, default=None, help="with --quant 4bit: where the random bf16 model is written "
                                                              "(kept for a `finetune vlm --quant 4bit` run)")
     args = ap.parse_args()
@@ -188,6 +215,7 @@ def main() -> None:
             g = bench_generation(vlm, 8, 56 * 56 * 4, (128, 96), new_tokens=32)
             print(f"[cpu tiny] generate 8 imgs x 32 tokens: single {g['single_img_s']:.1f} img/s, "
                   f"batched(8) {g['batched_img_s']:.1f} img/s, ratio {g['ratio']:.2f}x (baseline: one at a time)")
+            print(f"[cpu tiny] {_parts(g)}")
             t = bench_train(load_vlm(str(tiny), "cpu"), 8, 56 * 56 * 4, (128, 96), steps=5)
             print(f"[cpu tiny] LoRA-(V+L) train step batch 8: {t['step_s'] * 1000:.0f} ms, {t['tokens_per_s']:.0f} tokens/s, "
                   f"{t['trainable']:,} trainable")
@@ -200,9 +228,11 @@ def main() -> None:
             if args.quant == "4bit":
                 vlm = requantise(vlm, tiny, args.save or Path(d) / f"qwen-{size}")
                 tag = f"{size} NF4"
-            g = bench_generation(vlm, 8, 1003520, (1024, 1024), new_tokens=args.new_tokens)
+            g = bench_generation(vlm, 8, 1003520, (1024, 1024), new_tokens=args.new_tokens,
+                                 profile=args.profile.with_name(f"{args.profile.stem}-{size}{args.profile.suffix}") if args.profile else None)
             print(f"[gpu {tag}] generate 8 imgs x {args.new_tokens} tokens: single {g['single_img_s']:.2f} img/s, "
                   f"batched(8) {g['batched_img_s']:.2f} img/s, ratio {g['ratio']:.2f}x (target >= 4x)")
+            print(f"[gpu {tag}] {_parts(g)}")
             torch.cuda.empty_cache()
             t = bench_train(vlm, 8, 1003520, (1024, 1024), steps=args.train_steps)
             print(f"[gpu {tag}] LoRA-(V+L) micro-batch 8 (grad ckpt): {t['step_s']:.2f} s/step, {t['tokens_per_s']:.0f} tokens/s, "

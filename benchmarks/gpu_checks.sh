@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The checks only a CUDA GPU can run, as one short script (about 8 minutes on one H100).
+# The checks only a CUDA GPU can run, as one short script (about 12 minutes on one H100).
 #
 #   bash benchmarks/gpu_checks.sh [OUTDIR] [STEP ...]
 #
@@ -8,7 +8,8 @@
 #   demo    `synspill demo --device cuda`: procedural data -> lite0 trained with AMP on the GPU ->
 #           eval on synthetic and real photos -> watch; its summary lands in OUTDIR/demo.log
 #   sdxl    bench_sdxl.py: seconds per 1024^2 SDXL image at the paper's settings vs plain diffusers
-#   vlm     bench_vlm.py: Qwen2.5-VL-3B/7B batched generation and LoRA-(V+L) training throughput
+#   vlm     bench_vlm.py: Qwen2.5-VL-3B/7B batched generation (split into processor, prefill and
+#           decoding, plus a torch.profiler table per size) and LoRA-(V+L) training throughput
 #   qlora   bench_vlm.py --quant 4bit on 3B (NF4 through synspill's loader), then
 #           `synspill finetune vlm --quant 4bit` for 4 steps on 32 procedural 448^2 images (needs bitsandbytes)
 #
@@ -53,8 +54,8 @@ for step in $STEPS; do
   case $step in
     pytest) run_step pytest 120 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/synth/test_sdxl.py ;;
     demo) run_step demo 300 "$PY" -m synspill demo --device cuda --out "$WORK/demo" --force ;;
-    sdxl) run_step sdxl 150 "$PY" benchmarks/bench_sdxl.py --images 2 --json "$OUT_DIR/sdxl.json" ;;
-    vlm) run_step vlm 200 "$PY" benchmarks/bench_vlm.py --gpu-only --sizes "${VLM_SIZES:-3B,7B}" ;;
+    sdxl) run_step sdxl 150 "$PY" benchmarks/bench_sdxl.py --images 2 ;;
+    vlm) run_step vlm 240 "$PY" benchmarks/bench_vlm.py --gpu-only --sizes "${VLM_SIZES:-3B,7B}" --profile "$OUT_DIR/vlm-profile.txt" ;;
     qlora)
       run_step qlora 240 bash -c "
         '$PY' -m synspill scenes --backend procedural --n 32 --size 448 --out '$WORK/vq/scenes' --force &&
