@@ -27,6 +27,7 @@ from typing import Any
 
 from synspill.errors import UsageError
 from synspill.params import FromParams
+from synspill.runtime import default_workers
 from synspill.stages import StageRunner
 
 log = logging.getLogger(__name__)
@@ -46,12 +47,6 @@ StageProgress = Callable[[str, int, int | None, dict[str, Any]], None]
 YOLO_SHORT_RUN: dict[str, Any] = {"optimizer": "AdamW", "lr0": 0.001, "cls": 1.5, "warmup_epochs": 0, "nbs": 16,
                                   "mosaic": 0.0, "hsv_h": 0.0, "hsv_s": 0.15, "hsv_v": 0.15, "scale": 0.15,
                                   "translate": 0.05, "val": False}
-
-
-def _default_workers() -> int:
-    from synspill.synth.jobrunner import default_workers
-
-    return default_workers()
 
 
 @dataclass(frozen=True)
@@ -103,7 +98,7 @@ class DemoConfig(FromParams):
     detr: bool = False
     detr_epochs: int = 6
     seed: int = 0
-    workers: int = field(default_factory=_default_workers)
+    workers: int = field(default_factory=default_workers)
     device: str = "auto"
     force: bool = False
     skip_watch: bool = False

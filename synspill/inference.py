@@ -105,9 +105,9 @@ def decode_workers(workers: int | None = None) -> int:
         UsageError: ``workers`` is below 1.
     """
     if workers is None:
-        from synspill.runtime import available_cpus
+        from synspill.runtime import default_workers
 
-        return min(8, available_cpus())
+        return default_workers()
     if workers < 1:
         raise UsageError(f"--workers {workers} must be at least 1 (or leave it out: one per CPU core, up to 8)")
     return workers

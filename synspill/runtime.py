@@ -320,6 +320,11 @@ def available_cpus() -> int:
     return max(1, n)
 
 
+def default_workers() -> int:
+    """Worker processes or threads when none are asked for: one per usable CPU core, up to 8."""
+    return min(8, available_cpus())
+
+
 def _cgroup_quota() -> float | None:
     """CPUs granted by the cgroup quota, or None when unlimited / unknown."""
     try:  # cgroup v2: "max 100000" or "200000 100000"

@@ -112,7 +112,7 @@ def test_available_cpus_follows_affinity_and_cgroup_quota(monkeypatch, clean_thr
 def test_synthesis_workers_default_to_usable_cores_up_to_8(monkeypatch, clean_threads):
     # a 16-core GPU machine made 2,000 demo images with 2 processes (69 s) before this
     from synspill.demo import DemoConfig
-    from synspill.synth.jobrunner import default_workers
+    from synspill.runtime import default_workers
 
     monkeypatch.setattr(runtime, "_cgroup_quota", lambda: None)
     for cores, want in ((1, 1), (2, 2), (6, 6), (16, 8)):

@@ -92,9 +92,9 @@ def _training_set(frames: Path, dataset: Path, n: int, size: int, seed: int, for
     """Scenes from the harvested frames, then spills painted into them (both resumable)."""
     from synspill.commands._synth import job_progress
     from synspill.console import console
+    from synspill.runtime import default_workers
     from synspill.synth import harvest as hv
     from synspill.synth.inpaint import run_inpaint
-    from synspill.synth.jobrunner import default_workers
     from synspill.synth.scenes import run_scenes
 
     scenes, spills = hv.training_set_jobs(frames, dataset, n=n, size=size, seed=seed, workers=default_workers())

@@ -60,13 +60,9 @@ def inpaint(
     from synspill.console import console
     from synspill.errors import UsageError
     from synspill.params import given
+    from synspill.runtime import default_workers
     from synspill.synth.inpaint import InpaintJob, merge_inpaint, run_inpaint
-    from synspill.synth.jobrunner import (
-        default_workers,
-        parse_count_range,
-        parse_range,
-        parse_shard,
-    )
+    from synspill.synth.jobrunner import parse_count_range, parse_range, parse_shard
 
     shard_t = parse_shard(shard)
     if merge_only:

@@ -51,7 +51,8 @@ def scenes(
     from synspill.console import console
     from synspill.errors import UsageError
     from synspill.params import given
-    from synspill.synth.jobrunner import default_workers, parse_range, parse_shard
+    from synspill.runtime import default_workers
+    from synspill.synth.jobrunner import parse_range, parse_shard
     from synspill.synth.scenes import ScenesJob, load_scene_prompts, merge_scenes, run_scenes
 
     shard_t = parse_shard(shard)

@@ -51,13 +51,6 @@ Progress = Callable[[int], None]
 WORKER: dict[str, Any] = {}
 
 
-def default_workers() -> int:
-    """The CLI's worker processes when ``--workers`` is not given: one per usable CPU core, up to 8."""
-    from synspill.runtime import available_cpus
-
-    return min(8, available_cpus())
-
-
 def derive_seed(*parts: int | str) -> int:
     """A 63-bit seed from a base seed and item keys (stable across runs, Python and NumPy versions)."""
     keys = [p if isinstance(p, int) else int.from_bytes(p.encode()[:8].ljust(8, b"\0"), "little") for p in parts]
