@@ -172,21 +172,24 @@ def build_real(size: str, tiny_dir: Path, device: str):
     return VLM(model, proc, device, str(tiny_dir), 28)
 
 
-def requantise(vlm, tiny_dir: Path, folder: Path):
-    """Write the random bf16 model as a checkpoint folder and load it back in NF4 with synspill's loader."""
+def nf4_model(build, tiny_dir: Path, folder: Path):
+    """``build()``'s random bf16 model written as a checkpoint folder, then loaded back in NF4 by
+    synspill's loader (the bf16 copy is freed first, so the two never share the GPU)."""
     import gc
 
     from transformers import AutoProcessor
 
     from synspill.vlm.model import load_vlm
 
+    vlm = build()
     device = vlm.device
     folder.mkdir(parents=True, exist_ok=True)
     vlm.model.save_pretrained(folder)
     AutoProcessor.from_pretrained(tiny_dir).save_pretrained(folder)
     del vlm
     gc.collect()
-    torch.cuda.empty_cache()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return load_vlm(str(folder), device, "bfloat16" if device.startswith("cuda") else "float32", "4bit")
 
 
@@ -223,11 +226,12 @@ def main() -> None:
             print("[gpu] no CUDA device here: the 3B/7B batched-vs-single and training numbers are UNMEASURED")
             return
         for size in [s.strip() for s in args.sizes.split(",") if s.strip()]:
-            vlm = build_real(size, tiny, "cuda:0")
-            tag = size
             if args.quant == "4bit":
-                vlm = requantise(vlm, tiny, args.save or Path(d) / f"qwen-{size}")
+                vlm = nf4_model(lambda size=size: build_real(size, tiny, "cuda:0"), tiny, args.save or Path(d) / f"qwen-{size}")
                 tag = f"{size} NF4"
+            else:
+                vlm = build_real(size, tiny, "cuda:0")
+                tag = size
             g = bench_generation(vlm, 8, 1003520, (1024, 1024), new_tokens=args.new_tokens,
                                  profile=args.profile.with_name(f"{args.profile.stem}-{size}{args.profile.suffix}") if args.profile else None)
             print(f"[gpu {tag}] generate 8 imgs x {args.new_tokens} tokens: single {g['single_img_s']:.2f} img/s, "
