@@ -195,3 +195,23 @@ def test_launcher_variables_are_read_in_one_place(monkeypatch):
     monkeypatch.setenv("RANK", "3")
     monkeypatch.setenv("WORLD_SIZE", "4")
     assert runtime.process_rank() == 3 and runtime.world_size() == 4 and runtime.launched_shard() == (3, 4)
+
+
+def test_rfdetr_loader_workers_share_the_cores_among_torchrun_processes(monkeypatch, clean_threads):
+    # rfdetr's own default of 2 loader processes starves a GPU the way YOLO's did
+    from synspill.detectors.detr import DetrTrainConfig
+
+    monkeypatch.setattr(runtime, "_cgroup_quota", lambda: None)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    for cores, want in ((2, 2), (16, 8)):
+        monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid, n=cores: set(range(n)))
+        assert DetrTrainConfig(data="d", out="o").workers == want
+    monkeypatch.setenv("WORLD_SIZE", "8")  # two nodes of four GPUs: a node's 16 cores go 4 to each
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert DetrTrainConfig(data="d", out="o").workers == 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
+    assert DetrTrainConfig(data="d", out="o").workers == 1
+    assert DetrTrainConfig(data="d", out="o", workers=0).workers == 0
+    with pytest.raises(UsageError, match="--workers -1"):
+        DetrTrainConfig(data="d", out="o", workers=-1)

@@ -29,7 +29,7 @@ def finetune_detr(
     seed: SeedOpt = None,
     patience: Annotated[int | None, typer.Option("--patience", help="Early stopping patience in epochs (0: off).", show_default=False)] = None,
     val_fraction: Annotated[float | None, typer.Option("--val-fraction", help="Share split off --data for validation when --val is not given.", show_default=False)] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Data-loader worker processes.", show_default=False)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Data-loader worker processes per training process (default: the usable CPU cores shared among the torchrun processes, up to 8).", show_default=False)] = None,
     option: Annotated[list[str] | None, typer.Option("--option", help="Extra rfdetr model/train setting key=value (repeatable), e.g. --option num_queries=100.")] = None,
     negatives: Annotated[list[Path] | None, typer.Option("--negatives", help="Hard negatives (repeatable): a COCO file or a folder with annotations.json, e.g. from `synspill events false-alarm`; its images join the training split as background images (no boxes).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show rfdetr's own output (on stderr) instead of RUN/train.log.")] = False,

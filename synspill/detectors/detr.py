@@ -49,7 +49,7 @@ from synspill.envinfo import versions
 from synspill.errors import ModelNotFound, OutputExists, UsageError
 from synspill.models import PredictorConfig, read_run
 from synspill.params import FromParams
-from synspill.runtime import is_main_process, quiet_logger, world_size
+from synspill.runtime import available_cpus, is_main_process, quiet_logger, world_size
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,8 @@ class DetrTrainConfig(FromParams):
         seed: Random seed.
         patience: Early stopping after this many epochs without improvement (0: off).
         val_fraction: Share held out when ``val`` is None.
-        workers: Data-loader worker processes.
+        workers: Data-loader worker processes per training process (default: the usable CPU cores
+            shared among the torchrun processes, up to 8; too few starve a GPU).
         force: Replace an existing run in ``out``.
         verbose: Show rfdetr's own output instead of writing it to ``train.log``.
         options: Extra rfdetr model-config or train-config settings, checked by name
@@ -206,7 +207,7 @@ class DetrTrainConfig(FromParams):
     seed: int = 0
     patience: int = 10
     val_fraction: float = 0.2
-    workers: int = 2
+    workers: int = field(default_factory=lambda: _default_loader_workers())
     force: bool = False
     verbose: bool = False
     options: dict[str, Any] = field(default_factory=dict)
@@ -221,12 +222,20 @@ class DetrTrainConfig(FromParams):
             raise UsageError(f"--batch-size {self.batch} and --grad-accum {self.grad_accum} must be at least 1")
         if self.patience < 0:
             raise UsageError(f"--patience {self.patience} must be 0 or more")
+        if self.workers < 0:
+            raise UsageError(f"--workers {self.workers} must be 0 or more")
         if self.lr <= 0:
             raise UsageError(f"--lr {self.lr} must be positive")
         if not 0.0 < self.val_fraction < 1.0:
             raise UsageError(f"validation fraction {self.val_fraction} must be between 0 and 1")
         if self.variant is not None and self.variant not in VARIANTS:
             raise UsageError(f"--variant {self.variant!r} is unknown; use {', '.join(VARIANTS)}")
+
+
+def _default_loader_workers() -> int:
+    """This machine's usable CPU cores shared among its torchrun processes, up to 8 each."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE") or world_size())
+    return max(1, min(8, available_cpus() // max(1, local)))
 
 
 def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[str, Any]:
