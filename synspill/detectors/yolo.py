@@ -681,10 +681,7 @@ class YoloPredictor:
         for i in range(0, len(images), self.batch):
             # ultralytics reads numpy arrays as BGR (OpenCV order)
             chunk = [np.ascontiguousarray(im[..., ::-1]) for im in images[i:i + self.batch]]
-            per_size = [self.model.predict(chunk, imgsz=size, conf=self.conf, device=self.device, classes=self._cls_arg,
-                                           max_det=self.max_det, agnostic_nms=self.agnostic_nms, verbose=False,
-                                           **({"half": True} if self.half else {}))
-                        for size in self.sizes]
+            per_size = [self._predict_by_shape(chunk, size) for size in self.sizes]
             for results in zip(*per_size, strict=True):
                 xyxy = np.concatenate([r.boxes.xyxy.cpu().numpy() for r in results]).reshape(-1, 4)
                 score = np.concatenate([r.boxes.conf.cpu().numpy() for r in results])
@@ -696,6 +693,24 @@ class YoloPredictor:
                 keep_ids = ids > 0
                 out.append(Detections(xyxy[keep_ids], ids[keep_ids], score[keep_ids]))
         return out
+
+    def _predict_by_shape(self, chunk: list[np.ndarray], size: int) -> list[Any]:
+        """ultralytics results of BGR ``chunk`` at ``size``, one forward pass per image shape.
+
+        ultralytics pads a batch of one shape to the smallest stride multiple (as ``watch``
+        sees a camera's frames) but a batch of mixed shapes to a square, so an image's
+        detections would depend on its neighbours in the batch.
+        """
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for j, im in enumerate(chunk):
+            groups.setdefault(im.shape, []).append(j)
+        results: list[Any] = [None] * len(chunk)
+        for idx in groups.values():
+            for j, r in zip(idx, self.model.predict([chunk[j] for j in idx], imgsz=size, conf=self.conf, device=self.device,
+                                                    classes=self._cls_arg, max_det=self.max_det, agnostic_nms=self.agnostic_nms,
+                                                    verbose=False, **({"half": True} if self.half else {})), strict=True):
+                results[j] = r
+        return results
 
 
 #: Inference sizes (multiples of the training size) a run made by ``finetune yolo`` records as its default.

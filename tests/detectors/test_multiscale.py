@@ -95,3 +95,19 @@ def test_predict_cli_scales_option(tmp_path):
     r = CliRunner().invoke(app, ["predict", "--model", "x.pt", "--images", str(tmp_path), "--out", str(tmp_path / "p.json"),
                                  "--scales", "1,big"])
     assert r.exit_code != 0 and "--scales" in r.output and "Traceback" not in r.output
+
+
+def test_an_images_detections_do_not_depend_on_its_batch_neighbours(yolo):
+    # ultralytics pads a one-shape batch to the nearest stride multiple but a mixed batch to a
+    # square; a wide CCTV frame gave other boxes in `predict` over a folder than in `watch`
+    rng = np.random.default_rng(1)
+    wide = rng.integers(0, 255, (90, 200, 3), dtype=np.uint8)
+    square = rng.integers(0, 255, (150, 150, 3), dtype=np.uint8)
+    pred = YoloPredictor(yolo, Path("random"), "cpu", 160, 1e-9, 8)
+    alone = pred.predict([wide])[0]
+    mixed = pred.predict([square, wide, square])
+    assert len(alone) > 0 and len(mixed) == 3
+    np.testing.assert_allclose(mixed[1].xyxy, alone.xyxy, atol=1e-3)
+    np.testing.assert_allclose(mixed[1].score, alone.score, atol=1e-5)
+    np.testing.assert_allclose(mixed[0].xyxy, pred.predict([square])[0].xyxy, atol=1e-3)
+    np.testing.assert_allclose(mixed[2].score, mixed[0].score, atol=1e-5)
