@@ -1,7 +1,7 @@
 """Device, dtype, seeding and quantisation: the only place that resolves ``auto``.
 
 Also the only place that reads the launcher's process variables (``RANK``, ``LOCAL_RANK``,
-``WORLD_SIZE``, set by ``torchrun`` / ``accelerate launch``). Nothing here imports torch at
+``WORLD_SIZE``, ``LOCAL_WORLD_SIZE``, set by ``torchrun`` / ``accelerate launch``). Nothing here imports torch at
 module level; each function imports it when called.
 """
 
@@ -88,6 +88,11 @@ def resolve_device(spec: str = "auto") -> str:
 def world_size() -> int:
     """Processes launched together (``WORLD_SIZE``; 1 when run alone)."""
     return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def local_world_size() -> int:
+    """Processes launched together on this machine (``LOCAL_WORLD_SIZE``, else ``WORLD_SIZE``; 1 alone)."""
+    return max(1, int(os.environ.get("LOCAL_WORLD_SIZE") or world_size()))
 
 
 def process_rank() -> int:
@@ -321,8 +326,9 @@ def available_cpus() -> int:
 
 
 def default_workers() -> int:
-    """Worker processes or threads when none are asked for: one per usable CPU core, up to 8."""
-    return min(8, available_cpus())
+    """Worker processes or threads per launched process when none are asked for: one per usable
+    CPU core, the cores shared among this machine's launched processes, up to 8."""
+    return max(1, min(8, available_cpus() // local_world_size()))
 
 
 def _cgroup_quota() -> float | None:

@@ -187,14 +187,18 @@ def test_ultralytics_cpu_device_keeps_our_thread_count(monkeypatch, clean_thread
 def test_launcher_variables_are_read_in_one_place(monkeypatch):
     from synspill import runtime
 
-    for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+    for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"):
         monkeypatch.delenv(k, raising=False)
     assert (runtime.world_size(), runtime.process_rank(), runtime.is_main_process(), runtime.launched_shard()) == (1, 0, True, None)
+    assert runtime.local_world_size() == 1
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert runtime.process_rank() == 1 and not runtime.is_main_process() and runtime.launched_shard() is None
     monkeypatch.setenv("RANK", "3")
     monkeypatch.setenv("WORLD_SIZE", "4")
     assert runtime.process_rank() == 3 and runtime.world_size() == 4 and runtime.launched_shard() == (3, 4)
+    assert runtime.local_world_size() == 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert runtime.local_world_size() == 2 and runtime.world_size() == 4
 
 
 def test_rfdetr_loader_workers_share_the_cores_among_torchrun_processes(monkeypatch, clean_threads):

@@ -25,7 +25,7 @@ CloseUpOpt = Annotated[float | None, typer.Option("--close-up", help="Share of i
 MinBoxOpt = Annotated[float | None, typer.Option("--min-box", help="Smallest proposed box side, fraction of the shorter image side (raise for fast-to-learn data).", show_default=False)]
 PerImageOpt = Annotated[str | None, typer.Option("--per-image", help="Boxes per image, LOW:HIGH (default 1:3).", show_default=False)]
 BackendOpt = Annotated[SynthBackend, typer.Option("--backend", help="auto: sdxl if weights are configured, else procedural.")]
-WorkersOpt = Annotated[int | None, typer.Option("--workers", help="CPU processes for the procedural backend (default: one per CPU core, up to 8).")]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", help="CPU processes for the procedural backend (default: one per CPU core, shared among torchrun's processes, up to 8).")]
 BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Images per backend call / per worker task.", show_default=False)]
 ShardOpt = Annotated[str | None, typer.Option("--shard", help="I/N: this process does every N-th image from I (default: RANK/WORLD_SIZE from accelerate/torchrun, else 0/1).")]
 MergeOnlyOpt = Annotated[bool, typer.Option("--merge-only", help="Only merge finished shards into the final COCO file.")]

@@ -49,7 +49,7 @@ from synspill.envinfo import versions
 from synspill.errors import ModelNotFound, OutputExists, UsageError
 from synspill.models import PredictorConfig, read_run
 from synspill.params import FromParams
-from synspill.runtime import available_cpus, is_main_process, quiet_logger, world_size
+from synspill.runtime import default_workers, is_main_process, quiet_logger, world_size
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ class DetrTrainConfig(FromParams):
     seed: int = 0
     patience: int = 10
     val_fraction: float = 0.2
-    workers: int = field(default_factory=lambda: _default_loader_workers())
+    workers: int = field(default_factory=default_workers)
     force: bool = False
     verbose: bool = False
     options: dict[str, Any] = field(default_factory=dict)
@@ -230,12 +230,6 @@ class DetrTrainConfig(FromParams):
             raise UsageError(f"validation fraction {self.val_fraction} must be between 0 and 1")
         if self.variant is not None and self.variant not in VARIANTS:
             raise UsageError(f"--variant {self.variant!r} is unknown; use {', '.join(VARIANTS)}")
-
-
-def _default_loader_workers() -> int:
-    """This machine's usable CPU cores shared among its torchrun processes, up to 8 each."""
-    local = int(os.environ.get("LOCAL_WORLD_SIZE") or world_size())
-    return max(1, min(8, available_cpus() // max(1, local)))
 
 
 def train(cfg: DetrTrainConfig, on_progress: ProgressFn | None = None) -> dict[str, Any]:
