@@ -124,16 +124,22 @@ def iter_predictions(predictor: Predictor, ds: CocoDataset, batch: int = 8, keep
         keep_images: Yield each decoded image too (for drawing).
         workers: Decoding threads (:func:`decode_workers`; None: one per core, up to 8).
 
+    A batch holds images of one size (sizes in order of first appearance, dataset order
+    within a size), so a folder of mixed sizes still runs full batches of one shape instead
+    of batches that a predictor must split or pad across images.
+
     Yields:
-        ``(image record, detections, RGB image or None)`` in dataset order; the image is
-        kept only when ``keep_images`` (for drawing).
+        ``(image record, detections, RGB image or None)`` in that order; the image is kept
+        only when ``keep_images`` (for drawing).
 
     Raises:
         DatasetError: A file is missing/unreadable, or its size differs from the record
             (boxes would be in the wrong coordinates).
     """
-    records = ds.images
-    chunks = [records[i:i + batch] for i in range(0, len(records), batch)]
+    by_size: dict[tuple[int, int], list[ImageRecord]] = {}  # insertion order: sizes by first appearance
+    for im in ds.images:
+        by_size.setdefault((im.width, im.height), []).append(im)
+    chunks = [g[i:i + batch] for g in by_size.values() for i in range(0, len(g), batch)]
 
     def load(im: ImageRecord) -> np.ndarray:
         p = ds.image_path(im)
