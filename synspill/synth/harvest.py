@@ -366,11 +366,12 @@ def _motion(s: _Sample, threshold: float) -> tuple[bool, float | None]:
 def _hog() -> Any:
     """OpenCV's default HOG people detector, or None (OpenCV 5 moved HOG to opencv-contrib)."""
     import cv2
+    import numpy as np
 
     if not hasattr(cv2, "HOGDescriptor"):
         return None
     hog = cv2.HOGDescriptor()
-    hog.setSVMDetector(cv2.HOGDescriptor.getDefaultPeopleDetector())
+    hog.setSVMDetector(np.asarray(cv2.HOGDescriptor.getDefaultPeopleDetector(), np.float32))
     return hog
 
 
