@@ -124,9 +124,10 @@ def iter_predictions(predictor: Predictor, ds: CocoDataset, batch: int = 8, keep
         keep_images: Yield each decoded image too (for drawing).
         workers: Decoding threads (:func:`decode_workers`; None: one per core, up to 8).
 
-    A batch holds images of one size (sizes in order of first appearance, dataset order
-    within a size), so a folder of mixed sizes still runs full batches of one shape instead
-    of batches that a predictor must split or pad across images.
+    Images of one size are taken one after the other (sizes in order of first appearance,
+    dataset order within a size), so a folder where sizes repeat runs mostly one-shape
+    batches, which a detector need not split or pad across images; batches stay full, so a
+    folder of all-different sizes batches as before (a VLM pads text, not images).
 
     Yields:
         ``(image record, detections, RGB image or None)`` in that order; the image is kept
@@ -139,7 +140,8 @@ def iter_predictions(predictor: Predictor, ds: CocoDataset, batch: int = 8, keep
     by_size: dict[tuple[int, int], list[ImageRecord]] = {}  # insertion order: sizes by first appearance
     for im in ds.images:
         by_size.setdefault((im.width, im.height), []).append(im)
-    chunks = [g[i:i + batch] for g in by_size.values() for i in range(0, len(g), batch)]
+    records = [im for g in by_size.values() for im in g]
+    chunks = [records[i:i + batch] for i in range(0, len(records), batch)]
 
     def load(im: ImageRecord) -> np.ndarray:
         p = ds.image_path(im)

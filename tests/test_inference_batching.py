@@ -1,5 +1,6 @@
-"""A folder of mixed image sizes is predicted in batches of one size, and the results do not
-depend on the grouping (they are written in dataset order, as one image at a time gives)."""
+"""A folder of mixed image sizes is predicted with images of one size side by side (full
+batches, mostly of one shape), and the results do not depend on the grouping (they are
+written in dataset order, as one image at a time gives)."""
 
 from __future__ import annotations
 
@@ -37,13 +38,14 @@ def _folder(tmp_path: Path) -> Path:
     return d
 
 
-def test_mixed_sizes_run_in_batches_of_one_size(tmp_path):
+def test_images_of_one_size_are_batched_side_by_side(tmp_path):
     from synspill.inference import image_source
 
     ds, _ = image_source(_folder(tmp_path))
     p = Recording()
     order = [im.id for im, _, _ in iter_predictions(p, ds, batch=2, workers=1)]
-    assert p.shapes == [[(64, 48), (64, 48)], [(64, 48)], [(32, 32), (32, 32)], [(48, 64)]]
+    # dataset order would give [A, B], [A, B], [C, A]: three batches of two shapes
+    assert p.shapes == [[(64, 48), (64, 48)], [(64, 48), (32, 32)], [(32, 32), (48, 64)]]
     assert order == [1, 3, 6, 2, 4, 5]  # sizes by first appearance, dataset order within a size
 
 
