@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from synspill.inference import iter_predictions, predict_to_results
+from synspill.inference import image_source, iter_predictions, predict_to_results
 from tests.watch.blobs import DarkBlobPredictor
 
 SIZES = [(64, 48), (32, 32), (64, 48), (32, 32), (48, 64), (64, 48)]  # (w, h) in dataset order
@@ -39,8 +39,6 @@ def _folder(tmp_path: Path) -> Path:
 
 
 def test_images_of_one_size_are_batched_side_by_side(tmp_path):
-    from synspill.inference import image_source
-
     ds, _ = image_source(_folder(tmp_path))
     p = Recording()
     order = [im.id for im, _, _ in iter_predictions(p, ds, batch=2, workers=1)]
