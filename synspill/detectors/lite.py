@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -68,12 +69,23 @@ class SameConv(nn.Conv2d):
         """This convolution's padding and stride with the given weight and bias."""
         k, s = self.kernel_size[0], self.stride[0]
         ih, iw = x.shape[-2:]
+        if torch.jit.is_tracing():  # export: constant pads (onnxslim folds the traced size arithmetic wrongly)
+            ih, iw = _static(ih), _static(iw)
         ph = max((math.ceil(ih / s) - 1) * s + k - ih, 0)
         pw = max((math.ceil(iw / s) - 1) * s + k - iw, 0)
         if ph % 2 == 0 and pw % 2 == 0:  # symmetric (stride 1): the convolution pads, no padded copy
             return F.conv2d(x, weight, bias, self.stride, (ph // 2, pw // 2), 1, self.groups)
         x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
         return F.conv2d(x, weight, bias, self.stride, 0, 1, self.groups)
+
+
+def _static(v: Any) -> int:
+    """A traced tensor size as a constant. Inputs are multiples of 32, so every stride-2 layer
+    sees an even size and its SAME padding is the same for every input size: the constant
+    holds for dynamic-shape exports too."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return int(v)
 
 
 def conv_bn(conv: SameConv, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:

@@ -52,6 +52,43 @@ def test_features_equal_the_reference_implementation():
     assert [tuple(f.shape[1:]) for f in feats] == [(40, 32, 32), (112, 16, 16), (320, 8, 8)]  # strides 8/16/32
 
 
+def test_traced_backbone_pads_are_constants_valid_for_every_input_size():
+    """Exports trace the backbone with constant SAME pads. With the traced size arithmetic,
+    onnxslim (ultralytics' default ``simplify=True``) folded the stride-2 pads to the wrong side
+    and the ONNX model's boxes were off by ~100 px. Inputs are multiples of 32, so the constants
+    hold for another input size too (dynamic-shape exports)."""
+    import torch
+
+    bb = lite.LiteBackbone("lite0", pretrained=False).eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(bb, torch.rand(1, 3, 64, 96), check_trace=False)
+        assert "aten::size" not in str(traced.graph)
+        other = torch.rand(1, 3, 128, 64)
+        for a, b in zip(traced(other), bb(other), strict=True):
+            assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_onnx_export_simplified_matches_torch():
+    """The backbone exported to ONNX and simplified by onnxslim, as ultralytics' export does (needs synspill[export])."""
+    pytest.importorskip("onnxslim")
+    ort = pytest.importorskip("onnxruntime")
+    import io
+
+    import onnx
+    import onnxslim
+    import torch
+
+    bb = lite.LiteBackbone("lite0", pretrained=False).eval()
+    x = torch.rand(1, 3, 96, 96)
+    buf = io.BytesIO()
+    torch.onnx.export(bb, (x,), buf, opset_version=17, input_names=["images"], dynamo=False)
+    slim = onnxslim.slim(onnx.load_from_string(buf.getvalue()))
+    got = ort.InferenceSession(slim.SerializeToString()).run(None, {"images": x.numpy()})
+    with torch.no_grad():
+        for a, b in zip(got, bb(x), strict=True):
+            assert np.allclose(a, b.numpy(), atol=1e-4)
+
+
 def test_missing_weights_wheel_says_what_to_install(monkeypatch):
     import importlib
 
