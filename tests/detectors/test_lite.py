@@ -124,7 +124,9 @@ def test_frozen_training_unfreezing_resume_and_fresh_process_reload(tmp_path, mo
     opts = {"val": False, "plots": False, "warmup_epochs": 0}
     rec = yolo.train(yolo.YoloTrainConfig(data=str(train), val=str(val), out=str(run), model="lite0", epochs=2, imgsz=64,
                                           batch=4, device="cpu", workers=0, options=opts))
-    assert rec["pretrained_backbone"] == "lite0" and rec["phases"][0]["name"] == "frozen"
+    assert rec["pretrained_backbone"] == "lite0" and rec["phases"][0]["name"] == "frozen" and rec["head"] == "split"
+    head = torch.load(run / rec["weights"], map_location="cpu", weights_only=False)["model"].model[-1]
+    assert type(head).__name__ == "SplitDetect" and head.nc == 8
     imagenet = lite.load_imagenet_state("lite0")
 
     def backbone(weights: Path) -> dict:
@@ -213,7 +215,8 @@ def test_single_class_run_labels_every_detection_with_its_class(tmp_path, monkey
     assert rec["single_class"] == "water-leak" and rec["classes"] == ["water-leak"]
     import torch
 
-    assert torch.load(run / rec["weights"], map_location="cpu", weights_only=False)["model"].nc == 1
+    model = torch.load(run / rec["weights"], map_location="cpu", weights_only=False)["model"]
+    assert model.nc == 1 and type(model.model[-1]).__name__ == "Detect" and rec["head"] == "yolo"  # no split for one class
     p = load_predictor(PredictorConfig(model=str(run), device="cpu", conf=0.0, imgsz=64))
     dets = p.predict([read_rgb(f) for f in sorted((train.parent / "images").glob("*"))[:3]])
     ids = np.concatenate([d.class_id for d in dets])
