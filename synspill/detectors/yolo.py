@@ -400,8 +400,13 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
     out = Path(cfg.out).absolute()
     last = out / "weights" / "last.pt"
     resume = False
-    settings = {**asdict(cfg), "data": str(Path(cfg.data).absolute()), "val": str(Path(cfg.val).absolute()) if cfg.val else None}
+    # the head this job trains: split for pretrained backbones with the eight classes
+    split = cfg.split_head and is_pretrained_backbone(cfg.model) and not cfg.single_class
+    settings = {**asdict(cfg), "data": str(Path(cfg.data).absolute()), "val": str(Path(cfg.val).absolute()) if cfg.val else None,
+                "split_head": split}
     marker = runfolder.read_marker(out)
+    if marker is not None:  # folders from before the split head trained YOLO11's head (--shared-head resumes them)
+        marker["settings"].setdefault("split_head", False)
     wipe = out.exists() and cfg.force  # done once the inputs are known to be good
     if wipe:
         pass
@@ -477,7 +482,7 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         "from_scratch": from_scratch,
         "pretrained_backbone": cfg.model.strip().lower() if pretrained else None,
         # "split": spill score + separate class branch (synspill.detectors.split_head); "yolo": ultralytics' head
-        "head": "split" if pretrained and cfg.split_head and not single else "yolo",
+        "head": "split" if split else "yolo",
         "model_source": source,
         "config": {**asdict(cfg), "data": str(Path(cfg.data).absolute()), "out": str(out),
                    "val": str(Path(cfg.val).absolute()) if cfg.val else None},

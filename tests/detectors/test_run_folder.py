@@ -38,6 +38,12 @@ def test_yolo_stopped_in_epoch_1_starts_again(tmp_path, monkeypatch):
         yolo.train(cfg, on_progress=ctrl_c)
     assert not (run / "weights" / "last.pt").exists() and any(run.iterdir())
     assert runfolder.read_marker(run)["backend"] == "yolo"
+    # as a folder from before the split head (no split_head in its marker): YOLO11n trains no split head, so
+    # the same command still continues it and only the real change is named below
+    marker_file = run / runfolder.MARKER
+    old = json.loads(marker_file.read_text())
+    assert old["settings"].pop("split_head") is False
+    marker_file.write_text(json.dumps(old))
     # other settings on the unfinished folder: refused, naming what differs
     other = yolo.YoloTrainConfig(**{**cfg.__dict__, "epochs": 2})
     with pytest.raises(OutputExists, match=r"other settings \(epochs: 1 -> 2\).*--force"):
