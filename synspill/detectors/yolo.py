@@ -291,7 +291,7 @@ class YoloTrainConfig(FromParams):
             (docs/detectors.md "One class for alarms"); None trains the eight classes.
         split_head: Pretrained backbones with the eight classes: find spills with a class-agnostic
             spill score trained like the one-class detector, and name them in a separate branch
-            whose loss does not reach the shared layers (:mod:`synspill.detectors.split_head`);
+            whose loss does not reach the spill score's (:mod:`synspill.detectors.split_head`);
             False trains YOLO11's head with one output per class.
     """
 
@@ -413,8 +413,9 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
     elif (out / "run.json").exists():
         raise OutputExists(f"{out} already holds a finished run (run.json); pass --force to replace it or choose another --out")
     elif marker is not None and (diff := runfolder.changes(marker, "yolo", settings, _RESUMABLE)):
+        head = " (split_head false: add --shared-head)" if "split_head: False -> True" in diff else ""
         raise OutputExists(f"{out} holds an unfinished YOLO run with other settings ({'; '.join(diff[:3])}); run with the "
-                           "same settings to continue it, pass --force to start over, or choose another --out")
+                           f"same settings{head} to continue it, pass --force to start over, or choose another --out")
     elif last.exists():
         resume = True
     elif marker is not None:  # ours, stopped before its first checkpoint: nothing to keep

@@ -111,3 +111,23 @@ def test_vlm_folder_without_checkpoint_restarts_with_the_same_settings_only(tmp_
     with pytest.raises(OutputExists, match=r"other settings \(lr: 5e-05 -> 0.001\).*--force"):
         _check_out(VlmTrainConfig(**{**asdict(cfg), "lr": 1e-3}), out)
     assert _check_out(VlmTrainConfig(**{**asdict(cfg), "lr": 1e-3, "force": True}), out) is False
+
+
+def test_lite_run_from_before_the_split_head_says_how_to_continue(tmp_path):
+    """An interrupted lite0 folder whose marker predates the split head trained YOLO11's head:
+    the same command is refused with the flag that continues it."""
+    from dataclasses import asdict
+
+    from synspill.detectors import yolo
+
+    run = tmp_path / "run"
+    cfg = yolo.YoloTrainConfig(data=str(tmp_path / "train.json"), out=str(run), model="lite0", epochs=2, device="cpu")
+    settings = {**asdict(cfg), "data": str((tmp_path / "train.json").absolute()), "val": None}
+    settings.pop("split_head")
+    runfolder.write_marker(run, "yolo", settings)
+    with pytest.raises(OutputExists, match=r"split_head: False -> True.*add --shared-head"):
+        yolo.train(cfg)
+    shared = yolo.YoloTrainConfig(**{**cfg.__dict__, "split_head": False})
+    with pytest.raises(Exception) as e:  # --shared-head gets past the marker (then fails on the missing data)
+        yolo.train(shared)
+    assert not isinstance(e.value, OutputExists)
