@@ -413,7 +413,7 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
     elif (out / "run.json").exists():
         raise OutputExists(f"{out} already holds a finished run (run.json); pass --force to replace it or choose another --out")
     elif marker is not None and (diff := runfolder.changes(marker, "yolo", settings, _RESUMABLE)):
-        head = " (split_head false: add --shared-head)" if "split_head: False -> True" in diff else ""
+        head = " (split_head false: add --shared-head)" if split and not marker["settings"]["split_head"] else ""
         raise OutputExists(f"{out} holds an unfinished YOLO run with other settings ({'; '.join(diff[:3])}); run with the "
                            f"same settings{head} to continue it, pass --force to start over, or choose another --out")
     elif last.exists():
