@@ -209,6 +209,17 @@ def resolve_model(spec: str, split_head: bool = True) -> tuple[str, bool]:
                      "nor a YOLO architecture name (yolo11n, yolo11s, yolov8m ...)")
 
 
+def _head_kind(trainer: Any, split: bool) -> str:
+    """``"split"`` or ``"yolo"``: the head of the model ``trainer`` trained (a fine-tuned ``.pt``
+    brings its own), else the one the run's settings ask for (no phase ran in this call)."""
+    model = getattr(trainer, "model", None)
+    if model is None:
+        return "split" if split else "yolo"
+    from synspill.detectors.split_head import SplitDetect
+
+    return "split" if isinstance(getattr(model, "module", model).model[-1], SplitDetect) else "yolo"
+
+
 def lite_model_file(variant: str, scale: str = "n", split_head: bool = True) -> Path:
     """Write (once) and return the ultralytics model file of a pretrained-backbone detector
     (``split_head``: :mod:`synspill.detectors.split_head`'s head, else YOLO11's)."""
@@ -483,7 +494,7 @@ def train(cfg: YoloTrainConfig, on_progress: ProgressFn | None = None) -> dict[s
         "from_scratch": from_scratch,
         "pretrained_backbone": cfg.model.strip().lower() if pretrained else None,
         # "split": spill score + separate class branch (synspill.detectors.split_head); "yolo": ultralytics' head
-        "head": "split" if split else "yolo",
+        "head": _head_kind(trainer, split),
         "model_source": source,
         "config": {**asdict(cfg), "data": str(Path(cfg.data).absolute()), "out": str(out),
                    "val": str(Path(cfg.val).absolute()) if cfg.val else None},

@@ -160,6 +160,11 @@ def test_frozen_training_unfreezing_resume_and_fresh_process_reload(tmp_path, mo
     there = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(here.xyxy) > 0 and len(there["xyxy"]) == len(here.xyxy)
     assert np.allclose(there["xyxy"], here.xyxy, atol=1e-2) and np.allclose(there["score"], here.score, atol=1e-4)
+    # fine-tuning the split-head checkpoint keeps its head, and run.json says so
+    rec3 = yolo.train(yolo.YoloTrainConfig(data=str(train), val=str(val), out=str(tmp_path / "tuned"), model=str(run / rec2["weights"]),
+                                           epochs=1, imgsz=64, batch=4, device="cpu", workers=0, options=opts))
+    tuned = torch.load(tmp_path / "tuned" / rec3["weights"], map_location="cpu", weights_only=False)["model"].model[-1]
+    assert rec3["head"] == "split" and type(tuned).__name__ == "SplitDetect" and rec3["pretrained_backbone"] is None
 
 
 @pytest.mark.slow
