@@ -47,15 +47,21 @@ run_inpaint(InpaintJob(scenes=tmp / "scenes", out=tmp / "inp", propose=True, per
                        batch_size=8))
 t2 = time.perf_counter()
 n_ann = len(json.loads((tmp / "inp" / "annotations.json").read_text())["annotations"])
-print(json.dumps({"scenes_s": t1 - t0, "inpaint_s": t2 - t1, "spills": n_ann}))
+import synspill
+print(json.dumps({"scenes_s": t1 - t0, "inpaint_s": t2 - t1, "spills": n_ann, "module": synspill.__file__}))
 """
 
 
 def run(checkout: Path, n: int, workers: int, size: int, tmp: Path) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(checkout), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-c", CHILD, str(n), str(workers), str(size), str(tmp)], env=env,
+    # run in the checkout: `python -c` puts the working directory first on sys.path, so from anywhere
+    # else both arms would import whichever synspill that directory holds
+    out = subprocess.run([sys.executable, "-c", CHILD, str(n), str(workers), str(size), str(tmp)], env=env, cwd=checkout,
                          capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    if not Path(res["module"]).resolve().is_relative_to(checkout.resolve()):
+        raise SystemExit(f"the {checkout} arm imported synspill from {res['module']}")
+    return res
 
 
 def main() -> None:

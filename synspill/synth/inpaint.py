@@ -225,6 +225,7 @@ def _spill_worker(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _inpaint_items(job: InpaintJob) -> tuple[list[dict[str, Any]], Any]:
     """All items (one per scene image, sorted by id) with their spill specs."""
     from synspill.coco.dataset import load_coco
+    from synspill.synth import room
     from synspill.synth.base import SpillSpec
     from synspill.synth.propose import propose_boxes
 
@@ -246,6 +247,10 @@ def _inpaint_items(job: InpaintJob) -> tuple[list[dict[str, Any]], Any]:
             per_scene[sid] = [(a.xyxy, cat_map[a.category_id], bool(a.extra.get("auto", False))) for a in anns]
     items = []
     for index, im in enumerate(sorted(scenes.images, key=lambda r: r.id)):
+        room_v = ((im.extra.get("layout") or {}).get("room") or {}).get("v")
+        if room_v is not None and room_v != room.VERSION:
+            raise DatasetError(f"{scenes.image_path(im)}: rendered by another synspill (place layout v{room_v}; this one "
+                               f"rebuilds v{room.VERSION}); run `synspill scenes` again into a new folder")
         if job.propose:
             rng = np.random.default_rng([job.seed, im.id, 7])
             k = int(rng.integers(job.per_image[0], job.per_image[1] + 1))

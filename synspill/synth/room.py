@@ -38,7 +38,9 @@ VIEWS = ("cctv", "eye", "low")
 CLOSE_UP_SIDE = (0.35, 0.95)
 EPS = 1e-4
 INF = np.float32(1e9)
-VERSION = 1
+#: Version of what a (family, seed) draws: stage 3 rebuilds the G-buffer from it, so scenes of another
+#: version must be rendered again (2: textured caution signs, twice as often).
+VERSION = 2
 
 
 def _u(rng: np.random.Generator, a: float, b: float) -> float:
@@ -269,6 +271,7 @@ def sample_scene(family: str, seed: int, width: int, height: int) -> Scene:
     if ablated("distractors"):
         scene.floor_decals, scene.people = [], []
         scene.boxes = [b for b in scene.boxes if not b.distractor]
+        scene.params.pop("sign", None)
         scene.floor.gloss = 0.0
     scene.camera = _camera(rng, scene, width, height, p["views"])
     scene.params.update(view=scene.camera.view)
@@ -513,10 +516,15 @@ def _people(rng: np.random.Generator, s: Scene, p: dict[str, Any]) -> None:
         s.people.append(Person(_u(rng, x0 + 0.4, x1 - 0.4), _u(rng, 2.0, min(z1 - 0.5, 15)), _u(rng, 1.55, 1.9),
                                sf.recolour(rng.random(3) * 0.8 + 0.1, rng), sf.recolour(_pick(rng, ([0.1, 0.12, 0.2], [0.2, 0.2, 0.2], [0.4, 0.35, 0.3])), rng),
                                sf.recolour(_pick(rng, ([0.85, 0.65, 0.5], [0.55, 0.38, 0.25], [0.35, 0.24, 0.16])), rng)))
-    if rng.random() < 0.15:  # a caution sign (it marks a hazard; it is not the spill)
+    if rng.random() < 0.3:  # a caution sign (it marks a hazard; it is not the spill)
         x, z = _u(rng, x0 + 0.3, x1 - 0.6), _u(rng, 1.5, min(z1 - 1, 8))
-        yellow = Material("flat", np.array([0.95, 0.78, 0.05], np.float32), flat=True, gloss=0.2)
-        s.boxes.append(Box(np.array([x, 0, z]), np.array([x + 0.3, 0.62, z + 0.06]), yellow, yellow, distractor=True))
+        w, h = _u(rng, 0.28, 0.34), _u(rng, 0.55, 0.68)
+        colour = np.array([0.95, 0.78, 0.05], np.float32) if rng.random() < 0.85 else np.array([0.95, 0.95, 0.92], np.float32)
+        # the face's texture: one tile the sign's height, centred on it (faces use (x, -y) as coordinates)
+        face = Material("sign", colour, h, 0.2, 0.03, 0.0, offset=(h / 2 - x - w / 2, h))
+        edge = Material("flat", colour, flat=True, gloss=0.2)
+        s.boxes.append(Box(np.array([x, 0, z]), np.array([x + w, h, z + 0.06]), face, edge, distractor=True))
+        s.params["sign"] = [round(v, 3) for v in (x, z, x + w, z + 0.06, h)]
 
 
 def _camera(rng: np.random.Generator, s: Scene, width: int, height: int, views: tuple[float, ...]) -> Camera:

@@ -183,6 +183,29 @@ def _products(rng: np.random.Generator) -> np.ndarray:
     return img
 
 
+def _sign(rng: np.random.Generator) -> np.ndarray:
+    """A caution sign's face in the middle half of the tile: a warning triangle with a falling
+    figure, and lines of text below (dark on the panel colour, which the material tints)."""
+    import cv2
+
+    t = np.full((TILE, TILE, 3), 0.8, np.float32)
+    ink = (0.04, 0.04, 0.04)
+    cx, top, side = TILE // 2, int(TILE * 0.12), int(TILE * 0.36)
+    tri = np.array([[cx, top], [cx - side // 2, top + int(side * 0.87)], [cx + side // 2, top + int(side * 0.87)]], np.int32)
+    cv2.polylines(t, [tri], True, ink, int(rng.integers(8, 16)), cv2.LINE_AA)
+    fy = top + int(side * 0.45)
+    cv2.circle(t, (cx - 10, fy - 30), 14, ink, -1, cv2.LINE_AA)
+    cv2.line(t, (cx - 10, fy - 15), (cx + 15, fy + 35), ink, 12, cv2.LINE_AA)
+    cv2.line(t, (cx + 15, fy + 35), (cx - 25, fy + 70), ink, 10, cv2.LINE_AA)
+    cv2.line(t, (cx + 15, fy + 35), (cx + 45, fy + 60), ink, 10, cv2.LINE_AA)
+    y = top + int(side * 0.87) + 40
+    for _ in range(int(rng.integers(2, 4))):  # "CAUTION", "WET FLOOR"
+        half = int(TILE * rng.uniform(0.12, 0.2))
+        cv2.rectangle(t, (cx - half, y), (cx + half, y + 26), ink, -1)
+        y += 48
+    return t
+
+
 def _brick(rng: np.random.Generator) -> np.ndarray:
     t = 0.8 + 0.05 * _fbm(rng, 16, 3)
     rows, cols = 16, 4
@@ -266,6 +289,8 @@ def texture(kind: str, variant: int = 0) -> np.ndarray:
         return np.clip(_products(rng), 0, 1).astype(np.float32)
     elif kind == "random":
         return np.clip(_random(rng), 0, 1).astype(np.float32)
+    elif kind == "sign":
+        return _sign(rng)
     elif kind == "brick":
         t = _brick(rng)
     elif kind == "panel":

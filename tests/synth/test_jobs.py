@@ -217,6 +217,24 @@ def test_inpaint_boxes_for_unknown_image(scenes_dir, tmp_path):
     assert not (tmp_path / "o").exists()  # nothing written for bad input
 
 
+def test_inpaint_refuses_places_rendered_by_another_version(tmp_path):
+    """Stage 3 rebuilds a place's G-buffer from (family, seed): scenes drawn by another version
+    would get liquids that mirror and hide behind things the picture does not show."""
+    from synspill.synth import room
+
+    scenes = tmp_path / "scenes"
+    run_scenes(ScenesJob(out=scenes, n=2, seed=7, width=64, height=64, scene_types=("retail",)))
+    run_inpaint(inpaint_job(scenes, tmp_path / "ok"))  # this version's scenes are fine
+    doc = json.loads((scenes / "scenes.json").read_text())
+    for im in doc["images"]:
+        im["layout"]["room"]["v"] = room.VERSION - 1
+    (scenes / "scenes.json").write_text(json.dumps(doc))
+    with pytest.raises(DatasetError, match=rf"000001\.jpg: rendered by another synspill \(place layout v{room.VERSION - 1}; "
+                                           rf"this one rebuilds v{room.VERSION}\); run `synspill scenes` again"):
+        run_inpaint(inpaint_job(scenes, tmp_path / "old"))
+    assert not (tmp_path / "old").exists()  # nothing written for bad input
+
+
 def test_inpaint_deterministic_resume_and_shards(scenes_dir, inpainted, tmp_path, monkeypatch):
     out = tmp_path / "r"
     with monkeypatch.context() as m:

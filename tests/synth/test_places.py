@@ -179,3 +179,21 @@ def test_docs_show_a_contact_sheet_of_every_scene_family():
         assert (root / "docs" / image).stat().st_size > 10_000, image
     script = (root / "scripts" / "contact_sheets.sh").read_text()
     assert all(f in script for f in PLACE_TYPES)  # the script that makes them covers every family
+
+
+def test_caution_signs_show_a_warning_triangle_and_text():
+    """The sign's face: dark ink in the middle half of its tile (the face), none in the outer quarters."""
+    from synspill.synth import surfaces
+
+    t = surfaces.texture("sign").mean(axis=2)
+    ink = t < 0.2
+    assert ink[:, 160:352].mean() > 0.05 and not ink[:, :96].any() and not ink[:, -96:].any()
+    s = next(s for s in (room.sample_scene("retail", k, 64, 64) for k in range(40)) if "sign" in s.params)
+    sign = next(b for b in s.boxes if b.side.kind == "sign")
+    x0, z0, x1, z1, h = s.params["sign"]
+    assert np.allclose([sign.lo[0], sign.lo[2], sign.hi[0], sign.hi[1]], [x0, z0, x1, h], atol=2e-3)
+    # the face's centre maps to the tile's centre, its top edge to the tile's top
+    m = sign.side
+    u, v = (x0 + x1) / 2, -h
+    assert np.isclose((u + m.offset[0]) / m.tile_m * surfaces.TILE, surfaces.TILE / 2, atol=1)
+    assert np.isclose((v + m.offset[1]) / m.tile_m * surfaces.TILE, 0, atol=1)
