@@ -802,10 +802,11 @@ class ProceduralSpillBackend:
         cam = lay.get("params") or {}
         masks: list[np.ndarray] = []
         params: list[dict[str, Any]] = []
-        for s in spills:
-            x1, y1, x2, y2 = (float(v) for v in s.box)
-            a, b = max(0, int(math.ceil(x1 - 1e-6))), max(0, int(math.ceil(y1 - 1e-6)))
-            c, d = min(w, int(math.floor(x2 + 1e-6))), min(h, int(math.floor(y2 + 1e-6)))
+        pixel_boxes = [self._pixel_box(s.box, w, h) for s in spills]
+        drawn = [bx for bx in pixel_boxes if bx[2] - bx[0] >= 2 and bx[3] - bx[1] >= 2]
+        # a place's geometry and light, rebuilt under the boxes only
+        gb = places.gbuffer(lay, drawn, (w, h))[0] if lay.get("room") and drawn else None
+        for s, (a, b, c, d) in zip(spills, pixel_boxes, strict=True):
             prm: dict[str, Any] = {"seed": s.seed}
             if c - a < 2 or d - b < 2:
                 prm["skipped"] = "box outside the image or under 2 px"
@@ -814,7 +815,7 @@ class ProceduralSpillBackend:
                 rng = np.random.default_rng([s.seed, 5])
                 box = (a, b, c, d)
                 if lay.get("room"):
-                    surf = places.surface_for_box(lay, box, (w, h))
+                    surf = places.surface_for_box(lay, box, (w, h), gb)
                     prm["surface"] = "room"
                 elif lay.get("horizon") is not None:
                     surf = liquid.photo_surface(img, box, rng, horizon=float(lay["horizon"]), focal=lay.get("focal"),
@@ -849,6 +850,13 @@ class ProceduralSpillBackend:
             img[near & boxes_mask] = over[near & boxes_mask]
         boxes = [tight_box(m) for m in masks]
         return SpillResult(image=img, masks=masks, boxes=boxes, params=params)
+
+    @staticmethod
+    def _pixel_box(box: tuple[float, float, float, float], w: int, h: int) -> tuple[int, int, int, int]:
+        """The whole pixels inside a box, clipped to the image."""
+        x1, y1, x2, y2 = (float(v) for v in box)
+        return (max(0, int(math.ceil(x1 - 1e-6))), max(0, int(math.ceil(y1 - 1e-6))),
+                min(w, int(math.floor(x2 + 1e-6))), min(h, int(math.floor(y2 + 1e-6))))
 
 
 class BackgroundSceneBackend:

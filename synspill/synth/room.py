@@ -580,11 +580,16 @@ def _safe(d: np.ndarray) -> np.ndarray:
     return np.where(np.abs(d) < 1e-9, np.where(d < 0, -1e-9, 1e-9), d)
 
 
-def _candidates(s: Scene, lo: np.ndarray, hi: np.ndarray, grid: tuple[int, int, float] | None, n: int) -> np.ndarray | None:
+#: ``(h, w, scale)`` when the rays are a camera's pixel grid (row-major), or ``(h, w, scale, pix)``
+#: when they are the pixels ``pix`` (ascending flat indices) of it.
+RayGrid = tuple[int, int, float] | tuple[int, int, float, np.ndarray]
+
+
+def _candidates(s: Scene, lo: np.ndarray, hi: np.ndarray, grid: RayGrid | None, n: int) -> np.ndarray | None:
     """Indices of the primary rays whose pixels can see the world box ``lo``..``hi`` (None: all rays)."""
     if grid is None:
         return None
-    h, w, scale = grid
+    h, w, scale = grid[:3]
     corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
     uv = s.camera.project(corners)
     if np.isnan(uv).any():
@@ -595,11 +600,14 @@ def _candidates(s: Scene, lo: np.ndarray, hi: np.ndarray, grid: tuple[int, int, 
     r1 = min(h, int(math.ceil(uv[:, 1].max() * scale)) + 2)
     if c1 <= c0 or r1 <= r0:
         return np.zeros(0, np.int64)
+    if len(grid) > 3:  # the rays are the pixels ``pix`` (ascending flat indices) of the grid
+        pix = grid[3]
+        r, c = pix // w, pix % w
+        return np.flatnonzero((r >= r0) & (r < r1) & (c >= c0) & (c < c1))
     return (np.arange(r0, r1)[:, None] * w + np.arange(c0, c1)[None, :]).ravel()
 
 
-def trace(s: Scene, o: np.ndarray, d: np.ndarray, skip_people: bool = False,
-          grid: tuple[int, int, float] | None = None) -> Hit:
+def trace(s: Scene, o: np.ndarray, d: np.ndarray, skip_people: bool = False, grid: RayGrid | None = None) -> Hit:
     """Intersect rays with the scene.
 
     Args:
@@ -607,8 +615,9 @@ def trace(s: Scene, o: np.ndarray, d: np.ndarray, skip_people: bool = False,
         o: Origins ``(N, 3)``, or one ``(3,)`` for all.
         d: Unit directions ``(N, 3)``.
         skip_people: Leave people out.
-        grid: ``(h, w, scale)`` when the rays are the camera's pixel grid (row-major): each
-            object is then tested only on the pixels its projection covers.
+        grid: ``(h, w, scale)`` when the rays are the camera's pixel grid (row-major), or
+            ``(h, w, scale, pix)`` when they are its pixels ``pix``: each object is then tested
+            only on the pixels its projection covers.
     """
     n = len(d)
     o = np.broadcast_to(np.asarray(o, np.float32), (n, 3))
@@ -877,11 +886,13 @@ def _shadows(s: Scene, p: np.ndarray, mask: np.ndarray) -> np.ndarray:
         d = dl / dist[:, None]
         inv = 1.0 / _safe(d)
         blocked = np.zeros(len(idx), bool)
-        for b in s.boxes:
-            t1 = (b.lo[None, :] - q) * inv
-            t2 = (b.hi[None, :] - q) * inv
-            tn = np.minimum(t1, t2).max(axis=1)
-            tf = np.maximum(t1, t2).min(axis=1)
+        qs, invs = [np.ascontiguousarray(q[:, a]) for a in range(3)], [np.ascontiguousarray(inv[:, a]) for a in range(3)]
+        for b in s.boxes:  # slab test, one axis at a time (a reduction over an axis of 3 is slow)
+            t1, t2 = (b.lo[0] - qs[0]) * invs[0], (b.hi[0] - qs[0]) * invs[0]
+            tn, tf = np.minimum(t1, t2), np.maximum(t1, t2)
+            for a in (1, 2):
+                t1, t2 = (b.lo[a] - qs[a]) * invs[a], (b.hi[a] - qs[a]) * invs[a]
+                tn, tf = np.maximum(tn, np.minimum(t1, t2)), np.minimum(tf, np.maximum(t1, t2))
             blocked |= (tn <= tf) & (tn > 1e-3) & (tn < dist)
         for c in s.cyls:
             ox, oz = q[:, 0] - c.x, q[:, 2] - c.z
@@ -936,28 +947,63 @@ def tone(x: np.ndarray) -> np.ndarray:
     return 1.0 - np.exp(-np.maximum(x, 0) * 1.6)
 
 
-def _render_buffers(s: Scene, scale: float) -> tuple[np.ndarray, GBuffer, dict[str, Any]]:
+@dataclass
+class _Pass:
+    """Primary rays (all pixels, or the pixels ``pix``), their shading and mirror reflections."""
+
+    d3: np.ndarray
+    pix: np.ndarray | None
+    hit: Hit
+    d: np.ndarray
+    horiz: np.ndarray
+    shaded: Shaded
+    refl: np.ndarray
+    pix_angle: float
+
+
+def _trace_and_shade(s: Scene, scale: float, region: np.ndarray | None = None) -> _Pass:
+    """Trace and shade the camera's pixels (``region``: only where this ``(h, w)`` mask is set).
+
+    A pixel's values do not depend on the region: the shadows and reflections, computed on a
+    sparse grid and interpolated, are interpolated over the whole frame (untraced grid points
+    count as lit and unreflecting), so a region drawn about 16 render pixels wider than the
+    pixels it is read at gives them exactly the full frame's values.
+    """
     import cv2
 
     cam = s.camera
     d3 = cam.rays(scale)
     h, w = d3.shape[:2]
-    d = d3.reshape(-1, 3)
-    hit = trace(s, cam.pos, d, grid=(h, w, scale))
+    pix = None if region is None else np.flatnonzero(region.reshape(-1))
+    d = d3.reshape(-1, 3) if pix is None else d3.reshape(-1, 3)[pix]
+
+    def at(mask: np.ndarray) -> np.ndarray:  # a full-frame (h, w) mask at the traced rays
+        return mask.reshape(-1) if pix is None else mask.reshape(-1)[pix]
+
+    def full(a: np.ndarray, fill: float) -> np.ndarray:  # per traced ray -> per pixel
+        if pix is None:
+            return a
+        out = np.full((h * w, *a.shape[1:]), fill, a.dtype)
+        out[pix] = a
+        return out
+
+    hit = trace(s, cam.pos, d, grid=(h, w, scale) if pix is None else (h, w, scale, pix))
     pix_angle = 1.0 / (cam.f * scale)
     horiz = hit.top & ((hit.sid == 0) | ((hit.sid >= 10) & (hit.sid < 1000)))
+    horiz_full = full(horiz, False)
     # shadows on horizontal surfaces, at quarter resolution then smoothed (soft shadows)
     grid = np.zeros((h, w), bool)
     grid[::4, ::4] = True
-    need = horiz & grid.reshape(-1)
-    sh_sparse = _shadows(s, hit.p, need)
+    need = horiz & at(grid)
+    sh_sparse = full(_shadows(s, hit.p, need), 1.0)
     if len(s.lights):
         sh = np.ones((h * w, len(s.lights)), np.float32)
         small = sh_sparse.reshape(h, w, -1)[::4, ::4]
         for k in range(len(s.lights)):
             up = cv2.resize(small[..., k], (w, h), interpolation=cv2.INTER_LINEAR)
             sh[:, k] = cv2.GaussianBlur(up, (0, 0), 1.5).reshape(-1)
-        sh[~horiz] = 1.0
+        sh[~horiz_full] = 1.0
+        sh = sh if pix is None else sh[pix]
     else:
         sh = None
     sd = shade(s, hit, d, pix_angle, sh)
@@ -979,37 +1025,65 @@ def _render_buffers(s: Scene, scale: float) -> tuple[np.ndarray, GBuffer, dict[s
         sd.colour[fl] = sd.albedo[fl] * sd.light[fl] + (sd.colour[fl] - sd.albedo[fl] * sd.light[fl] / ao[:, None])
     # reflections: a second ray from every horizontal surface
     # (every other row and column; mirrors are smooth or blurred, and this is half the cost)
-    hi = np.flatnonzero(horiz)
     half = np.zeros((h, w), bool)
     half[::2, ::2] = True
-    sub = np.flatnonzero(horiz & half.reshape(-1))
+    sub = np.flatnonzero(horiz & at(half))
     refl_half = np.zeros(((h + 1) // 2 * ((w + 1) // 2), 3), np.float32)
     if len(sub):
         rd = d[sub] * np.array([1, -1, 1], np.float32)
         rh = trace(s, hit.p[sub] + np.array([0, 1e-3, 0], np.float32), rd)
         rs = shade(s, rh, rd, pix_angle * 2)
-        r_, c_ = sub // w, sub % w
+        q = sub if pix is None else pix[sub]
+        r_, c_ = q // w, q % w
         refl_half[(r_ // 2) * ((w + 1) // 2) + c_ // 2] = rs.colour
     refl = cv2.resize(refl_half.reshape((h + 1) // 2, (w + 1) // 2, 3), (w, h), interpolation=cv2.INTER_LINEAR).reshape(-1, 3)
-    refl[~horiz] = 0.0
+    refl[~horiz_full] = 0.0
+    return _Pass(d3, pix, hit, d, horiz, sd, refl if pix is None else refl[pix], pix_angle)
+
+
+def _gbuffer(s: Scene, ps: _Pass, expo: float) -> GBuffer:
+    """The G-buffer of a pass (pixels not traced: no surface, zeros)."""
+    h, w = ps.d3.shape[:2]
+    hit, sd, pix = ps.hit, ps.shaded, ps.pix
+
+    def img(a: np.ndarray, fill: float = 0) -> np.ndarray:
+        if pix is None:
+            return a.reshape(h, w, *a.shape[1:])
+        out = np.full((h * w, *a.shape[1:]), fill, a.dtype)
+        out[pix] = a
+        return out.reshape(h, w, *a.shape[1:])
+
+    lights = (np.array([lt.pos for lt in s.lights], np.float32).reshape(-1, 3),
+              np.array([lt.colour * lt.power * expo for lt in s.lights], np.float32).reshape(-1, 3))
+    return GBuffer(img(hit.p), img(hit.n), img(hit.sid, -1), ps.d3, img(hit.t), img(ps.refl * expo), img(sd.light * expo),
+                   img(sd.porous), img(sd.gloss), lights, s.camera, expo, img(ps.horiz & _holds(s, hit.sid), False))
+
+
+def _render_buffers(s: Scene, scale: float) -> tuple[np.ndarray, GBuffer, dict[str, Any]]:
+    import cv2
+
+    ps = _trace_and_shade(s, scale)
+    h, w = ps.d3.shape[:2]
+    sd, d = ps.shaded, ps.d
+    hi = np.flatnonzero(ps.horiz)
     expo = s.exposure * _auto_exposure(sd.colour)
     cosv = np.abs(d[:, 1])  # the floor's normal is y: cos of the viewing angle on horizontal surfaces
     f0 = 0.04
     fres = f0 + (1 - f0) * (1 - cosv) ** 5
     dry = sd.colour * expo
-    refl_img = (refl * expo).reshape(h, w, 3)
+    refl_img = (ps.refl * expo).reshape(h, w, 3)
     rough = float(np.median(sd.rough[hi])) if len(hi) else 0.03
     blur = cv2.GaussianBlur(refl_img, (0, 0), max(0.5, rough * h))
     k = (sd.gloss * fres)[:, None]
     dry = dry * (1 - k) + blur.reshape(-1, 3) * k
     img = tone(dry).reshape(h, w, 3)
-    lights = (np.array([lt.pos for lt in s.lights], np.float32).reshape(-1, 3),
-              np.array([lt.colour * lt.power * expo for lt in s.lights], np.float32).reshape(-1, 3))
-    gb = GBuffer(hit.p.reshape(h, w, 3), hit.n.reshape(h, w, 3), hit.sid.reshape(h, w), d3, hit.t.reshape(h, w),
-                 refl_img, (sd.light * expo).reshape(h, w, 3), sd.porous.reshape(h, w), sd.gloss.reshape(h, w), lights,
-                 cam, expo, (horiz & _holds(s, hit.sid)).reshape(h, w))
     info = {"exposure": round(float(expo), 4)}
-    return img, gb, info
+    return img, _gbuffer(s, ps, float(expo)), info
+
+
+def _region_gbuffer(s: Scene, scale: float, region: np.ndarray, expo: float) -> GBuffer:
+    """:func:`_render_buffers`' G-buffer on the pixels of ``region`` only, given the frame's exposure."""
+    return _gbuffer(s, _trace_and_shade(s, scale, region), expo)
 
 
 def _holds(s: Scene, sid: np.ndarray) -> np.ndarray:
@@ -1047,7 +1121,7 @@ def render(family: str, seed: int, width: int, height: int) -> tuple[np.ndarray,
     to ``width x height``).
 
     The layout holds what stage 2 proposes boxes from and stage 3 rebuilds the G-buffer
-    from: ``room`` (family, seed, size, version), the camera, a 32x32 grid of surfaces a
+    from: ``room`` (family, seed, size, version, exposure), the camera, a 32x32 grid of surfaces a
     liquid can lie on (``"1"``), the horizontal surfaces and the sampled parameters.
     """
     import cv2
@@ -1058,7 +1132,8 @@ def render(family: str, seed: int, width: int, height: int) -> tuple[np.ndarray,
     tops = [[round(float(b.lo[0]), 3), round(float(b.hi[0]), 3), round(float(b.lo[2]), 3), round(float(b.hi[2]), 3),
              round(float(b.hi[1]), 3)] for b in s.boxes if b.holds_liquid]
     layout = {
-        "room": {"family": family, "seed": int(seed), "width": int(width), "height": int(height), "v": VERSION},
+        "room": {"family": family, "seed": int(seed), "width": int(width), "height": int(height), "v": VERSION,
+                 "exposure": float(gb.exposure)},  # exact: stage 3 re-renders only the boxes with it
         "camera": s.camera.to_dict(),
         "surface_grid": ["".join("1" if v else "0" for v in row) for row in holds],
         "surfaces": {"floor": [round(float(v), 3) for v in s.size], "tops": tops},
@@ -1067,15 +1142,41 @@ def render(family: str, seed: int, width: int, height: int) -> tuple[np.ndarray,
     return img.copy(), layout
 
 
-def gbuffer(layout: dict[str, Any]) -> tuple[GBuffer, Scene]:
-    """The G-buffer of a scene rendered by :func:`render` (rebuilt from its layout)."""
+def gbuffer(layout: dict[str, Any], boxes: list[tuple[int, int, int, int]] | None = None,
+            out_size: tuple[int, int] | None = None) -> tuple[GBuffer, Scene]:
+    """The G-buffer of a scene rendered by :func:`render` (rebuilt from its layout).
+
+    Args:
+        layout: The scene's layout.
+        boxes: Only these output-image boxes ``(x1, y1, x2, y2)`` will be read: rebuild just
+            them (their values are exactly the full frame's). Needs ``out_size`` and a layout
+            that records its exposure (all but those of before it did: they get the full frame).
+        out_size: ``(width, height)`` of the output image ``boxes`` are in.
+    """
     r = layout["room"]
-    _, gb, _, s = _cached(r["family"], int(r["seed"]), int(r["width"]), int(r["height"]),
-                          render_scale(int(r["width"]), int(r["height"])))
-    return gb, s
+    width, height = int(r["width"]), int(r["height"])
+    scale = render_scale(width, height)
+    if boxes is None or out_size is None or r.get("exposure") is None:
+        _, gb, _, s = _cached(r["family"], int(r["seed"]), width, height, scale)
+        return gb, s
+    s = sample_scene(r["family"], int(r["seed"]), width, height)
+    wr, hr = max(1, int(round(width * scale))), max(1, int(round(height * scale)))
+    sx, sy = wr / out_size[0], hr / out_size[1]
+    region = np.zeros((hr, wr), bool)
+    m = _REGION_MARGIN
+    for x1, y1, x2, y2 in boxes:
+        region[max(0, math.floor(y1 * sy) - m):max(0, math.ceil(y2 * sy) + m),
+               max(0, math.floor(x1 * sx) - m):max(0, math.ceil(x2 * sx) + m)] = True
+    return _region_gbuffer(s, scale, region, float(r["exposure"])), s
 
 
-def surface_for_box(layout: dict[str, Any], box: tuple[int, int, int, int], out_size: tuple[int, int]) -> Any:
+#: Render pixels traced around a box read from a partial G-buffer: the bilinear read (1), the
+#: shadows' quarter-resolution grid (4) and their blur (6), the reflections' half grid (2).
+_REGION_MARGIN = 16
+
+
+def surface_for_box(layout: dict[str, Any], box: tuple[int, int, int, int], out_size: tuple[int, int],
+                    gb: GBuffer | None = None) -> Any:
     """The :class:`synspill.synth.liquid.Surface` under an image box of a ray-cast scene.
 
     The spill lies on the horizontal surface (floor, desk, counter, stair tread) that covers
@@ -1085,12 +1186,14 @@ def surface_for_box(layout: dict[str, Any], box: tuple[int, int, int, int], out_
         layout: The scene's layout (from :func:`render`).
         box: Integer ``(x1, y1, x2, y2)`` of the output image.
         out_size: ``(width, height)`` of the output image.
+        gb: The scene's G-buffer, if already built (:func:`gbuffer`, with this box among its boxes).
     """
     import cv2
 
     from synspill.synth.liquid import Surface, to_linear
 
-    gb, _ = gbuffer(layout)
+    if gb is None:
+        gb, _ = gbuffer(layout)
     W, H = out_size
     hr, wr = gb.sid.shape
     x1, y1, x2, y2 = box

@@ -308,12 +308,15 @@ def texture_mips(kind: str, variant: int = 0, levels: int = 4) -> tuple[np.ndarr
     import cv2
 
     t = texture(kind, variant)
+    grey = bool((t[..., 0] == t[..., 1]).all() and (t[..., 0] == t[..., 2]).all())
+    src = t[..., :1] if grey else t  # a grey texture: blur one channel (the same values, a third of the work)
     out = [t]
     for lv in range(1, levels):
         sigma = 0.6 * 2 ** lv
         pad = int(3 * sigma) + 1
-        big = cv2.GaussianBlur(np.pad(t, ((pad, pad), (pad, pad), (0, 0)), mode="wrap"), (0, 0), sigma)
-        out.append(np.ascontiguousarray(big[pad:-pad, pad:-pad]))
+        big = cv2.GaussianBlur(np.pad(src, ((pad, pad), (pad, pad), (0, 0)), mode="wrap"), (0, 0), sigma)
+        big = big[pad:-pad, pad:-pad]
+        out.append(np.ascontiguousarray(np.repeat(big[..., None], 3, axis=2) if grey else big))
     return tuple(out)
 
 

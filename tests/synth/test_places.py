@@ -197,3 +197,44 @@ def test_caution_signs_show_a_warning_triangle_and_text():
     u, v = (x0 + x1) / 2, -h
     assert np.isclose((u + m.offset[0]) / m.tile_m * surfaces.TILE, surfaces.TILE / 2, atol=1)
     assert np.isclose((v + m.offset[1]) / m.tile_m * surfaces.TILE, 0, atol=1)
+
+
+@pytest.mark.parametrize("size", [(192, 192), (640, 360)])
+def test_gbuffer_of_the_boxes_only_equals_the_full_frame_there(size):
+    """Stage 3 re-traces only the pixels around its boxes: each box's surface must be exactly the
+    full frame's (shadows and reflections are interpolated from sparse grids across the margin)."""
+    w, h = size
+    for scene_type, seed in (("warehouse", 4), ("desk", 9), ("retail", 2)):
+        _, lay = ProceduralSceneBackend().render(SceneSpec(seed=seed, scene_type=scene_type, width=w, height=h))
+        boxes = [(0, 0, w // 4, h // 4), (w // 3, h // 2, w // 3 + 37, h // 2 + 23), (w - 50, h - 30, w, h)]
+        room._cached.cache_clear()
+        part, _ = room.gbuffer(lay, boxes, (w, h))
+        assert (part.sid == -1).mean() > 0.2  # most of the frame was not traced
+        for box in boxes:
+            full = room.surface_for_box(lay, box, (w, h))
+            mine = room.surface_for_box(lay, box, (w, h), part)
+            for name in ("u", "v", "on", "cosv", "mirror", "light", "porous", "view", "points"):
+                assert np.array_equal(getattr(full, name), getattr(mine, name)), (scene_type, box, name)
+            assert full.meta == mine.meta and all(np.array_equal(a, b) for a, b in zip(full.lights, mine.lights, strict=True))
+
+
+def test_layouts_without_their_exposure_rebuild_the_whole_frame():
+    _, lay = _scene("office", seed=7)
+    assert lay["room"]["exposure"] > 0
+    old = {**lay, "room": {k: v for k, v in lay["room"].items() if k != "exposure"}}
+    gb, _ = room.gbuffer(old, [(0, 0, 20, 20)], (192, 192))
+    assert (gb.sid >= 0).all() and gb.exposure == lay["room"]["exposure"]
+
+
+def test_photo_surface_light_is_the_linear_luminance_around_the_box():
+    """Reference: the float formula (to_linear of the whole picture, channel mean) the LUT replaces."""
+    import cv2
+
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 256, (90, 130, 3), dtype=np.uint8)
+    img[40:] = cv2.GaussianBlur(img[40:], (0, 0), 3)
+    surf = liquid.photo_surface(img, (20, 50, 100, 85), np.random.default_rng(1), horizon=30.0)
+    lin = liquid.to_linear(img.astype(np.float32) / 255.0)
+    small = cv2.resize(lin.mean(axis=2), (130 // 16, 90 // 16), interpolation=cv2.INTER_AREA)
+    local = cv2.resize(cv2.GaussianBlur(small, (0, 0), 1.0), (130, 90), interpolation=cv2.INTER_LINEAR)[50:85, 20:100]
+    assert np.array_equal(surf.light[..., 1], np.clip(local / 0.35, 0.2, 3.0).astype(np.float32))
