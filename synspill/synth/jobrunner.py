@@ -30,6 +30,7 @@ elsewhere). Diffusion backends run in the calling process.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -345,7 +346,8 @@ def run_items(worker: Callable[[list[Any]], list[dict[str, Any]]], batches: list
     # with spawn). They only run NumPy/OpenCV and write files -- no console, no logging --
     # so the parent's progress-bar thread cannot leave them a held lock. Elsewhere: spawn.
     ctx = mp.get_context("fork" if sys.platform == "linux" else "spawn")
-    pool = ctx.Pool(processes=workers, initializer=_pool_init, initargs=(initializer, init_args))
+    with _cv2_single_threaded():
+        pool = ctx.Pool(processes=workers, initializer=_pool_init, initargs=(initializer, init_args))
     try:
         for recs in pool.imap_unordered(functools.partial(_pool_call, worker, os.getpid()), batches):
             manifest.add(recs)
@@ -359,6 +361,24 @@ def run_items(worker: Callable[[list[Any]], list[dict[str, Any]]], batches: list
     finally:
         pool.join()
     return n
+
+
+@contextlib.contextmanager
+def _cv2_single_threaded() -> Iterator[None]:
+    """OpenCV without its worker threads while the pool forks.
+
+    A child forked while OpenCV's thread pool has threads inherits the pool but not the
+    threads: its first ``cv2.setNumThreads`` or parallel call then waits for them forever (a
+    second job in one process, after the first job's contact sheet used the pool, hung).
+    """
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 def _pool_init(initializer: Callable[..., None] | None, init_args: tuple) -> None:

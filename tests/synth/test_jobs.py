@@ -313,3 +313,27 @@ def test_scene_prompts_recorded(tmp_path):
     run_scenes(ScenesJob(out=tmp_path / "p", n=2, width=64, height=64, scene_types=("corridor",), scene_prompts=prompts))
     recs = manifest(tmp_path / "p")
     assert all(r["prompt"].endswith("A factory interior.") and r["negative_prompt"] == neg for r in recs)
+
+
+def test_jobs_with_worker_pools_run_one_after_another_in_one_process(tmp_path):
+    """A second pooled job in the same process used to hang: its workers were forked while
+    OpenCV's thread pool (busy with the first job's contact sheet) had threads they lacked."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom pathlib import Path\n"
+        "from synspill.synth.scenes import ScenesJob, run_scenes\n"
+        "from synspill.synth.inpaint import InpaintJob, run_inpaint\n"
+        "t = Path(sys.argv[1])\n"
+        "for k in range(2):\n"
+        "    run_scenes(ScenesJob(out=t / f's{k}', n=8, seed=k, width=96, height=96, workers=2, batch_size=2))\n"
+        "    run_inpaint(InpaintJob(scenes=t / f's{k}', out=t / f'i{k}', propose=True, seed=k, workers=2, batch_size=2))\n"
+        "print('done')\n"
+    )
+    try:
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the second job's pool hung")
+    assert out.returncode == 0 and out.stdout.strip() == "done", out.stderr[-2000:]
+    assert len(list((tmp_path / "i1" / "images").iterdir())) == 8
