@@ -31,6 +31,7 @@ import numpy as np
 
 from synspill.synth import ablated
 from synspill.synth import surfaces as sf
+from synspill.synth.vec import mean3, norm3
 
 FAMILIES = ("warehouse", "retail", "office", "desk", "kitchen", "corridor", "stairs")
 VIEWS = ("cctv", "eye", "low")
@@ -158,7 +159,7 @@ class Camera:
         ys = ((np.arange(h, dtype=np.float32) + 0.5) / scale - self.height / 2) / self.f
         d = (self.fwd[None, None, :] + xs[None, :, None] * self.right[None, None, :]
              + ys[:, None, None] * self.down[None, None, :]).astype(np.float32)
-        return d / np.linalg.norm(d, axis=2, keepdims=True)
+        return d / norm3(d, keepdims=True)
 
     def project(self, p: np.ndarray) -> np.ndarray:
         """World points ``(N, 3)`` -> pixels ``(N, 2)`` (NaN behind the camera)."""
@@ -839,7 +840,7 @@ def shade(s: Scene, hit: Hit, d: np.ndarray, pix_angle: float, shadows: np.ndarr
     if fl.any() and s.floor_decals:
         for r, inside in _rects(s.floor_decals, hit.p[fl, 0], hit.p[fl, 2]):
             idx = np.flatnonzero(fl)[inside]
-            albedo[idx] = r.colour * (0.9 + 0.1 * albedo[idx].mean(axis=1, keepdims=True) / 0.8)
+            albedo[idx] = r.colour * (0.9 + 0.1 * mean3(albedo[idx], keepdims=True) / 0.8)
             if r.gloss is not None:
                 gloss[idx] = r.gloss
             if r.porous is not None:
@@ -882,7 +883,7 @@ def _shadows(s: Scene, p: np.ndarray, mask: np.ndarray) -> np.ndarray:
     q = p[idx] + np.array([0, 2e-3, 0], np.float32)
     for k, lt in enumerate(s.lights):
         dl = lt.pos[None, :] - q
-        dist = np.linalg.norm(dl, axis=1)
+        dist = norm3(dl)
         d = dl / dist[:, None]
         inv = 1.0 / _safe(d)
         blocked = np.zeros(len(idx), bool)
@@ -1222,7 +1223,7 @@ def surface_for_box(layout: dict[str, Any], box: tuple[int, int, int, int], out_
         on = (sid == chosen) & holds
     p = lin(gb.p)
     view = lin(gb.view)
-    view /= np.linalg.norm(view, axis=2, keepdims=True) + 1e-9
+    view /= norm3(view, keepdims=True) + 1e-9
     mirror = to_linear(tone(lin(gb.reflection)))
     light = to_linear(tone(lin(gb.light)))
     porous = lin(gb.porous)
