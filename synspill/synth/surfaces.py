@@ -304,19 +304,22 @@ def texture(kind: str, variant: int = 0) -> np.ndarray:
 
 @cache
 def texture_mips(kind: str, variant: int = 0, levels: int = 4) -> tuple[np.ndarray, ...]:
-    """:func:`texture` low-passed for ``2**level`` minification (same size, seamless)."""
+    """:func:`texture` low-passed for ``2**level`` minification (same size, seamless).
+
+    Each level is ``(512, 512, 3)``, or ``(512, 512, 1)`` for a grey texture (the three
+    channels are equal: one is looked up and blurred, a third of the work).
+    """
     import cv2
 
     t = texture(kind, variant)
     grey = bool((t[..., 0] == t[..., 1]).all() and (t[..., 0] == t[..., 2]).all())
-    src = t[..., :1] if grey else t  # a grey texture: blur one channel (the same values, a third of the work)
-    out = [t]
+    src = np.ascontiguousarray(t[..., :1]) if grey else t
+    out = [src]
     for lv in range(1, levels):
         sigma = 0.6 * 2 ** lv
         pad = int(3 * sigma) + 1
         big = cv2.GaussianBlur(np.pad(src, ((pad, pad), (pad, pad), (0, 0)), mode="wrap"), (0, 0), sigma)
-        big = big[pad:-pad, pad:-pad]
-        out.append(np.ascontiguousarray(np.repeat(big[..., None], 3, axis=2) if grey else big))
+        out.append(np.ascontiguousarray(big[pad:-pad, pad:-pad].reshape(t.shape[0], t.shape[1], -1)))
     return tuple(out)
 
 
