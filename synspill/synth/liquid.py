@@ -518,7 +518,7 @@ def photo_surface(img: np.ndarray, box: tuple[int, int, int, int], rng: np.rando
             cv2.ellipse(m, (cx, cy), ax, 0, 0, 360, 1.0, -1)
         m = cv2.GaussianBlur(m, (0, 0), 1.5)[..., None]
         mirror = mirror + m * _u(rng, 1.0, 3.0)
-    lin = cv2.LUT(img, lut)  # to_linear(img / 255), exactly: the table holds its 256 values
+    lin = cv2.LUT(np.ascontiguousarray(img), lut)  # to_linear(img / 255), exactly: the table holds its 256 values
     grey = mean3(lin)
     small = cv2.resize(grey, (max(2, W // 16), max(2, H // 16)), interpolation=cv2.INTER_AREA)
     local = cv2.resize(cv2.GaussianBlur(small, (0, 0), 1.0), (W, H), interpolation=cv2.INTER_LINEAR)[y1:y2, x1:x2]

@@ -965,10 +965,10 @@ class _Pass:
 def _trace_and_shade(s: Scene, scale: float, region: np.ndarray | None = None) -> _Pass:
     """Trace and shade the camera's pixels (``region``: only where this ``(h, w)`` mask is set).
 
-    A pixel's values do not depend on the region: the shadows and reflections, computed on a
-    sparse grid and interpolated, are interpolated over the whole frame (untraced grid points
-    count as lit and unreflecting), so a region drawn about 16 render pixels wider than the
-    pixels it is read at gives them exactly the full frame's values.
+    A pixel at least :data:`_REGION_MARGIN` pixels inside the region gets exactly the full
+    frame's values: everything is per ray except the shadows and reflections, which are
+    computed on sparse grids and interpolated over the whole frame (untraced grid points count
+    as lit and unreflecting), and that interpolation reaches about 12 pixels.
     """
     import cv2
 
