@@ -306,20 +306,22 @@ def texture(kind: str, variant: int = 0) -> np.ndarray:
 def texture_mips(kind: str, variant: int = 0, levels: int = 4) -> tuple[np.ndarray, ...]:
     """:func:`texture` low-passed for ``2**level`` minification (same size, seamless).
 
-    Each level is ``(512, 512, 3)``, or ``(512, 512, 1)`` for a grey texture (the three
-    channels are equal: one is looked up and blurred, a third of the work).
+    A grey texture (three equal channels) is blurred in one channel, a third of the work, and
+    repeated to three: looking it up in one channel instead would be faster still, but OpenCV's
+    one-channel ``remap`` rounds a few values differently, which changes a few output pixels.
     """
     import cv2
 
     t = texture(kind, variant)
     grey = bool((t[..., 0] == t[..., 1]).all() and (t[..., 0] == t[..., 2]).all())
-    src = np.ascontiguousarray(t[..., :1]) if grey else t
-    out = [src]
+    src = t[..., :1] if grey else t
+    out = [t]
     for lv in range(1, levels):
         sigma = 0.6 * 2 ** lv
         pad = int(3 * sigma) + 1
         big = cv2.GaussianBlur(np.pad(src, ((pad, pad), (pad, pad), (0, 0)), mode="wrap"), (0, 0), sigma)
-        out.append(np.ascontiguousarray(big[pad:-pad, pad:-pad].reshape(t.shape[0], t.shape[1], -1)))
+        big = big[pad:-pad, pad:-pad].reshape(t.shape[0], t.shape[1], -1)
+        out.append(np.ascontiguousarray(np.repeat(big, 3, axis=2) if grey else big))
     return tuple(out)
 
 
