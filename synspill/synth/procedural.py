@@ -803,12 +803,13 @@ class ProceduralSpillBackend:
         masks: list[np.ndarray] = []
         params: list[dict[str, Any]] = []
         pixel_boxes = [self._pixel_box(s.box, w, h) for s in spills]
-        drawn = [bx for bx in pixel_boxes if bx[2] - bx[0] >= 2 and bx[3] - bx[1] >= 2]
+        drawn = [bx[2] - bx[0] >= 2 and bx[3] - bx[1] >= 2 for bx in pixel_boxes]
         # a place's geometry and light, rebuilt under the boxes only
-        gb = places.gbuffer(lay, drawn, (w, h))[0] if lay.get("room") and drawn else None
-        for s, (a, b, c, d) in zip(spills, pixel_boxes, strict=True):
+        gb = (places.gbuffer(lay, [bx for bx, ok in zip(pixel_boxes, drawn, strict=True) if ok], (w, h))[0]
+              if lay.get("room") and any(drawn) else None)
+        for s, (a, b, c, d), ok in zip(spills, pixel_boxes, drawn, strict=True):
             prm: dict[str, Any] = {"seed": s.seed}
-            if c - a < 2 or d - b < 2:
+            if not ok:
                 prm["skipped"] = "box outside the image or under 2 px"
                 m = np.zeros((h, w), bool)
             else:

@@ -152,9 +152,13 @@ class Camera:
         right, down = c * right + s * down, -s * right + c * down
         return cls(width, height, f, np.asarray(pos, np.float64), right, down, fwd, view)
 
+    def grid_size(self, scale: float = 1.0) -> tuple[int, int]:
+        """``(w, h)`` of the pixel grid :meth:`rays` traces at ``scale``."""
+        return max(1, int(round(self.width * scale))), max(1, int(round(self.height * scale)))
+
     def rays(self, scale: float = 1.0) -> np.ndarray:
         """``(H*s, W*s, 3)`` float32 unit directions through pixel centres."""
-        w, h = max(1, int(round(self.width * scale))), max(1, int(round(self.height * scale)))
+        w, h = self.grid_size(scale)
         xs = ((np.arange(w, dtype=np.float32) + 0.5) / scale - self.width / 2) / self.f
         ys = ((np.arange(h, dtype=np.float32) + 0.5) / scale - self.height / 2) / self.f
         d = (self.fwd[None, None, :] + xs[None, :, None] * self.right[None, None, :]
@@ -948,6 +952,15 @@ def tone(x: np.ndarray) -> np.ndarray:
     return 1.0 - np.exp(-np.maximum(x, 0) * 1.6)
 
 
+def _scatter(a: np.ndarray, pix: np.ndarray | None, n: int, fill: float) -> np.ndarray:
+    """Per-ray values of the pixels ``pix`` -> all ``n`` pixels (``fill`` elsewhere; ``pix`` None: all)."""
+    if pix is None:
+        return a
+    out = np.full((n, *a.shape[1:]), fill, a.dtype)
+    out[pix] = a
+    return out
+
+
 @dataclass
 class _Pass:
     """Primary rays (all pixels, or the pixels ``pix``), their shading and mirror reflections."""
@@ -982,11 +995,7 @@ def _trace_and_shade(s: Scene, scale: float, region: np.ndarray | None = None) -
         return mask.reshape(-1) if pix is None else mask.reshape(-1)[pix]
 
     def full(a: np.ndarray, fill: float) -> np.ndarray:  # per traced ray -> per pixel
-        if pix is None:
-            return a
-        out = np.full((h * w, *a.shape[1:]), fill, a.dtype)
-        out[pix] = a
-        return out
+        return _scatter(a, pix, h * w, fill)
 
     hit = trace(s, cam.pos, d, grid=(h, w, scale) if pix is None else (h, w, scale, pix))
     pix_angle = 1.0 / (cam.f * scale)
@@ -1048,11 +1057,7 @@ def _gbuffer(s: Scene, ps: _Pass, expo: float) -> GBuffer:
     hit, sd, pix = ps.hit, ps.shaded, ps.pix
 
     def img(a: np.ndarray, fill: float = 0) -> np.ndarray:
-        if pix is None:
-            return a.reshape(h, w, *a.shape[1:])
-        out = np.full((h * w, *a.shape[1:]), fill, a.dtype)
-        out[pix] = a
-        return out.reshape(h, w, *a.shape[1:])
+        return _scatter(a, pix, h * w, fill).reshape(h, w, *a.shape[1:])
 
     lights = (np.array([lt.pos for lt in s.lights], np.float32).reshape(-1, 3),
               np.array([lt.colour * lt.power * expo for lt in s.lights], np.float32).reshape(-1, 3))
@@ -1143,6 +1148,11 @@ def render(family: str, seed: int, width: int, height: int) -> tuple[np.ndarray,
     return img.copy(), layout
 
 
+#: Render pixels traced around a box read from a partial G-buffer: the bilinear read (1), the
+#: shadows' quarter-resolution grid (4) and their blur (6), the reflections' half grid (2).
+_REGION_MARGIN = 16
+
+
 def gbuffer(layout: dict[str, Any], boxes: list[tuple[int, int, int, int]] | None = None,
             out_size: tuple[int, int] | None = None) -> tuple[GBuffer, Scene]:
     """The G-buffer of a scene rendered by :func:`render` (rebuilt from its layout).
@@ -1161,7 +1171,7 @@ def gbuffer(layout: dict[str, Any], boxes: list[tuple[int, int, int, int]] | Non
         _, gb, _, s = _cached(r["family"], int(r["seed"]), width, height, scale)
         return gb, s
     s = sample_scene(r["family"], int(r["seed"]), width, height)
-    wr, hr = max(1, int(round(width * scale))), max(1, int(round(height * scale)))
+    wr, hr = s.camera.grid_size(scale)
     sx, sy = wr / out_size[0], hr / out_size[1]
     region = np.zeros((hr, wr), bool)
     m = _REGION_MARGIN
@@ -1169,11 +1179,6 @@ def gbuffer(layout: dict[str, Any], boxes: list[tuple[int, int, int, int]] | Non
         region[max(0, math.floor(y1 * sy) - m):max(0, math.ceil(y2 * sy) + m),
                max(0, math.floor(x1 * sx) - m):max(0, math.ceil(x2 * sx) + m)] = True
     return _region_gbuffer(s, scale, region, float(r["exposure"])), s
-
-
-#: Render pixels traced around a box read from a partial G-buffer: the bilinear read (1), the
-#: shadows' quarter-resolution grid (4) and their blur (6), the reflections' half grid (2).
-_REGION_MARGIN = 16
 
 
 def surface_for_box(layout: dict[str, Any], box: tuple[int, int, int, int], out_size: tuple[int, int],
